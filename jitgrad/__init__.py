@@ -1,0 +1,80 @@
+"""jitgrad: PyTorch's eager autograd API, plus a JIT that compiles whole training steps.
+
+    import jitgrad as jg
+    x = jg.randn(3, requires_grad=True)
+    (x * 2 + 1).sum().backward()
+    x.grad  # tensor([2., 2., 2.])
+"""
+
+from . import ops as _ops  # noqa: F401  (installs Tensor methods)
+from .dtypes import (  # noqa: F401
+    Size,
+    bool_,
+    device,
+    double,
+    dtype,
+    float32,
+    float64,
+    get_default_dtype,
+    int32,
+    int64,
+    long,
+    set_default_dtype,
+    uint64,
+)
+from .dtypes import bool_ as bool  # noqa: A001
+from .dtypes import float32 as float  # noqa: A001
+from .dtypes import int32 as int  # noqa: A001
+from .tensor import Tensor, apply  # noqa: F401
+from .factories import (  # noqa: F401
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    ones,
+    ones_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from .ops.functions import *  # noqa: F401,F403
+from .ops.functions import abs, all, any, max, min, pow, sum  # noqa: F401,A004
+from .random import (  # noqa: F401
+    Generator,
+    default_generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    normal,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    seed,
+    set_rng_state,
+)
+from . import autograd  # noqa: F401,E402
+from .autograd.grad_mode import (  # noqa: F401,E402
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+
+__version__ = "0.1.0"
+
+
+def is_tensor(obj) -> bool:  # noqa: F811
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:
+    return input.numel()

@@ -1,0 +1,635 @@
+"""Front-end functions: type promotion, broadcasting and Python scalars, then ``apply``.
+
+These are the ops users call (``jitgrad.add``, ``Tensor.__mul__``, ...) and the ops VJP rules are
+written in. Composites (sigmoid, softmax, var, ...) are plain code over primitives.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd.grad_mode import STATE
+from ..tensor import Tensor, _wrap_dim, apply
+from . import prims as P
+from .shape_ops import (  # noqa: F401  (re-exported: VJP rules and users reach them via F)
+    broadcast_shapes,
+    broadcast_to,
+    cat,
+    chunk,
+    contiguous,
+    expand,
+    expand_as,
+    flatten,
+    gather,
+    getitem,
+    index_select,
+    movedim,
+    narrow,
+    scatter_add,
+    unflatten,
+    swapaxes,
+    pad_interior,
+    permute,
+    reshape,
+    setitem,
+    slice_,
+    split,
+    squeeze,
+    stack,
+    sum_to,
+    take,
+    transpose,
+    unbind,
+    unsqueeze,
+    view,
+)
+
+_Number = (int, float, bool)
+_const_cache: dict = {}
+
+
+def const(value, dtype: dtypes.dtype) -> Tensor:
+    """A rank-0 constant tensor (cached: constants are never written)."""
+    key = (type(value), value, dtype.name)
+    t = _const_cache.get(key)
+    if t is None:
+        t = Tensor._wrap(np.array(value, dtype=dtype.np))
+        if len(_const_cache) < 4096:
+            _const_cache[key] = t
+    return t
+
+
+def as_tensor_operand(x) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, _Number):
+        return const(x, dtypes.scalar_dtype(x))
+    if isinstance(x, (np.ndarray, np.generic, list, tuple)):
+        from ..factories import tensor
+
+        return tensor(x)
+    raise TypeError(f"expected a Tensor or a number, got {type(x).__name__}")
+
+
+def result_type(a, b) -> dtypes.dtype:
+    """PyTorch's promotion: tensors with dims > zero-dim tensors > Python numbers (by category)."""
+    a_t, b_t = isinstance(a, Tensor), isinstance(b, Tensor)
+    if a_t and b_t:
+        da, db = a.dtype, b.dtype
+        if da is db:
+            return da
+        a0, b0 = a._data.ndim == 0, b._data.ndim == 0
+        if a0 == b0:
+            return dtypes.promote(da, db)
+        dim_d, zero_d = (db, da) if a0 else (da, db)
+        return zero_d if zero_d.category > dim_d.category else dim_d
+    if a_t or b_t:
+        t, v = (a, b) if a_t else (b, a)
+        d = t.dtype
+        cat = dtypes.scalar_category(v)
+        if cat > d.category:
+            return dtypes.get_default_dtype() if cat == 2 else dtypes.int64
+        return d
+    return dtypes.promote(dtypes.scalar_dtype(a), dtypes.scalar_dtype(b))
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    dtype = dtypes.as_dtype(dtype)
+    if x._data.dtype == dtype.np:
+        return x
+    return apply(P.cast_p, (x,), {"dtype": dtype})
+
+
+def _operand(x, dtype: dtypes.dtype) -> Tensor:
+    if isinstance(x, Tensor):
+        return x if x._data.dtype == dtype.np else apply(P.cast_p, (x,), {"dtype": dtype})
+    return const(x, dtype)
+
+
+def _align(tensors: list) -> tuple:
+    """Broadcast operands to one shape with explicit expands (rank-0 constants stay as they are)."""
+    shape = None
+    same = True
+    for t in tensors:
+        s = t._data.shape
+        if shape is None:
+            shape = s
+        elif s != shape:
+            same = False
+    if same:
+        return tuple(tensors)
+    grad = STATE.grad_enabled
+    shape = broadcast_shapes(*[t._data.shape for t in tensors if t._data.ndim or not grad])
+    return tuple(
+        t
+        if t._data.shape == shape or (t._data.ndim == 0 and not (grad and t._requires_grad))
+        else broadcast_to(t, shape)
+        for t in tensors
+    )
+
+
+def _binary(prim, a, b, dtype=None):
+    if dtype is None:
+        if type(a) is Tensor and type(b) is Tensor and a._data.dtype == b._data.dtype:
+            dtype = None
+        else:
+            dtype = result_type(a, b)
+    if dtype is not None:
+        a, b = _operand(a, dtype), _operand(b, dtype)
+    if a._data.shape != b._data.shape:
+        a, b = _align([a, b])
+    return apply(prim, (a, b))
+
+
+def _float_dtype(*xs) -> dtypes.dtype:
+    d = result_type(*xs) if len(xs) == 2 else xs[0].dtype
+    return d if d.is_floating_point else dtypes.get_default_dtype()
+
+
+def _float(x: Tensor) -> Tensor:
+    return x if x._data.dtype.kind == "f" else cast(x, dtypes.get_default_dtype())
+
+
+# -- elementwise arithmetic ---------------------------------------------------------------------
+def add(input, other, *, alpha=1):
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(P.add_p, input, other)
+
+
+def sub(input, other, *, alpha=1):
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(P.sub_p, input, other)
+
+
+def rsub(input, other):
+    """``other - input`` (what ``1 - x`` dispatches to)."""
+    return _binary(P.sub_p, other, input)
+
+
+def mul(input, other):
+    return _binary(P.mul_p, input, other)
+
+
+def div(input, other, *, rounding_mode=None):
+    if rounding_mode is not None:
+        if rounding_mode != "floor":
+            raise ValueError(f"div: rounding_mode must be None or 'floor', got {rounding_mode!r}")
+        return floor_divide(input, other)
+    return _binary(P.div_p, input, other, _float_dtype(input, other))
+
+
+true_divide = divide = div
+multiply = mul
+subtract = sub
+
+
+def floor(input):
+    return apply(P.floor_p, (input,)) if input.dtype.is_floating_point else input
+
+
+def floor_divide(input, other):
+    return cast(floor(div(input, other)), result_type(input, other))
+
+
+def remainder(input, other):
+    return sub(input, mul(floor_divide(input, other), other))
+
+
+def pow(input, exponent):  # noqa: A001
+    return _binary(P.pow_p, input, exponent)
+
+
+def neg(input):
+    return apply(P.neg_p, (input,))
+
+
+negative = neg
+
+
+def _unary_float(prim):
+    def op(input):
+        return apply(prim, (_float(input),))
+
+    op.__name__ = prim.name
+    op.__doc__ = f"Elementwise {prim.name} (integer inputs are promoted to the default float)."
+    return op
+
+
+exp = _unary_float(P.exp_p)
+log = _unary_float(P.log_p)
+log1p = _unary_float(P.log1p_p)
+sin = _unary_float(P.sin_p)
+cos = _unary_float(P.cos_p)
+tanh = _unary_float(P.tanh_p)
+sqrt = _unary_float(P.sqrt_p)
+
+
+def abs(input):  # noqa: A001
+    return apply(P.abs_p, (input,))
+
+
+def sign(input):
+    return apply(P.sign_p, (input,))
+
+
+def clone(input, *, memory_format=None):
+    return apply(P.copy_p, (input,))
+
+
+def rsqrt(input):
+    return div(1.0, sqrt(input))
+
+
+def reciprocal(input):
+    return div(1.0, input)
+
+
+def square(input):
+    return mul(input, input)
+
+
+def expm1(input):
+    return sub(exp(input), 1.0)
+
+
+def log2(input):
+    return div(log(input), math.log(2.0))
+
+
+def log10(input):
+    return div(log(input), math.log(10.0))
+
+
+def maximum(input, other):
+    return _binary(P.maximum_p, input, other)
+
+
+def minimum(input, other):
+    return _binary(P.minimum_p, input, other)
+
+
+# -- comparisons ----------------------------------------------------------------------------------
+def lt(input, other):
+    return _binary(P.lt_p, input, other, result_type(input, other))
+
+
+def le(input, other):
+    return _binary(P.le_p, input, other, result_type(input, other))
+
+
+def gt(input, other):
+    return _binary(P.lt_p, other, input, result_type(input, other))
+
+
+def ge(input, other):
+    return _binary(P.le_p, other, input, result_type(input, other))
+
+
+def eq(input, other):
+    return _binary(P.eq_p, input, other, result_type(input, other))
+
+
+def ne(input, other):
+    return _binary(P.ne_p, input, other, result_type(input, other))
+
+
+less, less_equal, greater, greater_equal, equal_elementwise, not_equal = lt, le, gt, ge, eq, ne
+
+
+def logical_not(input):
+    return eq(input, False if input.dtype is dtypes.bool_ else 0)
+
+
+def logical_and(input, other):
+    return _binary(P.mul_p, ne(input, 0), ne(other, 0), dtypes.bool_)
+
+
+def logical_or(input, other):
+    return ne(_binary(P.add_p, cast(ne(input, 0), dtypes.int64), cast(ne(other, 0), dtypes.int64)), 0)
+
+
+def isnan(input):
+    return ne(input, input)
+
+
+def isinf(input):
+    return eq(abs(input), math.inf)
+
+
+def isfinite(input):
+    return logical_not(logical_or(isnan(input), isinf(input)))
+
+
+def where(condition, input, other):
+    condition = as_tensor_operand(condition)
+    if condition.dtype is not dtypes.bool_:
+        condition = ne(condition, 0)
+    dtype = result_type(input, other)
+    a, b = _operand(input, dtype), _operand(other, dtype)
+    c, a, b = _align([condition, a, b])
+    return apply(P.where_p, (c, a, b))
+
+
+def clamp(input, min=None, max=None):  # noqa: A002
+    # Gradient passes where min <= x <= max (inclusive), like PyTorch.
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    out = input
+    if min is not None:
+        out = where(lt(out, min), min, out)
+    if max is not None:
+        out = where(gt(out, max), max, out)
+    return cast(out, result_type(input, min if min is not None else max))
+
+
+clip = clamp
+
+
+def lerp(input, end, weight):
+    return add(input, mul(weight, sub(end, input)))
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    return add(input, mul(mul(tensor1, tensor2), value))
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    return add(input, mul(div(tensor1, tensor2), value))
+
+
+# -- activations (composites) ---------------------------------------------------------------------
+def sigmoid(input):
+    # 1/(1+e^-x) = (1 + tanh(x/2)) / 2: no overflow for any x, and a finite gradient everywhere.
+    return add(mul(tanh(mul(input, 0.5)), 0.5), 0.5)
+
+
+def relu(input):
+    # where(x > 0, x, 0): zero gradient at 0, as in PyTorch (maximum would split it).
+    return where(gt(input, 0), input, 0)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    x = mul(input, beta) if beta != 1 else input
+    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
+    out = add(relu(x), log1p(exp(neg(abs(x)))))
+    out = div(out, beta) if beta != 1 else out
+    return where(gt(x, threshold), input, out)
+
+
+def gelu(input, approximate="none"):
+    if approximate == "tanh":
+        inner = mul(add(input, mul(pow(input, 3.0), 0.044715)), math.sqrt(2.0 / math.pi))
+        return mul(mul(input, 0.5), add(tanh(inner), 1.0))
+    # x * Phi(x), Phi through erf's Abramowitz-Stegun 7.1.26 approximation (|err| < 1.5e-7)
+    return mul(input, mul(add(erf(mul(input, 1.0 / math.sqrt(2.0))), 1.0), 0.5))
+
+
+def erf(input):
+    x = _float(input)
+    s = sign(x)
+    a = abs(x)
+    t = div(1.0, add(mul(a, 0.3275911), 1.0))
+    poly = t
+    coeffs = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+    acc = mul(t, coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        acc = mul(add(acc, c), t)
+    poly = acc
+    y = rsub(mul(poly, exp(neg(mul(a, a)))), 1.0)
+    return mul(s, y)
+
+
+def silu(input):
+    return mul(input, sigmoid(input))
+
+
+def leaky_relu(input, negative_slope=0.01):
+    return where(gt(input, 0), input, mul(input, negative_slope))
+
+
+def elu(input, alpha=1.0):
+    return where(gt(input, 0), input, mul(expm1(minimum(input, 0.0)), alpha))
+
+
+# -- reductions -----------------------------------------------------------------------------------
+def _axes(x: Tensor, dim) -> tuple:
+    n = x._data.ndim
+    if dim is None:
+        return tuple(range(n))
+    if isinstance(dim, (list, tuple)):
+        axes = sorted({_wrap_dim(d, n) for d in dim})
+        return tuple(a for a in axes if n)
+    return (_wrap_dim(dim, n),) if n else ()
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None):  # noqa: A001
+    if dtype is not None:
+        input = cast(input, dtype)
+    return apply(P.sum_p, (input,), {"axes": _axes(input, dim), "keepdim": bool(keepdim)})
+
+
+def _count(x: Tensor, axes: tuple) -> int:
+    n = 1
+    for a in axes:
+        n *= x._data.shape[a]
+    return n
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None):
+    if dtype is not None:
+        input = cast(input, dtype)
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(
+            "mean(): could not infer output dtype. Input dtype must be either a floating point "
+            f"or complex dtype. Got: {input.dtype}. Cast first, e.g. x.float().mean()."
+        )
+    axes = _axes(input, dim)
+    return div(sum(input, axes, keepdim), float(_count(input, axes)))
+
+
+def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    x = _float(input)
+    axes = _axes(x, dim)
+    centered = sub(x, mean(x, axes, keepdim=True))
+    n = _count(x, axes)
+    return div(sum(mul(centered, centered), axes, keepdim), float(builtins.max(0, n - correction)))
+
+
+def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    return sqrt(var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased))
+
+
+def amax(input, dim=(), keepdim=False):
+    axes = _axes(input, None if dim == () else dim)
+    return apply(P.max_p, (input,), {"axes": axes, "keepdim": bool(keepdim)})
+
+
+def amin(input, dim=(), keepdim=False):
+    return neg(amax(neg(input), dim, keepdim))
+
+
+def argmax(input, dim=None, keepdim=False):
+    if dim is None:
+        out = apply(P.argmax_p, (reshape(input, (-1,)),), {"axis": 0, "keepdim": False})
+        return reshape(out, (1,) * input.ndim) if keepdim else out
+    return apply(P.argmax_p, (input,), {"axis": _wrap_dim(dim, input.ndim), "keepdim": keepdim})
+
+
+def argmin(input, dim=None, keepdim=False):
+    return argmax(neg(input) if input.dtype is not dtypes.bool_ else logical_not(input), dim, keepdim)
+
+
+MaxResult = namedtuple("max", ["values", "indices"])
+MinResult = namedtuple("min", ["values", "indices"])
+
+
+def max(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
+    """``max(x)``: the maximum; ``max(x, dim)``: (values, indices); ``max(x, y)``: maximum."""
+    if isinstance(dim, Tensor):
+        return maximum(input, dim)
+    if other is not None:
+        return maximum(input, other)
+    if dim is None:
+        return amax(input)
+    indices = argmax(input, dim, keepdim=True)
+    values = gather(input, dim, indices)
+    if not keepdim:
+        d = _wrap_dim(dim, input.ndim)
+        values, indices = squeeze(values, d), squeeze(indices, d)
+    return MaxResult(values, indices)
+
+
+def min(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
+    if isinstance(dim, Tensor):
+        return minimum(input, dim)
+    if other is not None:
+        return minimum(input, other)
+    if dim is None:
+        return amin(input)
+    indices = argmin(input, dim, keepdim=True)
+    values = gather(input, dim, indices)
+    if not keepdim:
+        d = _wrap_dim(dim, input.ndim)
+        values, indices = squeeze(values, d), squeeze(indices, d)
+    return MinResult(values, indices)
+
+
+def logsumexp(input, dim, keepdim=False):
+    # log sum e^x = m + log sum e^(x - m), with m = max x held constant (its gradient cancels).
+    x = _float(input)
+    axes = _axes(x, dim)
+    m = amax(x, axes, keepdim=True).detach()
+    m = where(isinf(m), 0.0, m)
+    out = add(log(sum(exp(sub(x, m)), axes, keepdim=True)), m)
+    return out if keepdim else squeeze(out, axes)
+
+
+def softmax(input, dim, dtype=None):
+    x = _float(input if dtype is None else cast(input, dtype))
+    m = amax(x, dim, keepdim=True).detach()
+    e = exp(sub(x, m))
+    return div(e, sum(e, dim, keepdim=True))
+
+
+def log_softmax(input, dim, dtype=None):
+    x = _float(input if dtype is None else cast(input, dtype))
+    return sub(x, logsumexp(x, dim, keepdim=True))
+
+
+def norm(input, p="fro", dim=None, keepdim=False):
+    x = _float(input)
+    if p in ("fro", 2, 2.0):
+        return sqrt(sum(mul(x, x), dim, keepdim))
+    if p in (1, 1.0):
+        return sum(abs(x), dim, keepdim)
+    if p in (math.inf, "inf"):
+        return amax(abs(x), () if dim is None else dim, keepdim)
+    return pow(sum(pow(abs(x), float(p)), dim, keepdim), 1.0 / float(p))
+
+
+def all(input, dim=None, keepdim=False):  # noqa: A001
+    return eq(sum(logical_not(input), dim, keepdim), 0)
+
+
+def any(input, dim=None, keepdim=False):  # noqa: A001
+    return gt(sum(ne(input, 0), dim, keepdim), 0)
+
+
+def cumsum(input, dim):
+    # A lower-triangular matmul: differentiable and exact for the small sizes it is used at.
+    d = _wrap_dim(dim, input.ndim)
+    n = input.shape[d]
+    tri = Tensor._wrap(np.tril(np.ones((n, n), dtype=input._data.dtype)))
+    moved = movedim(input, d, -1)
+    return movedim(matmul(moved, transpose(tri, 0, 1)), -1, d)
+
+
+# -- matmul ---------------------------------------------------------------------------------------
+def matmul(input, other):
+    a, b = input, other
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError(
+            f"both arguments to matmul need to be at least 1D, but they are {a.ndim}D and "
+            f"{b.ndim}D; use * for scalar multiplication."
+        )
+    if a._data.dtype != b._data.dtype:
+        dtype = result_type(a, b)
+        a, b = cast(a, dtype), cast(b, dtype)
+    a_vec, b_vec = a.ndim == 1, b.ndim == 1
+    if a_vec:
+        a = reshape(a, (1, a.shape[0]))
+    if b_vec:
+        b = reshape(b, (b.shape[0], 1))
+    if a.shape[-1] != b.shape[-2]:
+        if a.ndim == 2 and b.ndim == 2:
+            raise RuntimeError(
+                f"mat1 and mat2 shapes cannot be multiplied ({a.shape[0]}x{a.shape[1]} and "
+                f"{b.shape[0]}x{b.shape[1]}): the inner dimensions must agree."
+            )
+        raise RuntimeError(
+            f"matmul: shapes {list(input.shape)} and {list(other.shape)} cannot be multiplied: "
+            f"the last dimension of the first ({a.shape[-1]}) must equal the second-to-last of "
+            f"the second ({b.shape[-2]})."
+        )
+    if a.ndim != b.ndim or a._data.shape[:-2] != b._data.shape[:-2]:
+        batch = broadcast_shapes(a._data.shape[:-2], b._data.shape[:-2])
+        a = broadcast_to(a, batch + a._data.shape[-2:])
+        b = broadcast_to(b, batch + b._data.shape[-2:])
+    out = apply(P.matmul_p, (a, b))
+    if a_vec and b_vec:
+        return reshape(out, ())
+    if a_vec:
+        return squeeze(out, -2)
+    if b_vec:
+        return squeeze(out, -1)
+    return out
+
+
+mm = bmm = matmul
+
+
+def dot(input, other):
+    return matmul(input, other)
+
+
+def outer(input, other):
+    return mul(unsqueeze(input, 1), unsqueeze(other, 0))
+
+
+def zeros_like(input, *, dtype=None):
+    d = dtypes.as_dtype(dtype) if dtype is not None else input.dtype
+    return Tensor._wrap(np.zeros(input._data.shape, dtype=d.np))
+
+
+def ones_like(input, *, dtype=None):
+    d = dtypes.as_dtype(dtype) if dtype is not None else input.dtype
+    return Tensor._wrap(np.ones(input._data.shape, dtype=d.np))

@@ -1,0 +1,165 @@
+"""Tensor methods and operator sugar, bound from the front-end functions (one definition each)."""
+
+from __future__ import annotations
+
+from .. import dtypes
+from ..autograd.grad_mode import STATE
+from ..tensor import Tensor, inplace
+from . import functions as F
+
+# Methods whose first argument is the tensor itself, bound under the same name.
+_SAME_NAME = """
+add sub mul div true_divide pow neg exp log log1p log2 log10 expm1 sqrt rsqrt abs sign sin cos
+tanh sigmoid relu softplus gelu erf silu maximum minimum clamp clip lerp addcmul addcdiv sum mean
+var std amax amin argmax argmin logsumexp softmax log_softmax matmul mm bmm dot outer reshape view
+flatten unflatten squeeze unsqueeze transpose swapaxes permute movedim expand expand_as
+broadcast_to split chunk unbind narrow norm clone contiguous gather index_select lt le gt ge eq ne
+logical_not logical_and logical_or isnan isinf isfinite all any floor floor_divide remainder square
+reciprocal cumsum max min
+""".split()
+
+
+def _to(self: Tensor, *args, **kwargs) -> Tensor:
+    """``to(dtype)``, ``to(device)``, ``to(other)``, ``to(device, dtype)``; ``copy=True`` copies."""
+    dtype = kwargs.pop("dtype", None)
+    device = kwargs.pop("device", None)
+    copy = kwargs.pop("copy", False)
+    kwargs.pop("non_blocking", None)
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype, device = a.dtype, a.device
+        elif isinstance(a, (dtypes.dtype, type)) or (
+            isinstance(a, str) and a in dtypes._BY_NAME
+        ):
+            dtype = a
+        else:
+            device = a
+    if device is not None and dtypes.device(device).type != "cpu":
+        raise RuntimeError(
+            f"device {device!r} is not available in this build: jitgrad tensors live on the CPU "
+            "for now; keep device='cpu'."
+        )
+    out = F.cast(self, dtype) if dtype is not None else self
+    if copy and out is self:
+        out = F.clone(self)
+    return out
+
+
+def _where_method(self, condition, y):
+    return F.where(condition, self, y)
+
+
+def _masked_fill(self, mask, value):
+    return F.where(mask, value, self)
+
+
+def _type_as(self, other):
+    return F.cast(self, other.dtype)
+
+
+def _cast_method(dt):
+    return lambda self: F.cast(self, dt)
+
+
+def _T(self):
+    return self.permute(tuple(range(self.ndim - 1, -1, -1)))
+
+
+def _mT(self):
+    return F.transpose(self, -2, -1)
+
+
+def _t(self):
+    if self.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
+    return F.transpose(self, 0, 1) if self.ndim == 2 else self
+
+
+def _inplace_method(fn):
+    def method(self, *args, **kwargs):
+        return inplace(self, lambda src: fn(src, *args, **kwargs))
+
+    method.__name__ = fn.__name__ + "_"
+    return method
+
+
+def _zero_(self):
+    return _fill_(self, 0)
+
+
+def _fill_(self, value):
+    if isinstance(value, Tensor) and value.ndim != 0:
+        raise RuntimeError(
+            f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} "
+            "dimensions."
+        )
+    return _copy_(self, value if isinstance(value, Tensor) else F.const(value, self.dtype))
+
+
+def _copy_(self, src, non_blocking=False):
+    # clone: the written value gets a node of its own even when src is a leaf
+    src = F.as_tensor_operand(src)
+    return inplace(self, lambda _: F.clone(F.broadcast_to(F.cast(src, self.dtype), self.shape)))
+
+
+def install() -> None:
+    for name in _SAME_NAME:
+        setattr(Tensor, name, getattr(F, name))
+    T = Tensor
+    T.where = _where_method
+    T.masked_fill = _masked_fill
+    T.type_as = _type_as
+    T.to = _to
+    T.float = _cast_method(dtypes.float32)
+    T.double = _cast_method(dtypes.float64)
+    T.long = _cast_method(dtypes.int64)
+    T.int = _cast_method(dtypes.int32)
+    T.bool = _cast_method(dtypes.bool_)
+    T.T = property(_T)
+    T.mT = property(_mT)
+    T.t = _t
+    T.__getitem__ = F.getitem
+    T.__setitem__ = F.setitem
+
+    T.__add__ = F.add
+    T.__radd__ = lambda self, other: F.add(other, self)
+    T.__sub__ = F.sub
+    T.__rsub__ = F.rsub
+    T.__mul__ = F.mul
+    T.__rmul__ = lambda self, other: F.mul(other, self)
+    T.__truediv__ = F.div
+    T.__rtruediv__ = lambda self, other: F.div(other, self)
+    T.__floordiv__ = F.floor_divide
+    T.__rfloordiv__ = lambda self, other: F.floor_divide(other, self)
+    T.__mod__ = F.remainder
+    T.__pow__ = F.pow
+    T.__rpow__ = lambda self, other: F.pow(other, self)
+    T.__matmul__ = F.matmul
+    T.__rmatmul__ = lambda self, other: F.matmul(F.as_tensor_operand(other), self)
+    T.__neg__ = F.neg
+    T.__pos__ = lambda self: self
+    T.__abs__ = F.abs
+    T.__lt__ = F.lt
+    T.__le__ = F.le
+    T.__gt__ = F.gt
+    T.__ge__ = F.ge
+    T.__eq__ = F.eq
+    T.__ne__ = F.ne
+    T.__and__ = F.logical_and
+    T.__or__ = F.logical_or
+    T.__invert__ = F.logical_not
+
+    for name in (
+        "add sub mul div pow neg exp log sqrt abs clamp clip lerp addcmul addcdiv sigmoid tanh "
+        "relu floor masked_fill"
+    ).split():
+        fn = getattr(F, name, None) or getattr(T, name)
+        setattr(T, name + "_", _inplace_method(fn))
+    T.__iadd__ = T.add_
+    T.__isub__ = T.sub_
+    T.__imul__ = T.mul_
+    T.__itruediv__ = T.div_
+    T.__ipow__ = T.pow_
+    T.zero_ = _zero_
+    T.fill_ = _fill_
+    T.copy_ = _copy_
