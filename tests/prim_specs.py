@@ -1,0 +1,174 @@
+"""Test specs for every primitive: inputs in a safe range, a NumPy reference, smoothness.
+
+A primitive registered without a spec here fails ``test_every_primitive_has_a_spec``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import jitgrad as jg
+
+
+@dataclass
+class Arg:
+    """How to draw one input: a float array in [lo, hi], or ints/bools."""
+
+    shape: tuple
+    lo: float = -2.0
+    hi: float = 2.0
+    kind: str = "float"  # float | int | bool
+    away_from: tuple = ()  # values (kinks, poles) to keep at least `margin` away from
+    margin: float = 0.2
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        if self.kind == "bool":
+            return rng.random(self.shape) < 0.5
+        if self.kind == "int":
+            return rng.integers(int(self.lo), int(self.hi), self.shape).astype(np.int64)
+        x = rng.uniform(self.lo, self.hi, self.shape)
+        for v in self.away_from:
+            close = np.abs(x - v) < self.margin
+            x = np.where(close, v + np.sign(x - v + 1e-300) * self.margin * 1.5, x)
+        return x
+
+
+@dataclass
+class Spec:
+    args: list
+    ref: Callable  # NumPy reference of the forward: ref(*arrays, **params)
+    params: dict = field(default_factory=dict)
+    differentiable: tuple = ()  # indices of inputs to check gradients for
+    smooth: bool = True  # check second order too
+    tol: float = 1e-6
+
+
+def F(*shape, **kw) -> Arg:
+    return Arg(shape, **kw)
+
+
+S34 = (3, 4)
+_reduce = {"axes": (0, 2), "keepdim": False}
+_pad = {"widths": ((1, 2, 0), (0, 1, 2))}
+
+
+def _pad_ref(x, widths):
+    out = np.zeros((1 + 2 + 3, 1 + 3 + 2 * 2), x.dtype)
+    out[1:4, 0:7:3] = x
+    return out
+
+
+def _scatter_ref(x, idx, src, axis):
+    out = x.copy()
+    for i, j in enumerate(idx):
+        out[j] += src[i]
+    return out
+
+
+def _cast_ref(x, dtype):
+    return x.astype(dtype.np)
+
+
+SPECS: dict[str, Spec] = {
+    "neg": Spec([F(*S34)], np.negative, differentiable=(0,)),
+    "exp": Spec([F(*S34)], np.exp, differentiable=(0,)),
+    "log": Spec([F(*S34, lo=0.3, hi=3.0)], np.log, differentiable=(0,)),
+    "log1p": Spec([F(*S34, lo=-0.6, hi=3.0)], np.log1p, differentiable=(0,)),
+    "sin": Spec([F(*S34)], np.sin, differentiable=(0,)),
+    "cos": Spec([F(*S34)], np.cos, differentiable=(0,)),
+    "tanh": Spec([F(*S34)], np.tanh, differentiable=(0,)),
+    "sqrt": Spec([F(*S34, lo=0.3, hi=3.0)], np.sqrt, differentiable=(0,)),
+    "abs": Spec([F(*S34, away_from=(0.0,))], np.abs, differentiable=(0,), smooth=False),
+    "sign": Spec([F(*S34, away_from=(0.0,))], np.sign, differentiable=(0,), smooth=False),
+    "floor": Spec(
+        [F(*S34, away_from=(-2.0, -1.0, 0.0, 1.0, 2.0), margin=0.05)],
+        np.floor,
+        differentiable=(0,),
+        smooth=False,
+    ),
+    "copy": Spec([F(*S34)], lambda x: x.copy(), differentiable=(0,)),
+    # float64 -> float64 keeps finite differences exact; dtype changes are tested elsewhere
+    "cast": Spec([F(*S34)], _cast_ref, params={"dtype": jg.float64}, differentiable=(0,)),
+    "add": Spec([F(*S34), F(*S34)], np.add, differentiable=(0, 1)),
+    "sub": Spec([F(*S34), F(*S34)], np.subtract, differentiable=(0, 1)),
+    "mul": Spec([F(*S34), F(*S34)], np.multiply, differentiable=(0, 1)),
+    "div": Spec([F(*S34), F(*S34, lo=0.5, hi=2.0)], np.true_divide, differentiable=(0, 1)),
+    "pow": Spec(
+        [F(*S34, lo=0.5, hi=2.0), F(*S34, lo=-1.5, hi=2.5)], np.power, differentiable=(0, 1)
+    ),
+    "maximum": Spec([F(*S34), F(*S34)], np.maximum, differentiable=(0, 1), smooth=False),
+    "minimum": Spec([F(*S34), F(*S34)], np.minimum, differentiable=(0, 1), smooth=False),
+    "lt": Spec([F(*S34), F(*S34)], np.less),
+    "le": Spec([F(*S34), F(*S34)], np.less_equal),
+    "eq": Spec([F(*S34, kind="int", lo=0, hi=3), F(*S34, kind="int", lo=0, hi=3)], np.equal),
+    "ne": Spec([F(*S34, kind="int", lo=0, hi=3), F(*S34, kind="int", lo=0, hi=3)], np.not_equal),
+    "where": Spec([F(*S34, kind="bool"), F(*S34), F(*S34)], np.where, differentiable=(1, 2)),
+    "sum": Spec(
+        [F(3, 4, 5)],
+        lambda x, axes, keepdim: x.sum(axis=axes, keepdims=keepdim),
+        params=_reduce,
+        differentiable=(0,),
+    ),
+    "max": Spec(
+        [F(3, 4, 5)],
+        lambda x, axes, keepdim: x.max(axis=axes, keepdims=keepdim),
+        params=_reduce,
+        differentiable=(0,),
+        smooth=False,
+    ),
+    "argmax": Spec(
+        [F(3, 4, 5)],
+        lambda x, axis, keepdim: np.argmax(x, axis=axis, keepdims=keepdim),
+        params={"axis": 1, "keepdim": True},
+    ),
+    "reshape": Spec(
+        [F(3, 4)], lambda x, shape: x.reshape(shape), params={"shape": (2, 6)}, differentiable=(0,)
+    ),
+    "permute": Spec(
+        [F(2, 3, 4)],
+        lambda x, perm: x.transpose(perm),
+        params={"perm": (2, 0, 1)},
+        differentiable=(0,),
+    ),
+    "expand": Spec(
+        [F(3, 1, 4)],
+        lambda x, shape: np.broadcast_to(x, shape),
+        params={"shape": (3, 5, 4)},
+        differentiable=(0,),
+    ),
+    "slice": Spec(
+        [F(5, 7)],
+        lambda x, starts, stops, steps: x[1:4, 0:7:3],
+        params={"starts": (1, 0), "stops": (4, 7), "steps": (1, 3)},
+        differentiable=(0,),
+    ),
+    "pad": Spec([F(3, 3)], _pad_ref, params=_pad, differentiable=(0,)),
+    "cat": Spec(
+        [F(2, 3), F(4, 3)],
+        lambda a, b, axis: np.concatenate([a, b], axis),
+        params={"axis": 0},
+        differentiable=(0, 1),
+    ),
+    "matmul": Spec(
+        [F(2, 3, 4), F(2, 4, 5)],
+        lambda a, b: np.einsum("bij,bjk->bik", a, b),
+        differentiable=(0, 1),
+    ),
+    "take": Spec(
+        [F(5, 3), F(2, 2, kind="int", lo=0, hi=5)],
+        lambda x, idx, axis: x[idx],
+        params={"axis": 0},
+        differentiable=(0,),
+    ),
+    "scatter_add": Spec(
+        [F(5, 3), Arg((4,), kind="int", lo=0, hi=5), F(4, 3)],
+        _scatter_ref,
+        params={"axis": 0},
+        differentiable=(0, 2),
+    ),
+    # rand is checked for determinism and distribution in test_prims.py
+    "rand": Spec([], None),
+}
