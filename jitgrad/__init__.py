@@ -1,13 +1,21 @@
 """jitgrad: PyTorch's eager autograd API, plus a JIT that compiles whole training steps.
 
-    import jitgrad as jg
-    x = jg.randn(3, requires_grad=True)
-    (x * 2 + 1).sum().backward()
-    x.grad  # tensor([2., 2., 2.])
+import jitgrad as jg
+x = jg.randn(3, requires_grad=True)
+(x * 2 + 1).sum().backward()
+x.grad  # tensor([2., 2., 2.])
 """
 
-from . import ops as _ops  # noqa: F401  (installs Tensor methods)
-from .dtypes import (  # noqa: F401
+from . import autograd, nn, ops, optim  # noqa: F401  (ops installs the Tensor methods)
+from .autograd.grad_mode import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from .compile import AgreementError, CompiledFunction, compile  # noqa: A004
+from .dtypes import (
     Size,
     bool_,
     device,
@@ -22,11 +30,10 @@ from .dtypes import (  # noqa: F401
     set_default_dtype,
     uint64,
 )
-from .dtypes import bool_ as bool  # noqa: A001
-from .dtypes import float32 as float  # noqa: A001
-from .dtypes import int32 as int  # noqa: A001
-from .tensor import Tensor, apply  # noqa: F401
-from .factories import (  # noqa: F401
+from .dtypes import bool_ as bool  # noqa: A004
+from .dtypes import float32 as float  # noqa: A004
+from .dtypes import int32 as int  # noqa: A004
+from .factories import (
     arange,
     as_tensor,
     empty,
@@ -42,9 +49,10 @@ from .factories import (  # noqa: F401
     zeros,
     zeros_like,
 )
-from .ops.functions import *  # noqa: F401,F403
-from .ops.functions import abs, all, any, max, min, pow, sum  # noqa: F401,A004
-from .random import (  # noqa: F401
+from .ir import TraceError
+from .ops.functions import *  # noqa: F403
+from .ops.functions import abs, all, any, max, min, pow, sum  # noqa: A004
+from .random import (
     Generator,
     default_generator,
     get_rng_state,
@@ -60,19 +68,12 @@ from .random import (  # noqa: F401
     seed,
     set_rng_state,
 )
-from . import autograd  # noqa: F401,E402
-from .autograd.grad_mode import (  # noqa: F401,E402
-    enable_grad,
-    inference_mode,
-    is_grad_enabled,
-    no_grad,
-    set_grad_enabled,
-)
+from .tensor import Tensor, apply
 
 __version__ = "0.1.0"
 
 
-def is_tensor(obj) -> bool:  # noqa: F811
+def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
 
 

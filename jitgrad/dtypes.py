@@ -76,8 +76,6 @@ def as_dtype(d) -> dtype:
     return from_numpy_dtype(d)
 
 
-
-
 def get_default_dtype() -> dtype:
     return _default_float
 

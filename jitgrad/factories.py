@@ -45,7 +45,9 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         data = [x._data if isinstance(x, Tensor) else x for x in data]
     arr = np.array(data)
     if arr.dtype == object:
-        raise TypeError(f"could not build a tensor from {type(data).__name__}: ragged or mixed data")
+        raise TypeError(
+            f"could not build a tensor from {type(data).__name__}: ragged or mixed data"
+        )
     target = dtypes.as_dtype(dtype).np if dtype is not None else _infer_dtype(data, arr)
     return _finish(np.array(arr, dtype=target, copy=True), requires_grad, device)
 

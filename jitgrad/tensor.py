@@ -39,13 +39,20 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
     out._grad = out._grad_fn = out._acc = out._base = out._hooks = None
     out._output_nr = 0
     out._requires_grad = out._retains_grad = False
-    if prim.kind == "movement" and data.base is not None and prim.name != "pad":
+    # a view only if the result really shares memory (reshape of a non-contiguous input copies)
+    if (
+        prim.kind == "movement"
+        and data.base is not None
+        and prim.name != "pad"
+        and np.may_share_memory(data, inputs[0]._data)
+    ):
         src = inputs[0]
         out._vc = src._vc
         out._base = src if src._base is None else src._base
     else:
         out._vc = [0]
-    if STATE.grad_enabled and prim.differentiable:
+    # integer and bool results never require grad (e.g. x.long()), as in PyTorch
+    if STATE.grad_enabled and prim.differentiable and data.dtype.kind == "f":
         for t in inputs:
             if t._requires_grad:
                 _attach_node(prim, inputs, params, out)
@@ -58,7 +65,7 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
 def _attach_node(prim, inputs, params, out) -> None:
     edges = tuple([edge_of(t) for t in inputs])
     needs = tuple([e is not None for e in edges])
-    node = PrimNode(prim, inputs, params, edges, needs, out._data)
+    node = PrimNode(prim, inputs, params, edges, needs, out._data, out._vc)
     if STATE.anomaly:
         node._trace = "".join(traceback.format_stack()[:-3])
     out._grad_fn = node
@@ -101,6 +108,8 @@ class Tensor:
         self._requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
+        if STATE.tracer is not None:
+            STATE.tracer.born_tensor(self)
 
     @classmethod
     def _wrap(cls, data, grad_fn=None, requires_grad=False, vc=None) -> Tensor:
@@ -115,6 +124,8 @@ class Tensor:
         t._requires_grad = requires_grad or grad_fn is not None
         t._retains_grad = False
         t._vc = [0] if vc is None else vc
+        if STATE.tracer is not None:
+            STATE.tracer.born_tensor(t)
         return t
 
     # -- metadata ------------------------------------------------------------------------------
@@ -209,6 +220,8 @@ class Tensor:
 
     @property
     def grad(self):
+        if STATE.tracer is not None and self._grad_fn is None:
+            STATE.tracer.read_grad(self, self._grad)
         if self._grad_fn is not None and not self._retains_grad and self._grad is None:
             warnings.warn(NON_LEAF_GRAD_WARNING, UserWarning, stacklevel=2)
         return self._grad
@@ -416,23 +429,60 @@ def inplace(x: Tensor, compute) -> Tensor:
                 "or work on a clone()."
             )
         base = x._base
-        if base is not None and base._requires_grad:
+        if base is not None and base._requires_grad and base._grad_fn is None:
             raise RuntimeError(
-                "in-place update of a view of a tensor that requires grad is not supported: "
-                "its base would not see the new history. Use an out-of-place op, or clone() the "
-                "view first."
+                "a view of a leaf Variable that requires grad is being used in an in-place "
+                "operation. Update the leaf itself inside `with jitgrad.no_grad():`, or work on "
+                "a clone()."
             )
+        if base is not None and base._requires_grad:
+            from .ops.views import inplace_view
+
+            return inplace_view(x, base, compute)
         src = Tensor._wrap(x._data.copy(), grad_fn=x._grad_fn)
         src._output_nr = x._output_nr
         if STATE.tracer is not None:
-            STATE.tracer.alias(x, src)
+            STATE.tracer.snapshot(x, src)
     new = compute(src)
+    if src is x and new._requires_grad and STATE.grad_enabled:
+        # x was outside the graph but its new value has history (buf.mul_(w)): the ops may have
+        # saved x itself, whose buffer is about to change, so redo them on a snapshot (rare)
+        src = Tensor._wrap(x._data.copy())
+        if STATE.tracer is not None:
+            STATE.tracer.snapshot(x, src)
+        new = compute(src)
+    base = x._base
+    if (
+        base is not None
+        and new._requires_grad
+        and STATE.grad_enabled
+        and not base._requires_grad
+        and x._data is not base._data
+    ):
+        # a view of a plain tensor receives a value with history: the base joins the graph
+        from .ops.views import inplace_view
+
+        return inplace_view(x, base, lambda _: new)
     write(x, new)
     return x
 
 
 def write(x: Tensor, new: Tensor) -> None:
     """Store ``new``'s values in ``x``'s buffer (shape and dtype checked first)."""
+    check_write(x, new)
+    xd, nd = x._data, new._data
+    np.copyto(xd, nd, casting="unsafe")
+    x._vc[0] += 1
+    if new._requires_grad and STATE.grad_enabled:
+        x._grad_fn = new._grad_fn
+        x._output_nr = new._output_nr
+        x._requires_grad = True
+    if STATE.tracer is not None:
+        STATE.tracer.write(x, new)
+
+
+def check_write(x: Tensor, new: Tensor) -> None:
+    """Refuse a write that cannot happen, before anything changes."""
     xd, nd = x._data, new._data
     if nd.shape != xd.shape:
         raise RuntimeError(
@@ -452,11 +502,3 @@ def write(x: Tensor, new: Tensor) -> None:
             "unsupported operation: more than one element of the written-to tensor refers to a "
             "single memory location. Please clone() the tensor before performing the operation."
         )
-    np.copyto(xd, nd, casting="unsafe")
-    x._vc[0] += 1
-    if new._requires_grad and STATE.grad_enabled:
-        x._grad_fn = new._grad_fn
-        x._output_nr = new._output_nr
-        x._requires_grad = True
-    if STATE.tracer is not None:
-        STATE.tracer.write(x, new)

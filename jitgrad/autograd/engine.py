@@ -33,7 +33,8 @@ def _root_grads(outputs, grad_outputs, create_graph):
             if out._data.size != 1:
                 raise RuntimeError(
                     "grad can be implicitly created only for scalar outputs: this output has "
-                    f"shape {list(out.shape)}. Reduce it first (e.g. out.sum().backward()), or pass "
+                    f"shape {list(out.shape)}. Reduce it first (e.g. out.sum().backward()), or "
+                    "pass "
                     "the vector to multiply by: out.backward(gradient=jitgrad.ones_like(out))."
                 )
             g = Tensor._wrap(np.ones(out._data.shape, dtype=out._data.dtype))
@@ -96,10 +97,14 @@ def _collect(root_nodes):
 
 
 def _needed(nodes, targets):
-    """Nodes from which some target is reachable (only they need to run)."""
-    needed = set(targets)
+    """Nodes from which some target is reachable through at least one edge: only they run.
+
+    A target itself does not run unless another target lies below it: its gradient is captured
+    where it arrives, as in PyTorch (so a freed graph further down is never touched).
+    """
+    needed = set()
     order = []
-    stack = [(n, False) for n in nodes if n not in needed]
+    stack = [(n, False) for n in nodes]
     visited = set()
     # iterative post-order DFS
     while stack:
@@ -115,7 +120,7 @@ def _needed(nodes, targets):
             if e is not None and e[0] not in visited:
                 stack.append((e[0], False))
     for node in order:
-        if node not in needed and any(e is not None and e[0] in needed for e in node._edges):
+        if any(e is not None and (e[0] in needed or e[0] in targets) for e in node._edges):
             needed.add(node)
     return needed
 
@@ -146,6 +151,8 @@ def run_backward(
     materialize_grads: bool = False,
 ):
     """Shared core of ``backward`` and ``grad``; returns captured grads for ``inputs``."""
+    if STATE.tracer is not None:
+        STATE.tracer.on_backward()
     root_edges = _roots(outputs)
     root_grads = _root_grads(outputs, grad_outputs, create_graph)
 
@@ -163,7 +170,11 @@ def run_backward(
     results = [None] * (len(inputs) if inputs is not None else 0)
 
     nodes, deps = _collect({e[0] for e in root_edges})
-    needed = _needed(nodes, {e[0] for e in capture}) if inputs is not None else None
+    needed = receives = None
+    if inputs is not None:
+        targets = {e[0] for e in capture}
+        needed = _needed(nodes, targets)
+        receives = needed | targets
 
     buffers: dict = {}
     for (node, nr), g in zip(root_edges, root_grads):
@@ -215,7 +226,7 @@ def run_backward(
                 nxt, nr = e
                 if grads_in is not None:
                     g = grads_in[i]
-                    if g is not None and (needed is None or nxt in needed):
+                    if g is not None and (receives is None or nxt in receives):
                         b = buffers.setdefault(nxt, {})
                         b[nr] = g if nr not in b else _add(b[nr], g)
                 deps[nxt] -= 1
@@ -280,6 +291,8 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool) -> None:
 
         g = cast(g, t.dtype)
     old = t._grad
+    if STATE.tracer is not None:
+        STATE.tracer.read_grad(t, old)
     if create_graph:
         t.grad = g if old is None else add(old, g)
         return
@@ -331,7 +344,7 @@ def grad(
     is_grads_batched=False,
     materialize_grads=False,
 ):
-    """Gradients of ``outputs`` with respect to ``inputs``, returned as a tuple (``.grad`` untouched)."""
+    """Gradients of ``outputs`` with respect to ``inputs`` as a tuple (``.grad`` untouched)."""
     outputs = _as_tuple(outputs)
     inputs = _as_tuple(inputs)
     grad_outputs = _as_tuple(grad_outputs)
@@ -355,4 +368,3 @@ def grad(
     if not create_graph:
         results = [None if r is None else r.detach() for r in results]
     return tuple(results)
-

@@ -174,12 +174,52 @@ class Function:
         """Optional: forward(*args) without ctx, and this fills ctx from inputs and output."""
 
 
+ONCE_DIFFERENTIABLE = (
+    "trying to differentiate twice a function that was marked with @once_differentiable"
+)
+
+
+class DelayedError(Node):
+    """Stands behind the gradients of a once_differentiable backward: differentiating them
+    again raises (PyTorch's DelayedError), instead of silently giving a wrong answer."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self, n: int):
+        Node.__init__(self, ())
+        self._n = n
+
+    def num_outputs(self) -> int:
+        return self._n
+
+    def backward(self, grads):
+        raise RuntimeError(
+            ONCE_DIFFERENTIABLE + "; write its backward with jitgrad ops (without "
+            "@once_differentiable) to make it twice differentiable."
+        )
+
+
 class once_differentiable:  # noqa: N801
-    """Decorator kept for PyTorch compatibility: backward runs without building a graph."""
+    """Decorator for a backward that is not itself differentiable: it runs without building a
+    graph, and under create_graph its results raise when something differentiates them."""
 
     def __new__(cls, fn):
         def wrapper(ctx, *grads):
             with no_grad():
-                return fn(ctx, *grads)
+                outputs = fn(ctx, *grads)
+            if not STATE.grad_enabled or not any(
+                isinstance(g, Tensor) and g._requires_grad for g in grads
+            ):
+                return outputs
+            single = not isinstance(outputs, tuple)
+            outs = (outputs,) if single else outputs
+            node = DelayedError(len(outs))
+            wrapped = []
+            for i, o in enumerate(outs):
+                if isinstance(o, Tensor) and o._data.dtype.kind == "f":
+                    o = Tensor._wrap(o._data, grad_fn=node)
+                    o._output_nr = i
+                wrapped.append(o)
+            return wrapped[0] if single else tuple(wrapped)
 
         return wrapper

@@ -29,6 +29,12 @@ class _GradModeBase:
 
     _mode = True
 
+    def __new__(cls, orig_func=None):
+        # bare ``@no_grad`` (without parentheses) decorates directly, as in PyTorch 2
+        if callable(orig_func):
+            return cls()(orig_func)
+        return super().__new__(cls)
+
     def __enter__(self):
         self._prev = STATE.grad_enabled
         STATE.grad_enabled = self._mode

@@ -44,7 +44,15 @@ class RemovableHandle:
 class Node:
     """Base of all backward nodes (PyTorch's ``grad_fn`` objects)."""
 
-    __slots__ = ("_seq", "_edges", "_pre_hooks", "_post_hooks", "_retained", "_trace", "__weakref__")
+    __slots__ = (
+        "_seq",
+        "_edges",
+        "_pre_hooks",
+        "_post_hooks",
+        "_retained",
+        "_trace",
+        "__weakref__",
+    )
 
     def __init__(self, edges):
         self._seq = next(_sequence)
@@ -111,15 +119,18 @@ class _Meta:
 class PrimNode(Node):
     """The backward of one primitive application; the VJP rule comes from the registry."""
 
-    __slots__ = ("prim", "inputs", "params", "needs", "_out_data", "_versions", "_freed")
+    __slots__ = ("prim", "inputs", "params", "needs", "_out_data", "_out_vc", "_versions", "_freed")
 
-    def __init__(self, prim, inputs, params, edges, needs, out_data):
+    def __init__(self, prim, inputs, params, edges, needs, out_data, out_vc=None):
         Node.__init__(self, edges)
         self.prim = prim
         self.inputs = inputs
         self.params = params
         self.needs = needs
         self._out_data = out_data if prim.save_out else None
+        # the saved output's version counter and version: writing into the output in place
+        # (y = x.exp(); y.add_(1)) would change what the VJP reads
+        self._out_vc = (out_vc, out_vc[0]) if prim.save_out and out_vc is not None else None
         self._versions = tuple(t._vc[0] for t in inputs) if prim.saves else None
         self._freed = False
 
@@ -138,6 +149,15 @@ class PrimNode(Node):
     def _check_saved(self) -> None:
         if self._freed:
             raise RuntimeError(SECOND_BACKWARD)
+        if self._out_vc is not None and self._out_vc[0][0] != self._out_vc[1]:
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: the output of {self.name()} is at version "
+                f"{self._out_vc[0][0]}; expected version {self._out_vc[1]} instead. Hint: the "
+                "result of this operation was changed in place after it was used; clone() it "
+                "before the in-place update, or enable anomaly detection with "
+                "jitgrad.autograd.set_detect_anomaly(True) to find the operation."
+            )
         if self._versions is None:
             return
         for i, (t, v) in enumerate(zip(self.inputs, self._versions)):
@@ -169,7 +189,7 @@ class PrimNode(Node):
             self._freed = True
         else:
             self.inputs = tuple(_Meta(t) for t in self.inputs)
-        self._out_data = None
+        self._out_data = self._out_vc = None
         if self.prim.save_out:
             self._freed = True
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import dtypes
 from ..autograd.grad_mode import STATE
+from ..factories import ones_like, zeros_like  # noqa: F401  (VJP rules use F.zeros_like)
 from ..tensor import Tensor, _wrap_dim, apply
 from . import prims as P
 from .shape_ops import (  # noqa: F401  (re-exported: VJP rules and users reach them via F)
@@ -30,27 +31,28 @@ from .shape_ops import (  # noqa: F401  (re-exported: VJP rules and users reach 
     index_select,
     movedim,
     narrow,
-    scatter_add,
-    unflatten,
-    swapaxes,
     pad_interior,
     permute,
     reshape,
+    scatter_add,
     setitem,
     slice_,
     split,
     squeeze,
     stack,
     sum_to,
+    swapaxes,
     take,
     transpose,
     unbind,
+    unflatten,
     unsqueeze,
     view,
 )
 
 _Number = (int, float, bool)
 _const_cache: dict = {}
+_const_ids: set = set()  # cached constants live as long as the cache: their ids are stable
 
 
 def const(value, dtype: dtypes.dtype) -> Tensor:
@@ -61,7 +63,13 @@ def const(value, dtype: dtypes.dtype) -> Tensor:
         t = Tensor._wrap(np.array(value, dtype=dtype.np))
         if len(_const_cache) < 4096:
             _const_cache[key] = t
+            _const_ids.add(id(t))
     return t
+
+
+def is_cached_const(t: Tensor) -> bool:
+    """Whether ``t`` is one of the shared rank-0 constants made by ``const``."""
+    return id(t) in _const_ids
 
 
 def as_tensor_operand(x) -> Tensor:
@@ -157,13 +165,13 @@ def _float(x: Tensor) -> Tensor:
 
 # -- elementwise arithmetic ---------------------------------------------------------------------
 def add(input, other, *, alpha=1):
-    if alpha != 1:
+    if isinstance(alpha, Tensor) or alpha != 1:
         other = mul(other, alpha)
     return _binary(P.add_p, input, other)
 
 
 def sub(input, other, *, alpha=1):
-    if alpha != 1:
+    if isinstance(alpha, Tensor) or alpha != 1:
         other = mul(other, alpha)
     return _binary(P.sub_p, input, other)
 
@@ -312,7 +320,8 @@ def logical_and(input, other):
 
 
 def logical_or(input, other):
-    return ne(_binary(P.add_p, cast(ne(input, 0), dtypes.int64), cast(ne(other, 0), dtypes.int64)), 0)
+    either = _binary(P.add_p, cast(ne(input, 0), dtypes.int64), cast(ne(other, 0), dtypes.int64))
+    return ne(either, 0)
 
 
 def isnan(input):
@@ -346,7 +355,11 @@ def clamp(input, min=None, max=None):  # noqa: A002
         out = where(lt(out, min), min, out)
     if max is not None:
         out = where(gt(out, max), max, out)
-    return cast(out, result_type(input, min if min is not None else max))
+    # the result type covers both bounds: int_tensor.clamp(0, 3.5) is float32
+    dtype = result_type(input, min if min is not None else max)
+    if min is not None and max is not None:
+        dtype = dtypes.promote(dtype, result_type(input, max))
+    return cast(out, dtype)
 
 
 clip = clamp
@@ -464,8 +477,16 @@ def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
     return div(sum(mul(centered, centered), axes, keepdim), float(builtins.max(0, n - correction)))
 
 
+def _sqrt_zero_grad(s):
+    """sqrt(s) whose gradient is 0 where s == 0 (not inf, which times 0 gives nan), as PyTorch's
+    std and norm backward define it; the inner where keeps sqrt away from 0."""
+    zero = eq(s, 0)
+    return where(zero, 0.0, sqrt(where(zero, 1.0, s)))
+
+
 def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
-    return sqrt(var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased))
+    v = var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased)
+    return _sqrt_zero_grad(v)
 
 
 def amax(input, dim=(), keepdim=False):
@@ -485,7 +506,8 @@ def argmax(input, dim=None, keepdim=False):
 
 
 def argmin(input, dim=None, keepdim=False):
-    return argmax(neg(input) if input.dtype is not dtypes.bool_ else logical_not(input), dim, keepdim)
+    flipped = neg(input) if input.dtype is not dtypes.bool_ else logical_not(input)
+    return argmax(flipped, dim, keepdim)
 
 
 MaxResult = namedtuple("max", ["values", "indices"])
@@ -548,7 +570,7 @@ def log_softmax(input, dim, dtype=None):
 def norm(input, p="fro", dim=None, keepdim=False):
     x = _float(input)
     if p in ("fro", 2, 2.0):
-        return sqrt(sum(mul(x, x), dim, keepdim))
+        return _sqrt_zero_grad(sum(mul(x, x), dim, keepdim))
     if p in (1, 1.0):
         return sum(abs(x), dim, keepdim)
     if p in (math.inf, "inf"):
@@ -625,11 +647,13 @@ def outer(input, other):
     return mul(unsqueeze(input, 1), unsqueeze(other, 0))
 
 
-def zeros_like(input, *, dtype=None):
-    d = dtypes.as_dtype(dtype) if dtype is not None else input.dtype
-    return Tensor._wrap(np.zeros(input._data.shape, dtype=d.np))
-
-
-def ones_like(input, *, dtype=None):
-    d = dtypes.as_dtype(dtype) if dtype is not None else input.dtype
-    return Tensor._wrap(np.ones(input._data.shape, dtype=d.np))
+_INTERNAL = {"const", "as_tensor_operand", "is_cached_const", "sum_to", "slice_", "pad_interior"}
+# What ``from jitgrad.ops.functions import *`` (and so ``jitgrad``) exports: the ops themselves.
+__all__ = sorted(
+    name
+    for name, value in list(globals().items())
+    if not name.startswith("_")
+    and name not in _INTERNAL
+    and callable(value)
+    and getattr(value, "__module__", "") in (__name__, "jitgrad.ops.shape_ops")
+)

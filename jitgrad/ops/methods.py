@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .. import dtypes
-from ..autograd.grad_mode import STATE
 from ..tensor import Tensor, inplace
 from . import functions as F
 
@@ -28,9 +27,7 @@ def _to(self: Tensor, *args, **kwargs) -> Tensor:
     for a in args:
         if isinstance(a, Tensor):
             dtype, device = a.dtype, a.device
-        elif isinstance(a, (dtypes.dtype, type)) or (
-            isinstance(a, str) and a in dtypes._BY_NAME
-        ):
+        elif isinstance(a, (dtypes.dtype, type)) or (isinstance(a, str) and a in dtypes._BY_NAME):
             dtype = a
         else:
             device = a

@@ -79,9 +79,7 @@ log1p_p = _unary(
     "log1p", np.log1p, "math.log1p({0})", lambda n, g: (F.div(g, F.add(n.inputs[0], 1.0)),)
 )
 sin_p = _unary("sin", np.sin, "math.sin({0})", lambda n, g: (F.mul(g, F.cos(n.inputs[0])),))
-cos_p = _unary(
-    "cos", np.cos, "math.cos({0})", lambda n, g: (F.neg(F.mul(g, F.sin(n.inputs[0]))),)
-)
+cos_p = _unary("cos", np.cos, "math.cos({0})", lambda n, g: (F.neg(F.mul(g, F.sin(n.inputs[0]))),))
 # d tanh(x) = (1 - tanh(x)^2) dx
 tanh_p = _unary(
     "tanh",
@@ -103,14 +101,12 @@ abs_p = _unary("abs", np.abs, "abs({0})", lambda n, g: (F.mul(g, F.sign(n.inputs
 sign_p = _unary(
     "sign",
     np.sign,
-    "(({0} > 0) - ({0} < 0))",
+    "(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0))",
     lambda n, g: (F.zeros_like(g),),
     saves=False,
 )
 # floor is piecewise constant: zero gradient, as in PyTorch.
-floor_p = _unary(
-    "floor", np.floor, "math.floor({0})", lambda n, g: (F.zeros_like(g),), saves=False
-)
+floor_p = _unary("floor", np.floor, "math.floor({0})", lambda n, g: (F.zeros_like(g),), saves=False)
 # Identity copy (clone, contiguous): a fresh buffer with the same values.
 copy_p = _unary("copy", np.array, "{0}", lambda n, g: (g,), saves=False)
 
@@ -255,9 +251,7 @@ def _sum_vjp(n, g):
     return (F.expand(g, tuple(x.shape)),)
 
 
-sum_p = register(
-    "sum", impl=_sum_impl, vjp=_sum_vjp, shape=_sum_shape, kind="reduce", saves=False
-)
+sum_p = register("sum", impl=_sum_impl, vjp=_sum_vjp, shape=_sum_shape, kind="reduce", saves=False)
 
 
 def _max_impl(x, axes, keepdim):
@@ -481,9 +475,7 @@ def _matmul_vjp(n, g):
     return ga, gb
 
 
-matmul_p = register(
-    "matmul", impl=np.matmul, vjp=_matmul_vjp, shape=_matmul_shape, kind="matmul"
-)
+matmul_p = register("matmul", impl=np.matmul, vjp=_matmul_vjp, shape=_matmul_shape, kind="matmul")
 
 # ---------------------------------------------------------------------------------------------
 # Integer indexing: take along one axis, and its transpose scatter_add

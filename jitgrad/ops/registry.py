@@ -22,8 +22,8 @@ A primitive's rules, side by side:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 PRIMS: dict[str, Prim] = {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
+from ..autograd.grad_mode import STATE
 from ..tensor import Tensor, _wrap_dim, apply, inplace
 from . import prims as P
 
@@ -394,7 +395,9 @@ def _as_index(index) -> Tensor:
         return index
     arr = np.asarray(index)
     if arr.dtype.kind not in "iub":
-        raise IndexError(f"tensors used as indices must be long, int or bool tensors, got {arr.dtype}")
+        raise IndexError(
+            f"tensors used as indices must be long, int or bool tensors, got {arr.dtype}"
+        )
     return Tensor._wrap(arr.astype(np.int64) if arr.dtype.kind != "b" else arr)
 
 
@@ -417,21 +420,16 @@ def _parse(x: Tensor, index):
                 raise IndexError("indexing with a 0-d boolean is not supported; use where()")
         else:
             items.append(item)
-    consumed = sum(
-        1 if not (it is None or it is Ellipsis) else 0 for it in items
-    )
+    consumed = sum(1 if not (it is None or it is Ellipsis) else 0 for it in items)
     if sum(it is Ellipsis for it in items) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     if consumed > x.ndim:
-        raise IndexError(
-            f"too many indices for tensor of dimension {x.ndim} (got {consumed})"
-        )
+        raise IndexError(f"too many indices for tensor of dimension {x.ndim} (got {consumed})")
     if Ellipsis in [it for it in items if not isinstance(it, Tensor)]:
         at = next(i for i, it in enumerate(items) if it is Ellipsis)
         items = items[:at] + [slice(None)] * (x.ndim - consumed) + items[at + 1 :]
     else:
         items = items + [slice(None)] * (x.ndim - consumed)
-    has_adv = any(isinstance(it, Tensor) for it in items)
 
     shape = x._data.shape
     starts, stops, steps = [], [], []
@@ -466,11 +464,10 @@ def _parse(x: Tensor, index):
                 raise IndexError(f"index {i} is out of bounds for dimension {d} with size {n}")
             i %= n
             starts.append(i), stops.append(i + 1), steps.append(1)
-            if has_adv:
-                layout.append(("keep", d))
-                adv.append((d, Tensor._wrap(np.array(i, dtype=np.int64))))
-            else:
-                drop.append(d)
+            # PyTorch selects integer indices first (basic indexing), then applies the advanced
+            # ones to what is left: x[1, :, idx] has shape (3, 2) for x of shape (2, 3, 4),
+            # where NumPy would give (2, 3).
+            drop.append(d)
         d += 1
     return starts, stops, steps, layout, drop, adv
 
@@ -478,9 +475,7 @@ def _parse(x: Tensor, index):
 def getitem(x: Tensor, index) -> Tensor:
     starts, stops, steps, layout, drop, adv = _parse(x, index)
     y = x
-    if any(
-        (a, b, c) != (0, n, 1) for a, b, c, n in zip(starts, stops, steps, x._data.shape)
-    ):
+    if any((a, b, c) != (0, n, 1) for a, b, c, n in zip(starts, stops, steps, x._data.shape)):
         y = slice_(x, starts, stops, steps)
     ys = y._data.shape
     new_shape = tuple(1 if kind == "new" else ys[d] for kind, d in layout)
@@ -522,13 +517,14 @@ def setitem(x: Tensor, index, value) -> None:
         # Positions are computed from concrete index values: the flat offsets of every hit.
         for _, ix in adv:
             ix._concrete("indexed assignment with a tensor index")
-        probe = np.arange(x._data.size, dtype=np.int64).reshape(x._data.shape)
-        np_index = tuple(
-            ix._data if any(d == a for a, _ in adv) else slice(s, e, c)
-            for d, (s, e, c) in enumerate(zip(starts, stops, steps))
-            for ix in [next((t for a, t in adv if a == d), None)]
-        )
-        hits = probe[np_index]
+        # Indexing a tensor of flat offsets with the same index gives exactly the positions
+        # (and the shape) getitem reads, whatever mix of ints, slices and arrays it holds.
+        probe = Tensor._wrap(np.arange(x._data.size, dtype=np.int64).reshape(x._data.shape))
+        tracer, STATE.tracer = STATE.tracer, None
+        try:
+            hits = getitem(probe, index)._data
+        finally:
+            STATE.tracer = tracer
         target_shape = hits.shape
         flat_hits = hits.reshape(-1)
         v = reshape(broadcast_to(value, target_shape), (-1,))

@@ -1,1 +1,5 @@
-"""Optimizers."""
+"""Optimizers (``jitgrad.optim``), PyTorch-shaped."""
+
+from .adam import Adam, AdamW  # noqa: F401
+from .optimizer import Optimizer, required  # noqa: F401
+from .sgd import SGD  # noqa: F401

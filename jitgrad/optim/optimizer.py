@@ -1,0 +1,237 @@
+"""``Optimizer``: parameter groups, per-parameter state, zero_grad, state_dict, step(closure).
+
+Contract every optimizer keeps (what lets a whole training step be traced and compiled):
+
+* ``step()`` runs under ``no_grad`` and changes parameters and state only through jitgrad ops and
+  in-place tensor methods (``p.sub_``, ``buf.mul_``, ``copy_``); state tensors are created once and
+  then updated in place, so they keep their identity from step to step.
+* No Python branch depends on a tensor's value (no ``.item()``); step counters are 0-d tensors.
+* Hyperparameters are read through two methods only: ``_hyper(group, name)`` for values that
+  enter arithmetic (a later compiler can hand back runtime inputs there, so a changing learning
+  rate does not force a recompile) and ``_option(group, name)`` for values that choose which
+  terms exist (``momentum != 0``, ``nesterov``, ...), i.e. the structure of the update.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..autograd.grad_mode import STATE, enable_grad, no_grad
+from ..ops import functions as F
+from ..tensor import Tensor
+
+
+class _RequiredParameter:
+    """Marks a hyperparameter every group must give (PyTorch's ``optim.optimizer.required``)."""
+
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+
+
+class Optimizer:
+    """Base class: holds ``param_groups`` (list of dicts) and ``state`` (dict keyed by param)."""
+
+    def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.state: defaultdict[Tensor, dict] = defaultdict(dict)
+        self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, Tensor):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of Tensors or "
+                f"dicts, but got {type(params).__name__}; pass model.parameters() or [tensor]."
+            )
+        groups = list(params)
+        if len(groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # -- hyperparameter access (the one place a compiler hooks) ----------------------------------
+    def _hyper(self, group: dict, name: str):
+        """A hyperparameter value used in arithmetic: a Python number in eager mode, a runtime
+        input of the tape under ``jitgrad.compile`` (changing it needs no retrace)."""
+        value = group[name]
+        if STATE.tracer is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        return STATE.tracer.hyper(value, lambda: group[name], f"{name}")
+
+    def _option(self, group: dict, name: str):
+        """A hyperparameter that decides which terms the update has (part of its structure);
+        a compiled step checks it on every call and retraces when it changes."""
+        value = group[name]
+        if STATE.tracer is not None:
+            STATE.tracer.guards.append(("option", group, (name, value)))
+        return value
+
+    # -- groups ----------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict) -> None:
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            param_group["params"] = [params]
+        elif isinstance(params, set):
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, but the "
+                "ordering of tensors in sets will change between runs. Please use a list instead."
+            )
+        else:
+            param_group["params"] = list(params)
+        for p in param_group["params"]:
+            if not isinstance(p, Tensor):
+                raise TypeError(
+                    f"optimizer can only optimize Tensors, but one of the params is "
+                    f"{type(p).__name__}"
+                )
+            if not (p.is_leaf or p.retains_grad):
+                raise ValueError(
+                    "can't optimize a non-leaf Tensor; optimize the leaf it was computed from, "
+                    "or detach().requires_grad_() it."
+                )
+        for name, default in self.defaults.items():
+            if default is required and name not in param_group:
+                raise ValueError(
+                    "parameter group didn't specify a value of required optimization parameter "
+                    f"{name}"
+                )
+            param_group.setdefault(name, default)
+        ids = [id(p) for p in param_group["params"]]
+        if len(ids) != len(set(ids)):
+            warnings.warn(
+                "optimizer contains a parameter group with duplicate parameters; in future, this "
+                "will cause an error; see github.com/pytorch/pytorch/issues/40967 for more "
+                "information",
+                stacklevel=3,
+            )
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if not seen.isdisjoint(ids):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(param_group)
+
+    # -- gradients and steps ---------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()  # detach_ also clears requires_grad
+
+    def step(self, closure: Callable[[], Any] | None = None):
+        """One update of every parameter that has a gradient; returns ``closure()``'s value."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    grad = p.grad
+                    if grad is None:
+                        continue
+                    state = self.state[p]
+                    if not state:
+                        self._init_state(p, state, group)
+                    self._update(p, grad, state, group)
+        return loss
+
+    def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
+        """Create a parameter's state tensors (once; later steps update them in place)."""
+
+    def _update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    # -- state_dict ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """``{"state": {index: {...}}, "param_groups": [{..., "params": [index, ...]}]}``.
+
+        Parameters are numbered in group order; the state tensors are the live ones (not copies),
+        as in PyTorch.
+        """
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+            packed["params"] = [index[id(p)] for p in group["params"]]
+            groups.append(packed)
+        state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load hyperparameters and state. Existing state tensors are written in place."""
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for group, saved in zip(self.param_groups, saved_groups):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size of "
+                    "optimizer's group"
+                )
+        by_index = {}
+        for group, saved in zip(self.param_groups, saved_groups):
+            by_index.update(zip(saved["params"], group["params"]))
+        with no_grad():
+            new_state: defaultdict[Tensor, dict] = defaultdict(dict)
+            for key, value in state_dict["state"].items():
+                if key in by_index:
+                    p = by_index[key]
+                    new_state[p] = self._load_param_state(p, value, self.state.get(p, {}))
+                else:
+                    new_state[key] = copy.deepcopy(value)
+        for group, saved in zip(self.param_groups, saved_groups):
+            params = group["params"]
+            group.clear()  # in place: the same dicts stay in param_groups
+            group.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
+            group["params"] = params
+        self.state = new_state
+
+    @staticmethod
+    def _load_param_state(p: Tensor, saved: dict, current: dict) -> dict:
+        out = {}
+        for key, value in saved.items():
+            if isinstance(value, Tensor):
+                # floating state follows the parameter's dtype; the step counter keeps its own
+                if key != "step" and value.is_floating_point():
+                    value = F.cast(value, p.dtype)
+                cur = current.get(key)
+                if (
+                    isinstance(cur, Tensor)
+                    and cur.shape == value.shape
+                    and cur.dtype == value.dtype
+                ):
+                    value = cur.copy_(value)
+                else:
+                    value = F.clone(value.detach())
+            else:
+                value = copy.deepcopy(value)
+            out[key] = value
+        return out
+
+    def __getstate__(self) -> dict:
+        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        out = type(self).__name__ + " ("
+        for i, group in enumerate(self.param_groups):
+            out += f"\nParameter Group {i}\n"
+            for key in sorted(group):
+                if key != "params":
+                    out += f"    {key}: {group[key]}\n"
+        return out + ")"
