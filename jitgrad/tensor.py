@@ -15,7 +15,7 @@ import numpy as np
 
 from . import dtypes
 from .autograd.grad_mode import STATE
-from .autograd.graph import PrimNode, accumulator, edge_of
+from .autograd.graph import PrimNode, accumulator
 
 _NO_PARAMS: dict = {}
 _ndarray = np.ndarray
@@ -31,7 +31,13 @@ NON_LEAF_GRAD_WARNING = (
 
 def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
     """Apply a primitive: eager result, autograd node if needed, tape equation if tracing."""
-    data = prim.impl(*[t._data for t in inputs], **params)
+    n = len(inputs)
+    if n == 2:
+        data = prim.impl(inputs[0]._data, inputs[1]._data, **params)
+    elif n == 1:
+        data = prim.impl(inputs[0]._data, **params)
+    else:
+        data = prim.impl(*[t._data for t in inputs], **params)
     if type(data) is not _ndarray:
         data = _asarray(data)
     out = Tensor.__new__(Tensor)
@@ -42,9 +48,9 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
     # a view only if the result really shares memory (reshape of a non-contiguous input copies)
     if (
         prim.kind == "movement"
-        and data.base is not None
         and prim.name != "pad"
-        and np.may_share_memory(data, inputs[0]._data)
+        and data.base is not None
+        and (prim.name != "reshape" or np.may_share_memory(data, inputs[0]._data))
     ):
         src = inputs[0]
         out._vc = src._vc
@@ -63,9 +69,16 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
 
 
 def _attach_node(prim, inputs, params, out) -> None:
-    edges = tuple([edge_of(t) for t in inputs])
-    needs = tuple([e is not None for e in edges])
-    node = PrimNode(prim, inputs, params, edges, needs, out._data, out._vc)
+    edges = []
+    for t in inputs:
+        fn = t._grad_fn
+        if fn is not None:
+            edges.append((fn, t._output_nr))
+        elif t._requires_grad:
+            edges.append((t._acc or accumulator(t), 0))
+        else:
+            edges.append(None)
+    node = PrimNode(prim, inputs, params, tuple(edges), out._data, out._vc)
     if STATE.anomaly:
         node._trace = "".join(traceback.format_stack()[:-3])
     out._grad_fn = node

@@ -136,7 +136,13 @@ SPECS: dict[str, Spec] = {
     "expand": Spec(
         [F(3, 1, 4)],
         lambda x, shape: np.broadcast_to(x, shape),
-        params={"shape": (3, 5, 4)},
+        params={"shape": (2, 3, 5, 4)},  # a new leading dim and a stretched one
+        differentiable=(0,),
+    ),
+    "logsumexp": Spec(
+        [F(3, 4, 5, lo=-30.0, hi=30.0)],
+        lambda x, axes, keepdim: np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdim)),
+        params=_reduce,
         differentiable=(0,),
     ),
     "slice": Spec(

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..tensor import Tensor
 from .grad_mode import STATE
-from .graph import AccumulateGrad, edge_of
+from .graph import AccumulateGrad, PrimNode, edge_of
 
 
 def _as_tuple(x):
@@ -126,9 +126,20 @@ def _needed(nodes, targets):
 
 
 def _add(a, b):
-    from ..ops.functions import add
+    return _F().add(a, b)
 
-    return add(a, b)
+
+def _F():
+    """The front-end functions module (imported late: it imports this package)."""
+    global _functions
+    if _functions is None:
+        from ..ops import functions
+
+        _functions = functions
+    return _functions
+
+
+_functions = None
 
 
 def _call_hooks(hooks: dict, grad):
@@ -203,20 +214,23 @@ def run_backward(
                     t = ref()
                     if t is not None and nr in buf:
                         _accumulate(t, buf[nr], create_graph)
-            for nr, g in buf.items():
-                slots = capture.get((node, nr))
-                if slots:
-                    for k in slots:
-                        results[k] = g
+            if capture:
+                for nr, g in buf.items():
+                    slots = capture.get((node, nr))
+                    if slots:
+                        for k in slots:
+                            results[k] = g
             if isinstance(node, AccumulateGrad):
                 if accumulate and 0 in buf and (inputs is None or (node, 0) in capture):
                     t = node.variable
                     if t is not None:
                         _accumulate(t, buf[0], create_graph)
                 continue
-            run = buf and (needed is None or node in needed)
-            if run:
-                grads_in = _run_node(node, buf, create_graph)
+            if buf and (needed is None or node in needed):
+                if type(node) is PrimNode and not node._post_hooks and not STATE.anomaly:
+                    grads_in = node.backward((buf.get(0),))  # the common case, inlined
+                else:
+                    grads_in = _run_node(node, buf, create_graph)
                 executed.append(node)
             else:
                 grads_in = None
@@ -280,27 +294,24 @@ def _run_node(node, buf: dict, create_graph: bool):
 
 def _accumulate(t: Tensor, g: Tensor, create_graph: bool) -> None:
     """Add ``g`` into ``t.grad``: a fresh buffer first, then in place (out of place with graph)."""
-    from ..ops.functions import add, clone
-
+    F = _F()
     if g._data.shape != t._data.shape:
         raise RuntimeError(
             f"gradient of shape {list(g.shape)} does not match tensor of shape {list(t.shape)}"
         )
     if g._data.dtype != t._data.dtype:
-        from ..ops.functions import cast
-
-        g = cast(g, t.dtype)
+        g = F.cast(g, t.dtype)
     old = t._grad
     if STATE.tracer is not None:
         STATE.tracer.read_grad(t, old)
     if create_graph:
-        t.grad = g if old is None else add(old, g)
+        t.grad = g if old is None else F.add(old, g)
         return
     if old is None:
         # a private, contiguous copy: g may be shared with other leaves or a broadcast view
-        t.grad = clone(g) if STATE.tracer is not None else Tensor._wrap(np.array(g._data))
+        t.grad = F.clone(g) if STATE.tracer is not None else Tensor._wrap(np.array(g._data))
     elif STATE.tracer is not None or old._requires_grad:
-        t.grad = add(old.detach(), g)
+        t.grad = F.add(old.detach(), g)
     else:
         np.add(old._data, g._data, out=old._data)
         old._vc[0] += 1

@@ -119,20 +119,29 @@ class _Meta:
 class PrimNode(Node):
     """The backward of one primitive application; the VJP rule comes from the registry."""
 
-    __slots__ = ("prim", "inputs", "params", "needs", "_out_data", "_out_vc", "_versions", "_freed")
+    __slots__ = ("prim", "inputs", "params", "_out_data", "_out_vc", "_versions", "_freed")
 
-    def __init__(self, prim, inputs, params, edges, needs, out_data, out_vc=None):
-        Node.__init__(self, edges)
+    def __init__(self, prim, inputs, params, edges, out_data, out_vc=None):
+        self._seq = next(_sequence)
+        self._edges = edges
+        self._pre_hooks = self._post_hooks = self._retained = self._trace = None
         self.prim = prim
         self.inputs = inputs
         self.params = params
-        self.needs = needs
-        self._out_data = out_data if prim.save_out else None
-        # the saved output's version counter and version: writing into the output in place
-        # (y = x.exp(); y.add_(1)) would change what the VJP reads
-        self._out_vc = (out_vc, out_vc[0]) if prim.save_out and out_vc is not None else None
-        self._versions = tuple(t._vc[0] for t in inputs) if prim.saves else None
+        if prim.save_out:
+            self._out_data = out_data
+            # the saved output's version counter and version: writing into the output in place
+            # (y = x.exp(); y.add_(1)) would change what the VJP reads
+            self._out_vc = (out_vc, out_vc[0]) if out_vc is not None else None
+        else:
+            self._out_data = self._out_vc = None
+        self._versions = tuple([t._vc[0] for t in inputs]) if prim.saves else None
         self._freed = False
+
+    @property
+    def needs(self) -> tuple:
+        """Which inputs want a gradient."""
+        return tuple([e is not None for e in self._edges])
 
     def name(self) -> str:
         return self.prim.node_name
@@ -180,17 +189,17 @@ class PrimNode(Node):
                 )
 
     def backward(self, grads):
-        self._check_saved()
+        if self._freed or self._versions is not None or self._out_vc is not None:
+            self._check_saved()
         return self.prim.vjp(self, grads[0])
 
     def release(self) -> None:
-        if self.prim.saves:
-            self.inputs = None
-            self._freed = True
-        else:
-            self.inputs = tuple(_Meta(t) for t in self.inputs)
-        self._out_data = self._out_vc = None
-        if self.prim.save_out:
+        # Nodes that save nothing PyTorch would keep (add, reshape, sum, ...) keep their inputs
+        # (their VJPs read shapes only) and stay usable; the others drop what they saved.
+        prim = self.prim
+        if prim.saves or prim.save_out:
+            self.inputs = tuple(_Meta(t) for t in self.inputs) if not prim.saves else None
+            self._out_data = self._out_vc = None
             self._freed = True
 
 

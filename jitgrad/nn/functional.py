@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from .. import dtypes
 from .. import random as _random
 from ..ops import functions as _F
@@ -217,14 +219,33 @@ def _nll_terms(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index
             f"size mismatch (got input: {list(logp.shape)}, target: {list(target.shape)}); the "
             "target must have the input's shape without the class dimension."
         )
+    _check_class_range(target, n_classes, ignore_index)
     keep = _F.ne(target, ignore_index)
-    safe = _F.where(keep, target, 0)
-    picked = _F.squeeze(_F.gather(logp, 1, _F.unsqueeze(safe, 1)), 1)
-    w = _F.cast(keep, logp.dtype)
+    # A one-hot mask picks logp[target]: ignored targets match no class, so they pick 0, and the
+    # backward is a multiplication rather than a scatter.
+    classes = Tensor._wrap(
+        np.arange(n_classes, dtype=np.int64).reshape((1, n_classes) + (1,) * (logp.ndim - 2))
+    )
+    onehot = _F.cast(_F.eq(_F.unsqueeze(target, 1), classes), logp.dtype)
     if weight is not None:
-        _class_weight_view(weight, logp.ndim, n_classes)  # shape check
-        w = _F.mul(_F.take(_F.cast(weight, logp.dtype), safe, 0), w)
-    return _F.neg(_F.mul(picked, w)), w, keep
+        cw = _class_weight_view(_F.cast(weight, logp.dtype), logp.ndim, n_classes)
+        onehot = _F.mul(onehot, cw)
+        w = _F.sum(onehot, 1)
+    else:
+        w = _F.cast(keep, logp.dtype)
+    return _F.neg(_F.sum(_F.mul(logp, onehot), 1)), w, keep
+
+
+def _check_class_range(target: Tensor, n_classes: int, ignore_index: int) -> None:
+    """Targets outside [0, C) other than ignore_index are an error, as in PyTorch (checked on
+    the values at hand: under tracing, the traced call's)."""
+    t = target._data
+    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+    if bad.any():
+        raise IndexError(
+            f"Target {int(t[bad].flat[0])} is out of bounds: class indices must lie in "
+            f"[0, {n_classes}) or equal ignore_index ({ignore_index})."
+        )
 
 
 def _weighted_reduce(loss: Tensor, w: Tensor, reduction: str) -> Tensor:

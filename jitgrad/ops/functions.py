@@ -57,10 +57,16 @@ _const_ids: set = set()  # cached constants live as long as the cache: their ids
 
 def const(value, dtype: dtypes.dtype) -> Tensor:
     """A rank-0 constant tensor (cached: constants are never written)."""
-    key = (type(value), value, dtype.name)
+    return _const_np(value, dtype.np)
+
+
+def _const_np(value, np_dtype) -> Tensor:
+    key = (type(value), value, np_dtype)
+    if value == 0 and type(value) is float:
+        key = ("zero", math.copysign(1.0, value), np_dtype)  # keep -0.0 apart from 0.0
     t = _const_cache.get(key)
     if t is None:
-        t = Tensor._wrap(np.array(value, dtype=dtype.np))
+        t = Tensor._wrap(np.array(value, dtype=np_dtype))
         if len(_const_cache) < 4096:
             _const_cache[key] = t
             _const_ids.add(id(t))
@@ -143,12 +149,27 @@ def _align(tensors: list) -> tuple:
 
 def _binary(prim, a, b, dtype=None):
     if dtype is None:
-        if type(a) is Tensor and type(b) is Tensor and a._data.dtype == b._data.dtype:
-            dtype = None
-        else:
-            dtype = result_type(a, b)
-    if dtype is not None:
-        a, b = _operand(a, dtype), _operand(b, dtype)
+        # fast paths: same-dtype tensors, and a tensor with a Python number that keeps its dtype
+        # (a rank-0 constant broadcasts without an expand)
+        tb = type(b)
+        if isinstance(a, Tensor):
+            ad = a._data
+            if tb is float or tb is int:
+                kind = ad.dtype.kind
+                if kind == "f" or (tb is int and kind in "iu"):
+                    return apply(prim, (a, _const_np(b, ad.dtype)))
+            elif isinstance(b, Tensor) and ad.dtype == b._data.dtype:
+                if ad.shape == b._data.shape:
+                    return apply(prim, (a, b))
+                return apply(prim, _align([a, b]))
+        elif tb is Tensor or isinstance(b, Tensor):
+            ta = type(a)
+            if ta is float or ta is int:
+                kind = b._data.dtype.kind
+                if kind == "f" or (ta is int and kind in "iu"):
+                    return apply(prim, (_const_np(a, b._data.dtype), b))
+        dtype = result_type(a, b)
+    a, b = _operand(a, dtype), _operand(b, dtype)
     if a._data.shape != b._data.shape:
         a, b = _align([a, b])
     return apply(prim, (a, b))
@@ -546,13 +567,10 @@ def min(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
 
 
 def logsumexp(input, dim, keepdim=False):
-    # log sum e^x = m + log sum e^(x - m), with m = max x held constant (its gradient cancels).
+    # a primitive of its own: the stable form needs the max, which a composite would have to
+    # hold constant by hand
     x = _float(input)
-    axes = _axes(x, dim)
-    m = amax(x, axes, keepdim=True).detach()
-    m = where(isinf(m), 0.0, m)
-    out = add(log(sum(exp(sub(x, m)), axes, keepdim=True)), m)
-    return out if keepdim else squeeze(out, axes)
+    return apply(P.logsumexp_p, (x,), {"axes": _axes(x, dim), "keepdim": bool(keepdim)})
 
 
 def softmax(input, dim, dtype=None):

@@ -239,8 +239,8 @@ where_p = register(
 
 def _sum_impl(x, axes, keepdim):
     if x.dtype == np.bool_ or x.dtype == np.int32:
-        return np.sum(x, axis=axes, keepdims=keepdim, dtype=np.int64)
-    return np.sum(x, axis=axes, keepdims=keepdim)
+        return np.add.reduce(x, axis=axes, keepdims=keepdim, dtype=np.int64)
+    return np.add.reduce(x, axis=axes, keepdims=keepdim)
 
 
 def _sum_vjp(n, g):
@@ -255,7 +255,7 @@ sum_p = register("sum", impl=_sum_impl, vjp=_sum_vjp, shape=_sum_shape, kind="re
 
 
 def _max_impl(x, axes, keepdim):
-    return np.max(x, axis=axes, keepdims=keepdim)
+    return np.maximum.reduce(x, axis=axes, keepdims=keepdim)
 
 
 def _max_vjp(n, g):
@@ -291,6 +291,31 @@ argmax_p = register(
     saves=False,
 )
 
+
+def _lse_impl(x, axes, keepdim):
+    # m + log sum exp(x - m) with m the max; m = 0 where it is infinite so that all -inf gives -inf
+    m = np.maximum.reduce(x, axis=axes, keepdims=True)
+    m = np.where(np.isfinite(m), m, np.zeros((), x.dtype))
+    with np.errstate(divide="ignore"):
+        out = np.log(np.add.reduce(np.exp(x - m), axis=axes, keepdims=True)) + m
+    return out if keepdim else out.reshape(_reduced(x.shape, axes, False))
+
+
+def _lse_vjp(n, g):
+    # d logsumexp(x) = softmax(x) dx = exp(x - logsumexp(x)) dx
+    x = n.inputs[0]
+    axes, keepdim = n.params["axes"], n.params["keepdim"]
+    out = n.out
+    if not keepdim:
+        kept = _reduced(tuple(x.shape), axes, True)
+        out, g = F.reshape(out, kept), F.reshape(g, kept)
+    return (F.mul(g, F.exp(F.sub(x, out))),)
+
+
+logsumexp_p = register(
+    "logsumexp", impl=_lse_impl, vjp=_lse_vjp, shape=_max_shape, kind="reduce", save_out=True
+)
+
 # ---------------------------------------------------------------------------------------------
 # Movement (views: compiled backends turn them into index arithmetic)
 
@@ -310,7 +335,7 @@ def _reshape_shape(avals, shape):
 
 reshape_p = register(
     "reshape",
-    impl=np.reshape,
+    impl=lambda x, shape: x.reshape(shape),
     vjp=lambda n, g: (F.reshape(g, tuple(n.inputs[0].shape)),),
     shape=_reshape_shape,
     kind="movement",
@@ -327,7 +352,7 @@ def _inverse(perm):
 
 permute_p = register(
     "permute",
-    impl=lambda x, perm: np.transpose(x, perm),
+    impl=lambda x, perm: x.transpose(perm),
     vjp=lambda n, g: (F.permute(g, _inverse(n.params["perm"])),),
     shape=lambda avals, perm: (tuple(avals[0].shape[p] for p in perm), avals[0].dtype),
     kind="movement",
@@ -335,16 +360,31 @@ permute_p = register(
 )
 
 
+def _expand_impl(x, shape):
+    # a read-only view with stride 0 along the broadcast dims (np.broadcast_to, minus overhead)
+    if not x.flags.c_contiguous or x.size == 0:
+        return np.broadcast_to(x, shape)
+    lead = len(shape) - x.ndim
+    strides = (0,) * lead + tuple(
+        0 if a != b else s for a, b, s in zip(x.shape, shape[lead:], x.strides)
+    )
+    out = np.ndarray(shape, x.dtype, x, 0, strides)
+    out.flags.writeable = False
+    return out
+
+
 def _expand_shape(avals, shape):
+    # numpy's broadcast_to: new leading dims, and size-1 dims stretched
     x = avals[0]
-    if len(x.shape) != len(shape) or any(a not in (1, b) for a, b in zip(x.shape, shape)):
+    lead = len(shape) - len(x.shape)
+    if lead < 0 or any(a not in (1, b) for a, b in zip(x.shape, shape[lead:])):
         raise ValueError(f"cannot expand {tuple(x.shape)} to {shape}")
     return tuple(shape), x.dtype
 
 
 expand_p = register(
     "expand",
-    impl=np.broadcast_to,
+    impl=_expand_impl,
     vjp=lambda n, g: (F.sum_to(g, tuple(n.inputs[0].shape)),),
     shape=_expand_shape,
     kind="movement",

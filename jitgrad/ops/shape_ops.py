@@ -48,10 +48,6 @@ def broadcast_to(input: Tensor, *shape) -> Tensor:
             f"The expanded size of the tensor must match the existing size at each non-singleton "
             f"dimension: cannot expand shape {list(src)} to {list(shape)}."
         )
-    if lead:
-        input = apply(P.reshape_p, (input,), {"shape": (1,) * lead + src})
-    if input._data.shape == shape:
-        return input
     return apply(P.expand_p, (input,), {"shape": shape})
 
 
@@ -78,10 +74,10 @@ def sum_to(g: Tensor, shape: tuple) -> Tensor:
     if g._data.shape == shape:
         return g
     lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and g._data.shape[lead + i] != 1
-    )
-    out = apply(P.sum_p, (g,), {"axes": axes, "keepdim": True}) if axes else g
+    kept = tuple(lead + i for i, s in enumerate(shape) if s == 1 and g._data.shape[lead + i] != 1)
+    if not kept:  # only new leading dims: one sum that drops them
+        return apply(P.sum_p, (g,), {"axes": tuple(range(lead)), "keepdim": False})
+    out = apply(P.sum_p, (g,), {"axes": tuple(range(lead)) + kept, "keepdim": True})
     return reshape(out, shape) if out._data.shape != shape else out
 
 
