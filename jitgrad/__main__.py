@@ -1,5 +1,6 @@
 """Command line: ``python -m jitgrad demo`` trains a small MLP, ``python -m jitgrad bench`` times
-the benchmark workloads side by side with PyTorch (when installed)."""
+the benchmark workloads eager and compiled, side by side with PyTorch and JAX (when installed),
+and the compile times of a training step."""
 
 from __future__ import annotations
 
@@ -93,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="jitgrad.manual_seed value (default 0)")
     p.set_defaults(func=demo)
 
-    p = sub.add_parser("bench", help="time the benchmark workloads (and PyTorch, if installed)")
+    p = sub.add_parser(
+        "bench", help="time the workloads eager and compiled (and PyTorch, JAX, if installed)"
+    )
     bench_mod.add_arguments(p)
     p.set_defaults(func=bench)
     return parser

@@ -2,22 +2,35 @@
 
 A workload is written once against the PyTorch-shaped API and run on several *engines*. Since
 jitgrad follows PyTorch's names, ``setup(lib)`` receives either the ``jitgrad`` or the ``torch``
-module and builds the same program on it. The asv suites in ``benchmarks/`` import the same
-builders, so there is exactly one definition of each workload.
+module and builds the same program on it. JAX has no such API, so a workload also carries a
+``setup_jax(jax)`` twin (a pure step under ``jax.jit``, in ``jitgrad.bench_jax``). The asv suites
+in ``benchmarks/`` import the same builders, so there is exactly one definition of each workload.
 
 An engine turns ``(fn, args)`` from a workload into a zero-argument callable that runs one
-iteration. Eager engines just call ``fn(*args)``; a compiled engine will wrap ``fn`` first.
+iteration. Eager engines just call ``fn(*args)``; compiled engines wrap the whole step (zero_grad,
+forward, loss, backward, optimizer step) in ``jitgrad.compile`` or ``torch.compile`` and warm it
+up, so the table shows steady-state time. Compile times are measured apart
+(``measure_compile_times``), in fresh processes: what a user pays when a program starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 import timeit
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 from typing import Any
+
+from . import bench_jax
 
 Step = Callable[..., Any]
 
@@ -27,10 +40,15 @@ Step = Callable[..., Any]
 
 # W1: the MLP of the README: 64 -> 128 -> ReLU -> 10, batch 64, cross-entropy, SGD lr 0.1.
 MLP_IN, MLP_HIDDEN, MLP_OUT, MLP_BATCH, MLP_LR = 64, 128, 10, 64, 0.1
+MLP_SIZES = (MLP_IN, MLP_HIDDEN, MLP_OUT)
+# W1b: wider and deeper, so matmuls (BLAS) dominate rather than per-op overhead.
+WIDE_SIZES, WIDE_BATCH = (64, 512, 512, 10), 256
 # W2: elementwise chain over a large vector (memory- and transcendental-bound).
 CHAIN_SIZE = 1_000_000
 # W3 / W4: tiny inputs, so the time is the per-op dispatch overhead, not arithmetic.
 TINY_SIZE = 10
+# The compile-time table's retrace case: W1 with this batch instead of MLP_BATCH.
+RETRACE_BATCH = 32
 
 
 def _mlp_step(model: Any, loss_fn: Any, opt: Any, x: Any, y: Any) -> Any:
@@ -41,16 +59,28 @@ def _mlp_step(model: Any, loss_fn: Any, opt: Any, x: Any, y: Any) -> Any:
     return loss
 
 
-def setup_mlp_step(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
-    """W1: one SGD training step of a 64-128-10 ReLU MLP on a batch of 64."""
+def _setup_mlp(lib: ModuleType, sizes: Sequence[int], batch: int, seed: int) -> tuple[Step, tuple]:
     lib.manual_seed(seed)
     nn = importlib.import_module(lib.__name__ + ".nn")
     optim = importlib.import_module(lib.__name__ + ".optim")
-    model = nn.Sequential(nn.Linear(MLP_IN, MLP_HIDDEN), nn.ReLU(), nn.Linear(MLP_HIDDEN, MLP_OUT))
+    layers: list = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1])  # no ReLU after the last layer: it outputs logits
     opt = optim.SGD(model.parameters(), lr=MLP_LR)
-    x = lib.randn(MLP_BATCH, MLP_IN)
-    y = lib.randint(0, MLP_OUT, (MLP_BATCH,))
+    x = lib.randn(batch, sizes[0])
+    y = lib.randint(0, sizes[-1], (batch,))
     return _mlp_step, (model, nn.CrossEntropyLoss(), opt, x, y)
+
+
+def setup_mlp_step(lib: ModuleType, seed: int = 0, batch: int = MLP_BATCH) -> tuple[Step, tuple]:
+    """W1: one SGD training step of a 64-128-10 ReLU MLP on a batch of 64."""
+    return _setup_mlp(lib, MLP_SIZES, batch, seed)
+
+
+def setup_wide_mlp_step(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
+    """W1b: one SGD training step of a 64-512-512-10 ReLU MLP on a batch of 256."""
+    return _setup_mlp(lib, WIDE_SIZES, WIDE_BATCH, seed)
 
 
 def _chain_step(lib: ModuleType, x: Any) -> Any:
@@ -96,19 +126,37 @@ class Workload:
     key: str
     title: str
     setup: Callable[[ModuleType], tuple[Step, tuple]]
+    setup_jax: Callable[[ModuleType], tuple[Step, tuple]] | None = None
 
 
+# fmt: off
 WORKLOADS: tuple[Workload, ...] = (
-    Workload("W1", "MLP train step 64-128-10, b=64", setup_mlp_step),
-    Workload("W2", "elementwise chain fwd+bwd, 1e6", setup_elementwise_chain),
-    Workload("W3", "tiny graph fwd+bwd, 10 elems", setup_tiny_graph),
-    Workload("W4", "single add, 10 elems", setup_single_add),
+    Workload("W1", "MLP train step 64-128-10, b=64", setup_mlp_step,
+             partial(bench_jax.mlp_step, sizes=MLP_SIZES, batch=MLP_BATCH, lr=MLP_LR)),
+    Workload("W1b", "MLP train step 64-512-512-10, b=256", setup_wide_mlp_step,
+             partial(bench_jax.mlp_step, sizes=WIDE_SIZES, batch=WIDE_BATCH, lr=MLP_LR)),
+    Workload("W2", "elementwise chain fwd+bwd, 1e6", setup_elementwise_chain,
+             partial(bench_jax.elementwise_chain, size=CHAIN_SIZE)),
+    Workload("W3", "tiny graph fwd+bwd, 10 elems", setup_tiny_graph,
+             partial(bench_jax.tiny_graph, size=TINY_SIZE)),
+    Workload("W4", "single add, 10 elems", setup_single_add,
+             partial(bench_jax.single_add, size=TINY_SIZE)),
 )
+# fmt: on
+
+
+def workload(key: str) -> Workload:
+    return next(w for w in WORKLOADS if w.key == key)
 
 
 # --------------------------------------------------------------------------------------------
 # Engines: how a workload is run. `load` returns None when the engine is unavailable.
 # --------------------------------------------------------------------------------------------
+
+# A compiled step is called this many times at most to reach steady state: a step may trace more
+# than once (e.g. its first call starts with .grad None, later ones with .grad allocated).
+MAX_WARMUP_CALLS = 5
+STAT_FIELDS = ("traces", "compiles", "trace_seconds", "compile_seconds")
 
 
 def _load_jitgrad() -> ModuleType:
@@ -123,8 +171,63 @@ def _load_torch() -> ModuleType | None:
         return None
 
 
+def _load_jax() -> ModuleType | None:
+    # jitgrad's compiled backends here run on the CPU: compare JAX on the same device.
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    try:
+        return importlib.import_module("jax")
+    except Exception:  # not installed, or a jaxlib that fails to load: the column is n/a
+        return None
+
+
 def _eager(fn: Step, args: tuple) -> Callable[[], Any]:
     return lambda: fn(*args)
+
+
+def first_calls(step: Any, args: tuple, max_calls: int = MAX_WARMUP_CALLS) -> dict[str, float]:
+    """Call a compiled jitgrad step until a call runs from its cache (steady state).
+
+    Returns the wall time of the first call, the wall time of all calls that traced
+    (``warmup``) and how many did (``traced_calls``), and the ``.stats`` deltas over them."""
+    stats = step.stats
+    before = {k: getattr(stats, k) for k in STAT_FIELDS}
+    first = warmup = 0.0
+    traced_calls = 0
+    for i in range(max_calls):
+        traces = stats.traces
+        t0 = time.perf_counter()
+        step(*args)
+        elapsed = time.perf_counter() - t0
+        if i == 0:
+            first = elapsed
+        if stats.traces == traces:
+            break
+        warmup += elapsed
+        traced_calls += 1
+    out = {"first_call": first, "warmup": warmup, "traced_calls": traced_calls}
+    out.update({k: getattr(stats, k) - before[k] for k in STAT_FIELDS})
+    return out
+
+
+def _jitgrad_compiled(backend: str) -> Callable[[Step, tuple], Callable[[], Any]]:
+    def prepare(fn: Step, args: tuple) -> Callable[[], Any]:
+        step = _load_jitgrad().compile(fn, backend=backend)  # the whole step is one tape
+        first_calls(step, args)  # trace and compile before timing
+        return lambda: step(*args)
+
+    return prepare
+
+
+def _torch_compiled(fn: Step, args: tuple) -> Callable[[], Any]:
+    step = _load_torch().compile(fn)
+    for _ in range(3):  # compile, then recompile once .grad exists (None on the first call)
+        step(*args)
+    return lambda: step(*args)
+
+
+def available_backends() -> list[str]:
+    """Names of the compiled backends registered in this jitgrad."""
+    return list(importlib.import_module("jitgrad.backends").BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -132,82 +235,226 @@ class Engine:
     name: str
     load: Callable[[], ModuleType | None]
     prepare: Callable[[Step, tuple], Callable[[], Any]] = _eager
-    # The engine the others are compared against in the ratio columns.
+    # The engine the others are compared against in the default ratio columns.
     baseline: bool = False
+    # Which Workload field builds the program for this engine's library.
+    setup_attr: str = "setup"
 
 
-ENGINES: tuple[Engine, ...] = (
-    Engine("jitgrad eager", _load_jitgrad),
-    Engine("torch eager", _load_torch, baseline=True),
-)
+def compiled_engine(backend: str) -> Engine:
+    """``jitgrad.compile(step, backend=backend)``; n/a when the backend is not registered."""
+
+    def load() -> ModuleType | None:
+        return _load_jitgrad() if backend in available_backends() else None
+
+    return Engine(f"jitgrad {backend}", load, _jitgrad_compiled(backend))
+
+
+def build_engines(
+    backends: Sequence[str], torch_compile: bool = False
+) -> tuple[list[Engine], list[tuple[str, str]]]:
+    """The table's engines and its ratio columns (numerator name, denominator name)."""
+    compiled = [compiled_engine(b) for b in dict.fromkeys(backends)]
+    engines = [Engine("jitgrad eager", _load_jitgrad), *compiled]
+    if "interpreter" not in backends:  # the reference every backend is checked against
+        engines.append(compiled_engine("interpreter"))
+    engines.append(Engine("torch eager", _load_torch, baseline=True))
+    if torch_compile:
+        engines.append(Engine("torch.compile", _load_torch, _torch_compiled))
+    engines.append(Engine("jax jit", _load_jax, setup_attr="setup_jax"))
+    ratios = [("torch eager", e.name) for e in compiled] + [("torch eager", "jitgrad eager")]
+    if _load_jax() is not None:
+        ratios += [("jax jit", e.name) for e in compiled]
+    return engines, ratios
 
 
 def make_runner(workload: Workload, engine: Engine) -> Callable[[], Any] | None:
     """A zero-argument callable running one iteration of `workload` on `engine` (or None)."""
     lib = engine.load()
-    if lib is None:
+    setup = getattr(workload, engine.setup_attr, None)
+    if lib is None or setup is None:
         return None
-    fn, args = workload.setup(lib)
+    fn, args = setup(lib)
     return engine.prepare(fn, args)
+
+
+def compiled_runner(key: str, backend: str) -> Callable[[], Any] | None:
+    """Workload `key`'s whole step compiled with `backend` and warmed up (None: no backend)."""
+    return make_runner(workload(key), compiled_engine(backend))
 
 
 def time_call(run: Callable[[], Any], repeat: int = 5) -> float:
     """Best time of one call in seconds: timeit's autorange picks the loop count (>= 0.2 s per
-    measurement), then the minimum over `repeat` measurements discards scheduler noise."""
+    measurement), then the minimum over `repeat` measurements discards scheduler noise.
+    Autorange's last measurement is a full one, so it counts as the first of the `repeat`."""
     run()  # warm up: first-call costs (allocations, lazy imports, compiles) are not steady state
     timer = timeit.Timer(run)
-    number, _ = timer.autorange()
-    best = min(timer.repeat(repeat=max(1, repeat), number=number))
+    number, first = timer.autorange()
+    best = min([first, *timer.repeat(repeat=max(1, repeat) - 1, number=number)])
     return best / number
 
 
 # --------------------------------------------------------------------------------------------
-# The table
+# The tables
 # --------------------------------------------------------------------------------------------
 
 
 def run_table(
     workloads: Sequence[Workload], engines: Sequence[Engine], repeat: int
 ) -> list[list[float | None]]:
-    """Microseconds per iteration, one row per workload, one column per engine (None: n/a)."""
+    """Microseconds per iteration, one row per workload, one column per engine (None: n/a,
+    NaN: the engine failed on that workload; the error goes to stderr)."""
     rows = []
     for w in workloads:
         row: list[float | None] = []
         for e in engines:
-            run = make_runner(w, e)
-            row.append(None if run is None else time_call(run, repeat) * 1e6)
+            try:
+                run = make_runner(w, e)
+                row.append(None if run is None else time_call(run, repeat) * 1e6)
+            except Exception as exc:  # one failing cell should not hide the rest of the table
+                print(f"{w.key} on {e.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                row.append(float("nan"))
         rows.append(row)
     return rows
 
 
-def format_table(
-    workloads: Sequence[Workload], engines: Sequence[Engine], rows: list[list[float | None]]
-) -> str:
-    base = next((i for i, e in enumerate(engines) if e.baseline), None)
-    others = [i for i, e in enumerate(engines) if not e.baseline]
-    base_name = engines[base].name.split()[0] if base is not None else ""
-    headers = ["workload"] + [f"{e.name} (us)" for e in engines]
-    if base is not None:
-        # ">1" means the jitgrad engine is faster than the baseline.
-        headers += [f"{base_name}/{engines[i].name}" for i in others]
-    table = [headers]
-    for w, row in zip(workloads, rows):
-        cells = [f"{w.key} {w.title}"]
-        cells += ["n/a" if t is None else f"{t:,.1f}" for t in row]
-        if base is not None:
-            for i in others:
-                b, t = row[base], row[i]
-                cells.append("n/a" if b is None or t is None else f"{b / t:.2f}")
-        table.append(cells)
-    widths = [max(len(r[c]) for r in table) for c in range(len(headers))]
+def _grid(table: list[list[str]], left: int = 1) -> str:
+    """Aligned text columns: the first `left` columns flush left, the others flush right."""
+    widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
 
     def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        return "  ".join([first] + [c.rjust(n) for c, n in zip(cells[1:], widths[1:])])
+        return "  ".join(
+            c.ljust(n) if k < left else c.rjust(n) for k, (c, n) in enumerate(zip(cells, widths))
+        ).rstrip()
 
-    out = [line(table[0]), "  ".join("-" * n for n in widths)]
-    out += [line(r) for r in table[1:]]
-    return "\n".join(out)
+    return "\n".join(
+        [line(table[0]), "  ".join("-" * n for n in widths)] + [line(r) for r in table[1:]]
+    )
+
+
+def _cell(t: float | None) -> str:
+    if t is None:
+        return "n/a"
+    return "error" if t != t else f"{t:,.1f}"
+
+
+def format_table(
+    workloads: Sequence[Workload],
+    engines: Sequence[Engine],
+    rows: list[list[float | None]],
+    ratios: Sequence[tuple[str, str]] | None = None,
+) -> str:
+    """The timing table. `ratios` lists (numerator, denominator) engine names, one column each;
+    by default every baseline engine over every other engine."""
+    names = [e.name for e in engines]
+    if ratios is None:
+        bases = [e.name for e in engines if e.baseline]
+        ratios = [(b, e.name) for b in bases for e in engines if not e.baseline]
+    pairs = [(names.index(a), names.index(b)) for a, b in ratios if a in names and b in names]
+    headers = ["workload"] + [f"{n} (us)" for n in names]
+    # ">1" means the denominator (a jitgrad engine) is faster than the numerator.
+    headers += [f"{names[i].split()[0]}/{names[j]}" for i, j in pairs]
+    table = [headers]
+    for w, row in zip(workloads, rows):
+        cells = [f"{w.key} {w.title}"] + [_cell(t) for t in row]
+        for i, j in pairs:
+            a, b = row[i], row[j]
+            ok = a is not None and b is not None and a == a and b == b and b > 0
+            cells.append(f"{a / b:.2f}" if ok else "n/a")
+        table.append(cells)
+    return _grid(table)
+
+
+# --------------------------------------------------------------------------------------------
+# Compile times: W1's first calls in fresh processes, apart from the steady-state table
+# --------------------------------------------------------------------------------------------
+
+_CHILD_TAG = "jitgrad-compile-times: "
+_CHILD_TIMEOUT_S = 900
+COMPILE_CASES = {
+    "cold": "cold: new process, empty cache dir",
+    "warm": "warm: new process, same cache dir",
+    "new_batch": f"new batch {RETRACE_BATCH}: same process (retrace)",
+}
+
+
+def compile_time_child(backend: str) -> None:
+    """Body of the measuring process: W1's first calls, then the same step with a new batch size.
+    Prints one tagged JSON line."""
+    jg = _load_jitgrad()
+    fn, args = setup_mlp_step(jg)
+    step = jg.compile(fn, backend=backend)
+    result = {"first": first_calls(step, args)}
+    model, loss_fn, opt = args[:3]
+    x, y = jg.randn(RETRACE_BATCH, MLP_IN), jg.randint(0, MLP_OUT, (RETRACE_BATCH,))
+    # Same parameters and optimizer, new batch: a retrace that should find the compiled code.
+    result["new_batch"] = first_calls(step, (model, loss_fn, opt, x, y))
+    print(_CHILD_TAG + json.dumps(result), flush=True)
+
+
+def _run_child(backend: str, cache_dir: str) -> dict:
+    # Numba's own cache (cache=True helpers outside the generated code) goes there too, so that
+    # "cold" is a first run after installing, not just a first run of this step.
+    numba_dir = os.path.join(cache_dir, "numba")
+    env = dict(os.environ, JITGRAD_CACHE_DIR=cache_dir, NUMBA_CACHE_DIR=numba_dir)
+    code = "import sys, jitgrad.bench as b; b.compile_time_child(sys.argv[1])"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, backend],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=_CHILD_TIMEOUT_S,
+    )
+    tagged = [ln for ln in proc.stdout.splitlines() if ln.startswith(_CHILD_TAG)]
+    if proc.returncode != 0 or not tagged:
+        raise RuntimeError(
+            f"measuring compile times of backend {backend!r} failed (exit {proc.returncode}):\n"
+            f"{proc.stderr[-3000:]}"
+        )
+    return json.loads(tagged[-1][len(_CHILD_TAG) :])
+
+
+def measure_compile_times(backend: str) -> dict[str, dict]:
+    """W1 compiled with `backend`: {case: first_calls(...) result} for the COMPILE_CASES.
+
+    cold: a fresh process with an empty JITGRAD_CACHE_DIR (and NUMBA_CACHE_DIR); warm: a second
+    fresh process with the same directories; new_batch: in that second process after its warm-up,
+    batch 32 instead of 64.
+    """
+    with tempfile.TemporaryDirectory(prefix="jitgrad-cache-") as tmp:
+        cold = _run_child(backend, tmp)
+        warm = _run_child(backend, tmp)
+    return {"cold": cold["first"], "warm": warm["first"], "new_batch": warm["new_batch"]}
+
+
+def cold_compile_seconds(backend: str) -> float:
+    """``.stats.compile_seconds`` of W1's warm-up in a fresh process with an empty cache dir."""
+    with tempfile.TemporaryDirectory(prefix="jitgrad-cache-") as tmp:
+        return float(_run_child(backend, tmp)["first"]["compile_seconds"])
+
+
+def format_compile_times(results: dict[str, dict[str, dict] | None]) -> str:
+    """One row per (backend, case); a backend whose measurement failed shows `error`."""
+    headers = ["backend", "case", "first call (s)", "warm-up (s)", "traced calls", "traces"]
+    headers += ["compiles", "trace (s)", "compile (s)"]
+    table = [headers]
+    for backend, cases in results.items():
+        for case, label in COMPILE_CASES.items():
+            r = None if cases is None else cases[case]
+            if r is None:
+                table.append([backend, label] + ["error"] * (len(headers) - 2))
+                continue
+            table.append(
+                [backend, label, f"{r['first_call']:.3f}", f"{r['warmup']:.3f}"]
+                + [str(r[k]) for k in ("traced_calls", "traces", "compiles")]
+                + [f"{r['trace_seconds']:.3f}", f"{r['compile_seconds']:.3f}"]
+            )
+    return _grid(table, left=2)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,19 +468,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=[w.key for w in WORKLOADS],
         help="run only this workload (repeatable), e.g. --only W1",
     )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="compiled jitgrad backend to time (repeatable; default: numba). The reference "
+        "interpreter is always timed too",
+    )
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="also time torch.compile (compiling takes ~20 s per workload)",
+    )
+    parser.add_argument(
+        "--no-compile-times",
+        action="store_true",
+        help="skip the compile-time table (it starts two fresh processes per backend)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     workloads = [w for w in WORKLOADS if not args.only or w.key in args.only]
-    engines = list(ENGINES)
+    backends = list(dict.fromkeys(args.backend or ["numba"]))
+    engines, ratios = build_engines(backends, args.torch_compile)
+    available = available_backends()
     print("Best time per iteration in microseconds; ratio > 1 means jitgrad is faster.")
+    print("Compiled columns run the whole step (zero_grad, forward, loss, backward, optimizer")
+    print("step) as one compiled call, after warm-up; compile times are in the second table.")
+    for b in backends:
+        if b not in available:
+            print(f"(backend {b!r} is not registered; available: {', '.join(available)})")
     missing = [e.name for e in engines if e.load() is None]
     if missing:
-        print(f"(not installed, shown as n/a: {', '.join(missing)})")
+        print(f"(not available, shown as n/a: {', '.join(missing)})")
     torch = _load_torch()
     if torch is not None:
-        # Small workloads are sensitive to threading; OMP_NUM_THREADS=1 pins both libraries.
         print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
+    if "OMP_NUM_THREADS" not in os.environ:
+        print("(threads not pinned: on a busy machine OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1")
+        print(" steadies small workloads, where BLAS threads waking up can cost milliseconds)")
+    jax = _load_jax()
+    if jax is not None:
+        print(f"jax {jax.__version__} on {jax.default_backend()}")
     rows = run_table(workloads, engines, args.repeat)
-    print(format_table(workloads, engines, rows))
+    print(format_table(workloads, engines, rows, ratios))
+    if args.no_compile_times:
+        return 0
+    compiled = [b for b in dict.fromkeys([*backends, "interpreter"]) if b in available]
+    print()
+    print(f"Compile times of W1 ({workload('W1').title}), whole step, in seconds.")
+    print("first call: its wall time; warm-up: wall time of all calls that traced, until one ran")
+    print("from the cache; traces .. compile (s): the step's .stats over those calls.")
+    results: dict[str, dict[str, dict] | None] = {}
+    for b in compiled:
+        try:
+            results[b] = measure_compile_times(b)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            print(exc, file=sys.stderr)
+            results[b] = None
+    print(format_compile_times(results))
     return 0

@@ -50,20 +50,20 @@ def _flatten(obj, leaves: list):
 
 
 def _unflatten(tree, leaves):
-    it = iter(leaves)
+    return _build(tree, iter(leaves))
 
-    def build(t):
-        if t is None:
-            return next(it)
-        if t[0] is dict:
-            return {k: build(s) for k, s in zip(t[1], t[2])}
-        items = [build(s) for s in t[1]]
-        kind = t[0]
-        if kind in (list, tuple):
-            return kind(items)
-        return kind(*items)
 
-    return build(tree)
+def _build(t, it):
+    # a module-level function: a recursive closure would be a reference cycle per call
+    if t is None:
+        return next(it)
+    if t[0] is dict:
+        return {k: _build(s, it) for k, s in zip(t[1], t[2])}
+    items = [_build(s, it) for s in t[1]]
+    kind = t[0]
+    if kind in (list, tuple):
+        return kind(items)
+    return kind(*items)
 
 
 def _leaf_key(x):
@@ -87,13 +87,15 @@ class Stats:
         self.cache_hits = 0
         self.trace_seconds = 0.0
         self.compile_seconds = 0.0
+        self.backend_compiles = 0  # machine-code compilations (0 when a cache had the code)
         self.retrace_reasons: list = []
 
     def __repr__(self) -> str:
         return (
             f"Stats(calls={self.calls}, traces={self.traces}, compiles={self.compiles}, "
             f"cache_hits={self.cache_hits}, trace_seconds={self.trace_seconds:.3f}, "
-            f"compile_seconds={self.compile_seconds:.3f}, retraces={self.retrace_reasons})"
+            f"compile_seconds={self.compile_seconds:.3f}, backend_compiles="
+            f"{self.backend_compiles}, retraces={self.retrace_reasons})"
         )
 
 
@@ -144,8 +146,13 @@ def _fetch(binding: Binding, leaves: list):
 
 
 def _apply_writes(writes, values, leaves) -> None:
+    from .backends.numba_cpu import IN_PLACE
+
     for (binding, _), arr in zip(writes, values):
         kind = binding.kind
+        if arr is IN_PLACE:  # the backend already wrote into the captured buffer
+            binding.ref._vc[0] += 1
+            continue
         if kind == "grad":
             leaf = binding.ref
             if arr is None:
@@ -238,9 +245,18 @@ class CompiledFunction:
     def _run(self, entry: _Entry, leaves: list):
         tape = entry.tape
         inputs = [_fetch(tape.bindings[v], leaves) for v in tape.inputs]
-        outs, writes = entry.exe(inputs)
         if self.check:
-            self._check_agreement(entry, inputs, outs, writes)
+            # the backend may update captured buffers in place: keep the inputs as they were
+            snapshot = [np.array(a, copy=True) for a in inputs]
+            outs, writes = entry.exe(inputs)
+            try:
+                self._check_agreement(entry, snapshot, outs, writes)
+            except AgreementError:
+                for a, old in zip(inputs, snapshot):
+                    np.copyto(a, old)
+                raise
+        else:
+            outs, writes = entry.exe(inputs)
         _apply_writes(tape.writes, writes, leaves)
         n_user = entry.n_outputs
         results = [Tensor._wrap(a) for a in outs[:n_user]]
@@ -426,6 +442,9 @@ class CompiledFunction:
         tape.verify()
         exe = backend.lower(tape)
         self.stats.compiles += 1
+        self.stats.backend_compiles += getattr(exe, "compiled", 0)
+        if bwd is not None:
+            self.stats.backend_compiles += getattr(bwd[1], "compiled", 0)
         self.stats.compile_seconds += time.perf_counter() - t0
         return _Entry("inside" if inside else "step", tape, exe, out_tree, guards, bwd)
 
@@ -454,7 +473,11 @@ class CompiledFunction:
         if got is not None:
             checks = [(e.out, got.get(e.out)) for e in tape.eqns if e.out in got]
         checks += list(zip(tape.outputs, outs))
-        checks += [(v, a) for (_, v), a in zip(tape.writes, writes) if v is not None]
+        checks += [
+            (v, a)
+            for (_, v), a in zip(tape.writes, writes)
+            if v is not None and isinstance(a, np.ndarray)
+        ]
         for v, value in checks:
             if value is None:
                 continue

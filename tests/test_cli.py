@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -41,17 +43,93 @@ def test_demo_loss_decreases_and_reports_accuracy():
     assert correct / total > 0.45, out
 
 
-def test_bench_prints_table():
-    out = run_cli("bench", "--repeat", "1", "--only", "W3")
+@pytest.fixture(scope="module")
+def bench_w3() -> str:
+    # One run shared by the table tests: the timing table only, no compile-time subprocesses.
+    return run_cli("bench", "--repeat", "1", "--only", "W3", "--no-compile-times")
+
+
+def table_rows(out: str) -> tuple[list[str], list[list[str]]]:
     lines = out.splitlines()
     header = next(line for line in lines if line.startswith("workload"))
+    rows = [re.split(r"\s{2,}", line) for line in lines if re.match(r"W\d", line)]
+    return re.split(r"\s{2,}", header), rows
+
+
+def test_bench_prints_table(bench_w3):
+    header, rows = table_rows(bench_w3)
     assert "jitgrad eager (us)" in header
     assert "torch eager (us)" in header
-    rows = [line for line in lines if line.startswith("W")]
-    assert len(rows) == 1 and rows[0].startswith("W3 ")
+    assert len(rows) == 1 and rows[0][0].startswith("W3 ")
     # the jitgrad column holds a positive time
-    cells = re.split(r"\s{2,}", rows[0])
-    assert float(cells[1].replace(",", "")) > 0
+    assert float(rows[0][1].replace(",", "")) > 0
+
+
+def test_bench_times_compiled_step_on_interpreter_and_prints_ratios(bench_w3):
+    header, rows = table_rows(bench_w3)
+    row = dict(zip(header, rows[0]))
+    # the reference interpreter is always timed; the numba column is there, n/a if unregistered
+    assert float(row["jitgrad interpreter (us)"].replace(",", "")) > 0
+    if "numba" not in bench.available_backends():
+        assert row["jitgrad numba (us)"] == "n/a"
+    ratio = row["torch/jitgrad eager"]
+    if importlib.util.find_spec("torch") is None:
+        assert ratio == "n/a"
+    else:
+        torch_us = float(row["torch eager (us)"].replace(",", ""))
+        eager = float(row["jitgrad eager (us)"].replace(",", ""))
+        assert float(ratio) == pytest.approx(torch_us / eager, rel=0.02, abs=0.01)
+    assert "Compile times" not in bench_w3
+
+
+def test_format_table_explicit_ratios_and_failed_cells():
+    engines = [bench.Engine(name, lambda: jitgrad) for name in ("a x", "b y", "c z")]
+    rows = [[100.0, 50.0, float("nan")]]
+    text = bench.format_table(
+        bench.WORKLOADS[:1], engines, rows, ratios=[("a x", "b y"), ("a x", "c z")]
+    )
+    header, *_, last = text.splitlines()
+    assert header.split("  ")[-1].strip() == "a/c z" and "a/b y" in header
+    # a failed engine shows "error" and its ratio n/a; 100 / 50 = 2
+    assert last.split()[-3:] == ["error", "2.00", "n/a"]
+
+
+def test_jax_engine_skips_cleanly_when_absent():
+    if bench._load_jax() is not None:
+        pytest.skip("jax is installed")
+    engine = next(e for e in bench.build_engines(["interpreter"])[0] if e.name == "jax jit")
+    assert bench.make_runner(bench.WORKLOADS[0], engine) is None
+
+
+def test_unregistered_backend_is_a_column_of_na(monkeypatch):
+    from jitgrad import backends
+
+    monkeypatch.delitem(backends.BACKENDS, "numba", raising=False)
+    engines, ratios = bench.build_engines(["numba"])
+    names = [e.name for e in engines]
+    assert names[:3] == ["jitgrad eager", "jitgrad numba", "jitgrad interpreter"]
+    assert ("torch eager", "jitgrad numba") in ratios
+    assert bench.make_runner(bench.WORKLOADS[0], engines[1]) is None
+
+
+def test_compile_time_child_reports_warmup_and_retrace(capsys):
+    # In process, on the interpreter: the measuring body without the subprocess.
+    bench.compile_time_child("interpreter")
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(line.split(": ", 1)[1])
+    first, new_batch = result["first"], result["new_batch"]
+    # W1 traces (once, or twice if .grad None on the first call matters), then runs from the cache
+    assert 1 <= first["traced_calls"] == first["traces"] < bench.MAX_WARMUP_CALLS
+    assert first["first_call"] > 0 and first["warmup"] >= first["first_call"]
+    # a new batch size is one retrace
+    assert new_batch["traced_calls"] == new_batch["traces"] == 1
+    text = bench.format_compile_times({"interpreter": result | {"cold": first, "warm": first}})
+    assert len(text.splitlines()) == 2 + len(bench.COMPILE_CASES)
+    assert "new batch 32" in text
+
+
+def test_cold_compile_seconds_runs_in_a_fresh_process():
+    assert bench.cold_compile_seconds("interpreter") >= 0
 
 
 def test_bench_rejects_unknown_workload():

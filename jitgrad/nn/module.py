@@ -280,11 +280,9 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
+            if set_to_none:  # assigned without reading .grad (see Optimizer.zero_grad)
                 p.grad = None
-            else:
+            elif p.grad is not None:
                 p.grad.detach_().zero_()  # detach_ also clears requires_grad
 
     def apply(self, fn: Callable[[Module], None]) -> Module:

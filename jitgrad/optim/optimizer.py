@@ -121,11 +121,11 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
+                # set_to_none assigns without reading .grad, so a compiled step does not depend
+                # on whether a gradient existed before it
                 if set_to_none:
                     p.grad = None
-                else:
+                elif p.grad is not None:
                     p.grad.detach_().zero_()  # detach_ also clears requires_grad
 
     def step(self, closure: Callable[[], Any] | None = None):

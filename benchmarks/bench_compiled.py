@@ -1,0 +1,68 @@
+"""Compiled whole-step benchmarks: ``jitgrad.compile(step)`` where the step runs zero_grad,
+forward, loss, backward and the optimizer update as one call.
+
+Run time and compile time are tracked apart: ``setup`` compiles and warms up, so ``time_step``
+measures the steady state; ``CompileTime.track_compile_seconds_w1`` measures a cold compile in a
+fresh process with an empty cache directory. The workloads are defined once in
+``jitgrad.bench``.
+"""
+
+from jitgrad import bench
+
+# Fixed parameter list so result history stays comparable; an unregistered backend is skipped.
+BACKENDS = ["numba", "interpreter"]
+
+
+class _CompiledStep:
+    params = BACKENDS
+    param_names = ["backend"]
+    key = ""
+
+    def setup(self, backend):
+        self.run = bench.compiled_runner(self.key, backend)  # traces, compiles, warms up
+        if self.run is None:
+            raise NotImplementedError(f"backend {backend!r} is not registered")  # asv: skip
+
+    def time_step(self, backend):
+        self.run()
+
+
+class CompiledMLPStep(_CompiledStep):
+    """W1: 64 -> 128 -> ReLU -> 10, batch 64, cross-entropy, SGD lr 0.1."""
+
+    key = "W1"
+
+
+class CompiledWideMLPStep(_CompiledStep):
+    """W1b: 64 -> 512 -> 512 -> 10 with ReLUs, batch 256, cross-entropy, SGD lr 0.1."""
+
+    key = "W1b"
+
+
+class CompiledElementwiseChain(_CompiledStep):
+    """W2: sum(tanh(1.5x+0.5)*sigmoid(x) + exp(-x*x)) forward + backward on 1e6 float32."""
+
+    key = "W2"
+
+
+class CompiledTinyGraph(_CompiledStep):
+    """W3: (x*2+1).sum() forward + backward on 10 elements: the cost of one compiled call."""
+
+    key = "W3"
+
+
+class CompileTime:
+    """Seconds spent compiling W1's step, cold: a fresh process with an empty cache dir."""
+
+    params = BACKENDS
+    param_names = ["backend"]
+    timeout = 900  # a cold Numba compile of a whole training step takes tens of seconds
+
+    def setup(self, backend):
+        if backend not in bench.available_backends():
+            raise NotImplementedError(f"backend {backend!r} is not registered")
+
+    def track_compile_seconds_w1(self, backend):
+        return bench.cold_compile_seconds(backend)
+
+    track_compile_seconds_w1.unit = "seconds"

@@ -1,0 +1,228 @@
+"""The Numba CPU backend: a tape lowered to fused loop kernels and one generated driver.
+
+``lower(tape)`` plans which values are stored (see ``codegen.Plan``), generates one kernel per
+stored value, and a driver that calls them in order; the driver and each kernel are separate
+generated files (``cache.load_module``), compiled with Numba's ``cache=True``. One call of the
+executable is one call of the driver from Python. Buffers that cross kernels live in a workspace
+allocated once per executable; outputs and new ``.grad`` arrays are allocated fresh per call;
+parameter and optimizer-state updates are written in place when no later kernel reads the old
+value.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+import numpy as np
+from numba import typeof
+
+from ...ir.tape import Tape
+from . import cache
+from .codegen import FASTMATH, Plan, numel
+from .kernels import HEADER, build
+
+IN_PLACE = object()  # a write the executable already did in place
+
+
+class Executable:
+    backend = "numba"
+
+    def __init__(self, tape: Tape):
+        self.tape = tape
+        plan = Plan(tape)
+        order = [e.out for e in tape.eqns if e.out in plan.materialized]
+        self.kernels = [build(plan, v) for v in order]
+        self._layout(plan)
+        self._load()
+
+    # -- buffers and the driver ----------------------------------------------------------------
+    def _layout(self, plan: Plan) -> None:
+        tape = self.tape
+        produced = {k.root: i for i, k in enumerate(self.kernels)}
+        fresh = [v for v in tape.outputs if v in produced]
+        fresh += [v for b, v in tape.writes if b.kind == "grad" and v in produced]
+        fresh = list(dict.fromkeys(fresh))
+        self.fresh = fresh
+        {v: i for i, v in enumerate(tape.inputs)}
+        self.const_vars = [v for v in tape.consts if v not in plan.scalars]
+        # in-place parameter updates
+        self.in_place: dict = {}  # write Var -> capture input Var
+        outputs = set(tape.outputs)
+        for b, v in tape.writes:
+            if b.kind != "capture" or v not in produced or v in outputs or v in fresh:
+                continue
+            target = next(x for x, bb in tape.bindings.items() if bb is b)
+            k = self.kernels[produced[v]]
+            if k.kind != "map" or target in self.in_place.values() or target in outputs:
+                continue
+            own = getattr(k, "flat_index", None)
+            loads = plan_loads(k, target)
+            later = any(target in kk.buffers for kk in self.kernels[produced[v] + 1 :])
+            if loads <= {own} and not later:
+                self.in_place[v] = target
+                k.in_place = target
+        self.workspace = [v for v in produced if v not in fresh and v not in self.in_place]
+        # driver source
+        names = {}
+        args = []
+        for i, v in enumerate(tape.inputs):
+            names[v] = f"in{i}"
+            args.append(f"in{i}")
+        for i, v in enumerate(self.const_vars):
+            names[v] = f"k{i}"
+            args.append(f"k{i}")
+        for i, v in enumerate(self.workspace):
+            names[v] = f"w{i}"
+            args.append(f"w{i}")
+        for v, target in self.in_place.items():
+            names[v] = names[target]
+        dims, consts, lines = [], [], []
+        for i, v in enumerate(fresh):
+            names[v] = f"f{i}"
+            lines.append(f"    f{i} = np.empty(D[{len(dims)}], np.{v.dtype.np.name})")
+            dims.append(numel(v.shape))
+        for j, k in enumerate(self.kernels):
+            a, b = len(dims), len(dims) + len(k.dims)
+            c, d = len(consts), len(consts) + len(k.consts)
+            dims += k.dims
+            consts += k.consts
+            # no sizes in the source: a new batch size must reuse the compiled code
+            lines.append(
+                f"    # kernel {j}: {k.kind} -> {k.root} ({k.root.dtype.name}, rank {k.root.ndim})"
+            )
+            lines.append(f"    k{j}_dims = D[{a}:{b}]")
+            lines.append(f"    k{j}_consts = C[{c}:{d}]")
+            bufs = {f"b{i}": names[x] for i, x in enumerate(k.buffers)}
+            lines += inline_body(k.body, f"k{j}_", bufs)
+        ret = ", ".join(names[v] for v in fresh)
+        lines.append(f"    return ({ret}{',' if len(fresh) == 1 else ''})")
+        self.dims = np.array(dims, dtype=np.int64)
+        self.consts = np.array(consts, dtype=np.float64)
+        parallel = any(k.parallel for k in self.kernels)
+        self.driver_source = (
+            HEADER
+            + f"\n\n@njit(cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', nogil=True"
+            + (", parallel=True" if parallel else "")
+            + ")\n"
+            + f"def driver({', '.join(args + ['D', 'C'])}):\n"
+            + "\n".join(lines)
+            + "\n"
+        )
+        self._names = names
+
+    def _load(self) -> None:
+        driver_mod = cache.load_module(self.driver_source, "jgd")
+        self.name = driver_mod.__name__.rsplit(".", 1)[-1]
+        self.driver = driver_mod.driver
+        tape = self.tape
+        self.const_arrays = [
+            np.ascontiguousarray(tape.consts[v]).reshape(-1) for v in self.const_vars
+        ]
+        self.work_arrays = [np.empty(numel(v.shape), v.dtype.np) for v in self.workspace]
+        sig = [typeof(np.empty(0, v.dtype.np)) for v in tape.inputs]
+        sig += [typeof(a) for a in self.const_arrays + self.work_arrays]
+        sig += [typeof(self.dims), typeof(self.consts)]
+        misses = sum(self.driver.stats.cache_misses.values())
+        self.driver.compile(tuple(sig))
+        # 1 when Numba compiled (no disk or memory cache had this driver), else 0
+        self.compiled = int(sum(self.driver.stats.cache_misses.values()) > misses)
+
+    # -- calling -------------------------------------------------------------------------------
+    def __call__(self, inputs: list):
+        tape = self.tape
+        flats = []
+        copied = []
+        for v, a in zip(tape.inputs, inputs):
+            if a.dtype != v.dtype.np:
+                a = a.astype(v.dtype.np)
+            if a.flags.c_contiguous:
+                flats.append(a.reshape(-1))
+            else:
+                flats.append(np.ascontiguousarray(a).reshape(-1))
+                copied.append((len(flats) - 1, a))
+        fresh = self.driver(*flats, *self.const_arrays, *self.work_arrays, self.dims, self.consts)
+        self._last = dict(zip(self.fresh, fresh))
+        for i, v in enumerate(self.workspace):
+            self._last[v] = self.work_arrays[i]
+        pos = {v: i for i, v in enumerate(tape.inputs)}
+        for v, target in self.in_place.items():
+            self._last[v] = flats[pos[target]]
+        for i, original in copied:  # a non-contiguous captured buffer written in place
+            if any(pos[t] == i for t in self.in_place.values()):
+                np.copyto(original, flats[i].reshape(original.shape))
+        outs = [self._value(v, flats, pos) for v in tape.outputs]
+        writes = []
+        for _b, v in tape.writes:
+            if v is None:
+                writes.append(None)
+            elif v in self.in_place:
+                writes.append(IN_PLACE)
+            else:
+                writes.append(self._value(v, flats, pos))
+        return outs, writes
+
+    def _value(self, v, flats, pos):
+        if v in self._last:
+            return self._last[v].reshape(v.shape)
+        if v in pos:
+            return np.array(flats[pos[v]].reshape(v.shape))
+        return np.array(self.tape.consts[v])
+
+    def values(self, inputs=None) -> dict:
+        """The stored values of the last call (for agreement checks)."""
+        return {v: a.reshape(v.shape) for v, a in self._last.items()}
+
+    def kernel_of(self, var) -> str | None:
+        for j, k in enumerate(self.kernels):
+            if k.root is var or any(e.out is var for e in k.covers):
+                return f"kernel {j} ({k.kind} -> {k.root}) of {self.name}"
+        return None
+
+    def source(self) -> str:
+        """The generated driver: one function, each fused kernel a commented block in it."""
+        return self.driver_source
+
+
+_GLOBAL_NAMES = {
+    "np",
+    "math",
+    "range",
+    "prange",
+    "abs",
+    "max",
+    "min",
+    "float",
+    "int",
+    "True",
+    "False",
+    "None",
+}
+
+
+_NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
+
+
+def inline_body(lines: list, prefix: str, buffers: dict) -> list:
+    """A kernel's body for pasting into the driver: buffer arguments renamed to the driver's
+    buffers, ``dims``/``consts`` and every local name prefixed (attributes and globals kept)."""
+    import jitgrad.backends.numba_cpu.runtime as rt
+
+    keep = _GLOBAL_NAMES | set(keyword.kwlist) | {n for n in dir(rt) if not n.startswith("_")}
+
+    def rename(m):
+        name = m.group(1)
+        if name in keep:
+            return name
+        return buffers.get(name, prefix + name)
+
+    return [_NAME.sub(rename, line) for line in lines]
+
+
+def plan_loads(kernel, target) -> set:
+    """Flat offsets at which ``kernel`` reads ``target`` (recorded while generating it)."""
+    return getattr(kernel, "loads", {}).get(target, set())
+
+
+def lower(tape: Tape) -> Executable:
+    return Executable(tape)

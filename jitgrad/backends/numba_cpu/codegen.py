@@ -1,0 +1,403 @@
+"""Tape -> Numba source: fusion into kernels, index arithmetic for views, one driver.
+
+Every value of the tape is either *materialized* (a flat, C-ordered buffer: inputs, constants,
+reduction and matmul results, outputs, and values worth storing) or *virtual*: an expression,
+inlined into each kernel that reads it. Movement primitives (reshape, permute, expand, slice,
+pad, cat) and take are index arithmetic over their input; elementwise primitives paste their
+scalar templates. A kernel materializes one value: a map (elementwise loop nest, or a single
+flat loop when every load is at the same flat index), a reduction, logsumexp, argmax, a matmul
+(BLAS through ``np.dot``) or a scatter-add.
+
+Sizes, slice starts and non-trivial constants are runtime values read from ``dims``/``consts``
+arrays, so kernel and driver sources depend on the tape's structure only: a new batch size
+reuses the compiled code. Each kernel's source is canonical (its own argument names), so tapes
+that share a kernel share its compilation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ...ir.tape import Tape, Var
+
+try:  # vectorizable exp/log/tanh (pip's llvmlite has no SVML)
+    from ..vecmath import REPLACEMENTS as _VEC
+except ImportError:  # pragma: no cover
+    _VEC = {}
+
+# Constants pasted into source as literals; any other value is a runtime input.
+_LITERALS = {0.0, 1.0, -1.0, 2.0, 0.5, 3.0}
+_NP = {
+    "float32": "np.float32",
+    "float64": "np.float64",
+    "int64": "np.int64",
+    "int32": "np.int32",
+    "uint64": "np.uint64",
+    "bool": "np.bool_",
+}
+_TRANSCENDENTAL = ("exp", "log", "tanh", "sin", "cos", "pow", "log1p", "sqrt")
+RECOMPUTE_LIMIT = 40  # cost units (1 per arithmetic op, 6 per transcendental)
+PARALLEL_MIN = 1 << 62  # prange measured slower here (see issue notes): serial loops for now
+FASTMATH = '{"reassoc", "contract", "nsz"}'
+
+
+# Templates whose result already has the operands' dtype in Numba (no cast needed).
+_SAME_DTYPE = {"neg", "add", "sub", "mul", "div", "copy", "where"}
+
+
+def _keeps_dtype(e, text: str) -> bool:
+    if e.prim.name in _SAME_DTYPE:
+        return all(x.dtype is e.out.dtype for x in e.inputs if x.dtype.name != "bool")
+    # the vectorized transcendental functions return their argument's type
+    return e.prim.name in ("exp", "log", "log1p", "tanh") and "math." not in text
+
+
+def numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+@dataclass
+class Kernel:
+    """One generated function: ``kernel(<buffers>, dims, consts)``."""
+
+    kind: str
+    root: Var
+    buffers: list  # Vars passed in, in argument order (the output first)
+    dims: list  # concrete ints for the dims array
+    consts: list  # concrete floats for the consts array
+    source: str = ""
+    name: str = ""
+    in_place: Var | None = None  # a captured input buffer this kernel writes into
+    covers: list = field(default_factory=list)  # equations computed inside (for reports)
+    loads: dict = field(default_factory=dict)  # buffer Var -> offsets it is read at
+    flat_index: str | None = None  # the offset a map kernel stores at
+    body: list = field(default_factory=list)  # the function body's lines (for inlining)
+    parallel: bool = False
+
+
+class _Body:
+    """Lines of one kernel body with per-kernel symbol tables."""
+
+    def __init__(self, gen: KernelGen):
+        self.gen = gen
+        self.lines: list = []
+        self.cse: dict = {}
+        self.indent = 1
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.indent + line)
+
+    def temp(self, expr: str, prefix: str = "t") -> str:
+        """A local holding ``expr`` (shared when the same expression recurs)."""
+        name = self.cse.get(expr)
+        if name is None:
+            name = self.gen.fresh(prefix)
+            self.cse[expr] = name
+            self.emit(f"{name} = {expr}")
+        return name
+
+
+class Flat:
+    """Index of an element by its flat (C-order) position in the loop's domain."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: str):
+        self.i = i
+
+
+class KernelGen:
+    """Builds one kernel: argument lists, dims/consts slots, and expressions for values."""
+
+    def __init__(self, plan: Plan, kind: str, root: Var):
+        self.plan = plan
+        self.kind = kind
+        self.root = root
+        self.buffers: list = []
+        self.buf_names: dict = {}
+        self.dim_slots: dict = {}
+        self.dims: list = []
+        self.consts: list = []
+        self.const_slots: dict = {}
+        self.prologue: list = []
+        self.loads_of: dict = {}  # buffer Var -> set of index strings (for in-place checks)
+        self.covers: list = []
+        self._counter = 0
+
+    def fresh(self, prefix: str) -> str:
+        """A local name unique within the kernel."""
+        self._counter += 1
+        return f"{prefix}{self._counter}"
+
+    # -- symbols -------------------------------------------------------------------------------
+    def buf(self, v: Var) -> str:
+        name = self.buf_names.get(v)
+        if name is None:
+            name = f"b{len(self.buffers)}"
+            self.buf_names[v] = name
+            self.buffers.append(v)
+        return name
+
+    def dim(self, key, value: int) -> str:
+        """A runtime integer (a size, a start), loaded once from ``dims``."""
+        name = self.dim_slots.get(key)
+        if name is None:
+            name = f"n{len(self.dims)}"
+            self.dim_slots[key] = name
+            self.prologue.append(f"{name} = dims[{len(self.dims)}]")
+            self.dims.append(int(value))
+        return name
+
+    def vdim(self, v: Var, k: int) -> str:
+        return self.dim(("d", v, k), v.shape[k])
+
+    def const(self, value, dtype) -> str:
+        v = float(value) if dtype.is_floating_point else value
+        np_name = _NP[dtype.name]
+        if dtype.name == "bool":
+            return "True" if value else "False"
+        if not dtype.is_floating_point:
+            return f"{np_name}({int(value)})"
+        if math.isnan(v):
+            return f"{np_name}(np.nan)"
+        if math.isinf(v):
+            return f"{np_name}({'-' if v < 0 else ''}np.inf)"
+        if v in _LITERALS:
+            return f"{np_name}({v!r})"
+        key = (v, dtype.name)
+        name = self.const_slots.get(key)
+        if name is None:
+            name = f"c{len(self.consts)}"
+            self.const_slots[key] = name
+            self.prologue.append(f"{name} = {np_name}(consts[{len(self.consts)}])")
+            self.consts.append(v)
+        return name
+
+    # -- addressing ----------------------------------------------------------------------------
+    def ravel(self, v: Var, idx: tuple) -> str:
+        if not idx:
+            return "0"
+        expr = idx[0]
+        for k in range(1, len(idx)):
+            expr = f"({expr}) * {self.vdim(v, k)} + {idx[k]}" if expr != "0" else idx[k]
+        return expr
+
+    def unravel(self, v: Var, flat: str, body: _Body) -> tuple:
+        out = []
+        rest = body.temp(flat, "f")
+        for k in range(v.ndim - 1, 0, -1):
+            n = self.vdim(v, k)
+            out.append(body.temp(f"{rest} % {n}", "u"))
+            rest = body.temp(f"{rest} // {n}", "f")
+        out.append(rest)
+        return tuple(reversed(out))
+
+    def load(self, v: Var, idx, body: _Body) -> str:
+        """The expression for value ``v`` at index ``idx`` (a tuple of strings, or Flat)."""
+        plan = self.plan
+        if v in plan.scalars:
+            return self.const(plan.scalars[v], v.dtype)
+        if v is self.root:
+            return self.expr(plan.producer[v], idx, body)
+        if v.ndim == 0 and v in plan.materialized:
+            return body.temp(f"{self.buf(v)}[0]", "s")
+        if v in plan.materialized:
+            off = idx.i if isinstance(idx, Flat) else self.ravel(v, idx)
+            self.loads_of.setdefault(v, set()).add(off)
+            return body.temp(f"{self.buf(v)}[{off}]", "x")
+        return self.expr(plan.producer[v], idx, body)
+
+    def expr(self, e, idx, body: _Body) -> str:
+        self.covers.append(e)
+        name = e.prim.name
+        p = e.kwargs
+        x = e.inputs[0] if e.inputs else None
+        if e.prim.kind == "elementwise":
+            args = [self.load(a, idx, body) for a in e.inputs]
+            template = e.prim.scalar(**p) if callable(e.prim.scalar) else e.prim.scalar
+            text = template.format(*args)
+            for old, new in _VEC.items():
+                text = text.replace(old + "(", new + "(")
+            if e.out.dtype.name != "bool" and not _keeps_dtype(e, text):
+                text = f"{_NP[e.out.dtype.name]}({text})"
+            return body.temp(text)
+        if isinstance(idx, Flat):  # only reshape keeps a flat index (see Plan.flat_ok)
+            if name == "reshape":
+                return self.load(x, idx, body)
+            if name == "rand":
+                return self._rand(e, idx.i, body)
+            idx = self.unravel(e.out, idx.i, body)
+        if name == "reshape":
+            return self.load(x, self._reshape_index(x, e.out, idx, body), body)
+        if name == "permute":
+            perm = p["perm"]
+            src = [None] * len(perm)
+            for k, d in enumerate(perm):
+                src[d] = idx[k]
+            return self.load(x, tuple(src), body)
+        if name == "expand":
+            lead = e.out.ndim - x.ndim
+            src = tuple(
+                "0" if x.shape[k] == 1 and e.out.shape[lead + k] != 1 else idx[lead + k]
+                for k in range(x.ndim)
+            )
+            return self.load(x, src, body)
+        if name == "slice":
+            src = []
+            for k in range(x.ndim):
+                start = self.dim(("start", e.out, k), p["starts"][k])
+                step = p["steps"][k]
+                term = idx[k] if step == 1 else f"{idx[k]} * {step}"
+                src.append(f"({start} + {term})")
+            return self.load(x, tuple(src), body)
+        if name == "pad":
+            conds, src = [], []
+            for k, (lo, _, interior) in enumerate(p["widths"]):
+                lo_n = self.dim(("lo", e.out, k), lo)
+                rel = body.temp(f"{idx[k]} - {lo_n}", "r")
+                stride = interior + 1
+                if stride == 1:
+                    conds.append(f"{rel} >= 0 and {rel} < {self.vdim(x, k)}")
+                    src.append(rel)
+                else:
+                    conds.append(
+                        f"{rel} >= 0 and {rel} % {stride} == 0 and "
+                        f"{rel} // {stride} < {self.vdim(x, k)}"
+                    )
+                    src.append(f"{rel} // {stride}")
+            inner = _Body(self)
+            inner.indent = body.indent + 1
+            value = self.load(x, tuple(src), inner)
+            res = self.fresh("p")
+            body.emit(f"{res} = {self.const(0, e.out.dtype)}")
+            body.emit(f"if {' and '.join(conds) or 'True'}:")
+            body.lines.extend(inner.lines)
+            body.emit(f"    {res} = {value}")
+            return res
+        if name == "cat":
+            axis = p["axis"]
+            res = self.fresh("q")
+            offset = "0"
+            body.emit(f"{res} = {self.const(0, e.out.dtype)}")
+            for j, part in enumerate(e.inputs):
+                size = self.vdim(part, axis)
+                hi = f"{offset} + {size}" if offset != "0" else size
+                kw = "if" if j == 0 else "elif"
+                body.emit(f"{kw} {idx[axis]} < {hi}:")
+                inner = _Body(self)
+                inner.indent = body.indent + 1
+                sub = tuple(
+                    f"({idx[axis]} - ({offset}))" if k == axis else idx[k] for k in range(len(idx))
+                )
+                value = self.load(part, sub, inner)
+                body.lines.extend(inner.lines)
+                body.emit(f"    {res} = {value}")
+                offset = hi
+            return res
+        if name == "take":
+            axis = p["axis"]
+            index = e.inputs[1]
+            r = index.ndim
+            pos = self.load(index, tuple(idx[axis : axis + r]), body)
+            src = tuple(idx[:axis]) + (pos,) + tuple(idx[axis + r :])
+            return self.load(x, src, body)
+        if name == "rand":
+            return self._rand(e, self.ravel(e.out, idx), body)
+        raise NotImplementedError(f"numba backend: no inline rule for {name}")
+
+    def _reshape_index(self, x: Var, out: Var, idx: tuple, body: _Body) -> tuple:
+        # unit dims inserted or removed: a direct mapping; anything else goes through the
+        # flat position
+        xs = [k for k, s in enumerate(x.shape) if s != 1]
+        os_ = [k for k, s in enumerate(out.shape) if s != 1]
+        if [x.shape[k] for k in xs] == [out.shape[k] for k in os_]:
+            src = ["0"] * x.ndim
+            for a, b in zip(xs, os_):
+                src[a] = idx[b]
+            return tuple(src)
+        return self.unravel(x, self.ravel(out, idx), body)
+
+    def _rand(self, e, flat: str, body: _Body) -> str:
+        state = e.inputs[0]
+        s0 = self.load(state, ("0",), body)
+        s1 = self.load(state, ("1",), body)
+        fn = "rand_f64" if e.kwargs["dtype"].name == "float64" else "rand_f32"
+        return body.temp(f"{fn}({s0}, {s1}, {flat})", "g")
+
+
+class Plan:
+    """Which values are materialized, and in what order kernels compute them."""
+
+    def __init__(self, tape: Tape):
+        self.tape = tape
+        self.producer = {e.out: e for e in tape.eqns}
+        self.consumers: dict = {}
+        for e in tape.eqns:
+            for x in e.inputs:
+                self.consumers.setdefault(x, []).append(e)
+        self.scalars = {v: a.item() for v, a in tape.consts.items() if a.ndim == 0}
+        self.materialized = set(tape.inputs) | {v for v in tape.consts if v not in self.scalars}
+        must = set(tape.outputs) | {v for _, v in tape.writes if v is not None}
+        for e in tape.eqns:
+            kind = e.prim.kind
+            if kind in ("reduce", "matmul") or e.prim.name == "scatter_add":
+                must.add(e.out)
+            if e.prim.name == "expand" and e.inputs[0] not in self.scalars:
+                # broadcasting a computed value would recompute it per copy
+                src = e.inputs[0]
+                if src in self.producer and self.producer[src].prim.kind != "movement":
+                    must.add(src)
+        # A value read by several kernels is recomputed in each (loops are memory-bound, so
+        # recomputing beats a store and reloads) unless it is expensive.
+        for e in tape.eqns:
+            v = e.out
+            uses = len(self.consumers.get(v, ()))
+            if uses > 1 and e.prim.kind != "movement" and self.cost(v) > RECOMPUTE_LIMIT:
+                must.add(v)
+        self.materialized |= {v for v in must if v not in self.scalars}
+        # matmul reads stored matrices (or transposed views of them)
+        for e in tape.eqns:
+            if e.prim.kind == "matmul":
+                for x in e.inputs:
+                    if not self._matmul_operand_ok(x):
+                        self.materialized.add(x)
+
+    def _matmul_operand_ok(self, x: Var) -> bool:
+        if x in self.materialized or x not in self.producer:
+            return True
+        e = self.producer[x]
+        if e.prim.name == "permute":
+            perm = e.kwargs["perm"]
+            n = len(perm)
+            swap = tuple(range(n - 2)) + (n - 1, n - 2)
+            src = e.inputs[0]
+            return perm == swap and (src not in self.producer or src in self.materialized)
+        return False
+
+    def cost(self, v: Var, depth: int = 0) -> float:
+        if v in self.materialized or v in self.scalars or v not in self.producer or depth > 20:
+            return 0.5
+        e = self.producer[v]
+        own = 6.0 if any(t in e.prim.name for t in _TRANSCENDENTAL) else 1.0
+        if e.prim.kind == "movement":
+            own = 0.0
+        return own + sum(self.cost(x, depth + 1) for x in e.inputs)
+
+    def flat_ok(self, v: Var, size: int) -> bool:
+        """Every load under ``v`` is at the same flat position (or a scalar)."""
+        if v in self.scalars:
+            return True
+        if v in self.materialized:
+            return v.ndim == 0 or numel(v.shape) == size
+        e = self.producer[v]
+        if e.prim.kind == "elementwise":
+            return all(x.ndim == 0 or self.flat_ok(x, size) for x in e.inputs)
+        if e.prim.name == "reshape":
+            return self.flat_ok(e.inputs[0], size)
+        if e.prim.name == "rand":
+            return numel(e.out.shape) == size
+        return False

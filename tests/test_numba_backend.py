@@ -1,0 +1,228 @@
+"""The Numba CPU backend against the reference interpreter (``check=True`` compares every stored
+value) and against eager execution. Compiles are few and shared: each costs seconds."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numpy as np
+import pytest
+from prim_specs import SPECS
+
+import jitgrad as jg
+import jitgrad.nn as nn
+import jitgrad.nn.functional as F
+import jitgrad.optim as optim
+from jitgrad.ops import PRIMS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jg-cache"))
+
+
+def _spec_arrays(name, seed=0):
+    rng = np.random.default_rng(seed)
+    return [a.draw(rng) for a in SPECS[name].args]
+
+
+DIFF = sorted(n for n, s in SPECS.items() if s.ref is not None and s.differentiable)
+NONDIFF = sorted(n for n, s in SPECS.items() if s.ref is not None and not s.differentiable)
+
+
+def _all_prims(tensors: dict, cotangents: dict):
+    """Every primitive forward, and its VJP for a fixed cotangent: one tape, one compile."""
+    results = []
+    for name in NONDIFF + DIFF:
+        spec = SPECS[name]
+        ins = tensors[name]
+        out = jg.apply(PRIMS[name], tuple(ins), spec.params)
+        results.append(out)
+        if name in DIFF:
+            wanted = [ins[k] for k in spec.differentiable]
+            results.extend(jg.autograd.grad(out, wanted, cotangents[name]))
+    return results
+
+
+def test_every_primitive_forward_and_vjp_matches_interpreter():
+    tensors, cotangents = {}, {}
+    for name in NONDIFF + DIFF:
+        spec = SPECS[name]
+        arrays = _spec_arrays(name)
+        tensors[name] = [
+            jg.tensor(a, requires_grad=k in spec.differentiable) for k, a in enumerate(arrays)
+        ]
+        out = jg.apply(PRIMS[name], tuple(tensors[name]), spec.params)
+        cotangents[name] = jg.tensor(np.random.default_rng(1).standard_normal(out.shape))
+    fn = jg.compile(_all_prims, backend="numba", check=True)
+    got = fn(tensors, cotangents)  # check=True: every stored value vs the interpreter
+    want = _all_prims(tensors, cotangents)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-9, atol=1e-12)
+    # replay on new values of the same shapes
+    for name in NONDIFF + DIFF:
+        for t, a in zip(tensors[name], _spec_arrays(name, seed=7)):
+            t.data = jg.tensor(a)
+    got = fn(tensors, cotangents)
+    want = _all_prims(tensors, cotangents)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-9, atol=1e-12)
+    assert fn.stats.traces == 1
+
+
+def test_layouts_broadcasting_keepdim_float32_and_transposed_inputs():
+    def f(a, b, c):
+        s = (a.T * b).sum(dim=0, keepdim=True)  # a transposed view, broadcasting
+        m = jg.amax(jg.exp(a), dim=1)  # a reduction over a non-innermost axis of a.T
+        z = jg.logsumexp(a[:, 1:3] * 2.0, dim=1, keepdim=True)
+        w = (c @ a).relu()  # matmul with a transposed operand
+        return s, m, z, w, jg.argmax(a, dim=0), jg.softmax(a, dim=0)
+
+    rng = np.random.default_rng(0)
+    a = jg.tensor(rng.standard_normal((5, 4)).astype(np.float32)).T  # non-contiguous (4, 5)
+    b = jg.tensor(rng.standard_normal((5, 1)).astype(np.float32))
+    c = jg.tensor(rng.standard_normal((3, 4)).astype(np.float32))
+    cf = jg.compile(f, backend="numba", check=True)
+    for _ in range(2):
+        for g, w in zip(cf(a, b, c), f(a, b, c)):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _model(seed=0):
+    jg.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)
+    )
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9), lambda ps: optim.Adam(ps, lr=1e-2)],
+    ids=["sgd-momentum", "adam"],
+)
+def test_compiled_training_tracks_eager_for_50_steps(make_opt):
+    eager, comp = _model(), _model()
+    opt_e, opt_c = make_opt(eager.parameters()), make_opt(comp.parameters())
+
+    def make_step(model, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    step_e = make_step(eager, opt_e)
+    step_c = jg.compile(make_step(comp, opt_c), backend="numba")
+    params = [p for p in comp.parameters()]
+    buffers = [p.detach().numpy() for p in params]
+    rng = np.random.default_rng(0)
+    for i in range(50):
+        x = jg.tensor(rng.standard_normal((16, 8)).astype(np.float32))
+        y = jg.tensor(rng.integers(0, 4, 16))
+        le, lc = step_e(x, y), step_c(x, y)
+        assert lc.item() == pytest.approx(le.item(), rel=1e-4, abs=1e-5), i
+    for pe, pc in zip(eager.parameters(), comp.parameters()):
+        np.testing.assert_allclose(pc.detach().numpy(), pe.detach().numpy(), rtol=1e-3, atol=1e-4)
+    # same Parameter objects, same buffers: updated in place
+    assert all(p is q for p, q in zip(params, comp.parameters()))
+    assert all(np.shares_memory(b, p.detach().numpy()) for b, p in zip(buffers, params))
+    assert step_c.stats.cache_hits >= 47
+
+
+def test_new_batch_size_retraces_without_recompiling():
+    w = jg.randn(6, 3, requires_grad=True)
+
+    @jg.compile(backend="numba")
+    def f(x):
+        return jg.tanh(x @ w).sum()
+
+    f(jg.randn(8, 6))
+    exe = f._cache[next(iter(f._cache))][0].exe
+    before = exe.driver.stats.cache_misses if hasattr(exe.driver, "stats") else None
+    out = f(jg.randn(5, 6))
+    assert f.stats.traces == 2
+    assert np.isfinite(out.item())
+    new = f._cache[list(f._cache)[-1]][0].exe
+    assert new.driver is exe.driver  # same generated source: the compiled driver is reused
+    if before is not None:
+        assert exe.driver.stats.cache_misses == before
+
+
+def test_memory_stays_flat_over_10000_compiled_steps():
+    w = jg.zeros(4, requires_grad=True)
+    opt = optim.SGD([w], lr=0.01, momentum=0.9)
+
+    @jg.compile(backend="numba")
+    def step(x):
+        opt.zero_grad()
+        loss = ((x - w) ** 2).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    x = jg.ones(4)
+    for _ in range(200):
+        step(x)
+    tracemalloc.start()
+    step(x)
+    gc.collect()
+    base, _ = tracemalloc.get_traced_memory()
+    for _ in range(10_000):
+        step(x)
+    gc.collect()
+    now, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert now - base < 64 * 1024, now - base
+    np.testing.assert_allclose(w.detach().numpy(), np.ones(4), atol=1e-3)
+
+
+WARM_SCRIPT = textwrap.dedent(
+    """
+    import jitgrad as jg
+    w = jg.ones(5, requires_grad=True)
+
+    @jg.compile(backend="numba")
+    def step(x):
+        loss = (jg.tanh(x * w) ** 2).sum()
+        loss.backward()
+        return loss
+
+    step(jg.ones(5))
+    print("compiled", step.stats.backend_compiles)
+    """
+)
+
+
+def test_second_process_starts_warm(tmp_path):
+    env = dict(os.environ, JITGRAD_CACHE_DIR=str(tmp_path / "cache"))
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", WARM_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        runs.append(int(out.stdout.split("compiled")[1].split()[0]))
+    assert runs[0] >= 1 and runs[1] == 0, runs
+
+
+def test_source_is_readable_and_names_its_kernels():
+    f = jg.compile(lambda x: (jg.exp(x) * 2.0).sum(), backend="numba")
+    x = jg.randn(10)
+    f(x)
+    src = f.source(x)
+    assert "def driver(" in src and "# kernel 0: reduce" in src and "vexp(" in src
