@@ -21,6 +21,7 @@ import numpy as np
 from . import backends
 from .autograd.grad_mode import STATE
 from .autograd.graph import Node, edge_of
+from .backends.numba_cpu import IN_PLACE
 from .ir import passes
 from .ir.tape import Binding, Tape, Var
 from .ir.tracer import TraceError, Tracer, tracing
@@ -66,7 +67,22 @@ def _build(t, it):
     return kind(*items)
 
 
+@functools.lru_cache(maxsize=64)
+def _flat_tree(n: int):
+    """The tree of ``(args, {})`` for ``n`` positional leaves (what _flatten would build)."""
+    return (tuple, ((tuple, (None,) * n), (dict, (), ())))
+
+
+def _describe(key) -> str:
+    """A leaf's cache key for people: ``float32(4, 3)`` or the baked value."""
+    if len(key) == 3 and isinstance(key[0], tuple):
+        return f"{key[1]}{key[0]}" + (" requires_grad" if key[2] else "")
+    return repr(key[-1])
+
+
 def _leaf_key(x):
+    if type(x) is Tensor:
+        return (x._data.shape, x._data.dtype, x._requires_grad)
     if isinstance(x, Tensor):
         return ("T", x._data.shape, x._data.dtype.str, x._requires_grad)
     if isinstance(x, float):
@@ -146,8 +162,6 @@ def _fetch(binding: Binding, leaves: list):
 
 
 def _apply_writes(writes, values, leaves) -> None:
-    from .backends.numba_cpu import IN_PLACE
-
     for (binding, _), arr in zip(writes, values):
         kind = binding.kind
         if arr is IN_PLACE:  # the backend already wrote into the captured buffer
@@ -233,9 +247,19 @@ class CompiledFunction:
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         self.stats.calls += 1
-        leaves: list = []
-        tree = _flatten((args, kwargs), leaves)
-        key = (tree, tuple(_leaf_key(x) for x in leaves), STATE.grad_enabled)
+        if not kwargs and all(type(a) is Tensor for a in args):
+            # the common case, flattened without recursion: positional tensors
+            leaves = list(args)
+            tree = _flat_tree(len(args))
+            key = (
+                tree,
+                tuple([(a._data.shape, a._data.dtype, a._requires_grad) for a in args]),
+                STATE.grad_enabled,
+            )
+        else:
+            leaves = []
+            tree = _flatten((args, kwargs), leaves)
+            key = (tree, tuple(_leaf_key(x) for x in leaves), STATE.grad_enabled)
         for entry in self._cache.get(key, ()):
             if entry.guards_hold():
                 self.stats.cache_hits += 1
@@ -348,7 +372,7 @@ class CompiledFunction:
         diffs = []
         for i, (a, b) in enumerate(zip(last[1], key[1])):
             if a != b:
-                diffs.append(f"arg{i}: {a[1:]} -> {b[1:]}")
+                diffs.append(f"arg{i}: {_describe(a)} -> {_describe(b)}")
         if last[2] != key[2]:
             diffs.append(f"grad mode {last[2]} -> {key[2]}")
         return "new signature: " + "; ".join(diffs)

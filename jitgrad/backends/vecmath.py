@@ -170,7 +170,11 @@ def _inlined_call(impl):
 def _kernel(fn):
     """Compile ``fn`` with NumPy's error model (no ZeroDivisionError branches) and return an
     intrinsic that calls it, always inlined. Only callable from jitted code."""
-    return _inlined_call(njit(error_model="numpy", cache=True)(fn))
+    try:
+        compiled = njit(error_model="numpy", cache=True)(fn)
+    except RuntimeError:  # no writable cache location (read-only install, no home directory)
+        compiled = njit(error_model="numpy")(fn)
+    return _inlined_call(compiled)
 
 
 # ---------------------------------------------------------------------------------------------

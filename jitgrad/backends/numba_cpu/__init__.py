@@ -35,6 +35,7 @@ class Executable:
         self.kernels = [build(plan, v) for v in order]
         self._layout(plan)
         self._load()
+        self._prepare_call()
 
     # -- buffers and the driver ----------------------------------------------------------------
     def _layout(self, plan: Plan) -> None:
@@ -129,49 +130,84 @@ class Executable:
         self.compiled = int(sum(self.driver.stats.cache_misses.values()) > misses)
 
     # -- calling -------------------------------------------------------------------------------
-    def __call__(self, inputs: list):
+    def _prepare_call(self) -> None:
+        """Per-output and per-write plans, so a call does no dictionary work."""
         tape = self.tape
+        pos = {v: i for i, v in enumerate(tape.inputs)}
+        fresh_pos = {v: i for i, v in enumerate(self.fresh)}
+        work_pos = {v: i for i, v in enumerate(self.workspace)}
+        self._np_dtypes = [v.dtype.np for v in tape.inputs]
+        self._in_place_inputs = {pos[t] for t in self.in_place.values()}
+
+        def plan(v):
+            if v is None:
+                return ("none", None, None)
+            if v in self.in_place:
+                return ("in_place", pos[self.in_place[v]], v.shape)
+            if v in fresh_pos:
+                return ("fresh", fresh_pos[v], v.shape)
+            if v in work_pos:
+                return ("work", work_pos[v], v.shape)
+            if v in pos:
+                return ("input", pos[v], v.shape)
+            return ("const", v, v.shape)
+
+        self._out_plan = [plan(v) for v in tape.outputs]
+        self._write_plan = [plan(v) for _, v in tape.writes]
+
+    def _get(self, how, flats, fresh, copy_inputs):
+        kind, key, shape = how
+        if kind == "fresh":
+            return fresh[key].reshape(shape)
+        if kind == "work":
+            return self.work_arrays[key].reshape(shape)
+        if kind == "in_place":
+            return flats[key].reshape(shape)
+        if kind == "input":
+            arr = flats[key].reshape(shape)
+            return np.array(arr) if copy_inputs else arr
+        if kind == "const":
+            return np.array(self.tape.consts[key])
+        return None
+
+    def __call__(self, inputs: list):
         flats = []
-        copied = []
-        for v, a in zip(tape.inputs, inputs):
-            if a.dtype != v.dtype.np:
-                a = a.astype(v.dtype.np)
+        copied = None
+        for a, dt in zip(inputs, self._np_dtypes):
+            if a.dtype != dt:
+                a = a.astype(dt)
             if a.flags.c_contiguous:
                 flats.append(a.reshape(-1))
             else:
+                if copied is None:
+                    copied = []
+                copied.append((len(flats), a))
                 flats.append(np.ascontiguousarray(a).reshape(-1))
-                copied.append((len(flats) - 1, a))
         fresh = self.driver(*flats, *self.const_arrays, *self.work_arrays, self.dims, self.consts)
-        self._last = dict(zip(self.fresh, fresh))
-        for i, v in enumerate(self.workspace):
-            self._last[v] = self.work_arrays[i]
-        pos = {v: i for i, v in enumerate(tape.inputs)}
-        for v, target in self.in_place.items():
-            self._last[v] = flats[pos[target]]
-        for i, original in copied:  # a non-contiguous captured buffer written in place
-            if any(pos[t] == i for t in self.in_place.values()):
-                np.copyto(original, flats[i].reshape(original.shape))
-        outs = [self._value(v, flats, pos) for v in tape.outputs]
-        writes = []
-        for _b, v in tape.writes:
-            if v is None:
-                writes.append(None)
-            elif v in self.in_place:
-                writes.append(IN_PLACE)
-            else:
-                writes.append(self._value(v, flats, pos))
+        self._last_call = (flats, fresh)
+        if copied:  # a non-contiguous captured buffer written in place: copy the result back
+            for i, original in copied:
+                if i in self._in_place_inputs:
+                    np.copyto(original, flats[i].reshape(original.shape))
+        outs = [self._get(h, flats, fresh, True) for h in self._out_plan]
+        writes = [
+            IN_PLACE if h[0] == "in_place" else self._get(h, flats, fresh, True)
+            for h in self._write_plan
+        ]
         return outs, writes
-
-    def _value(self, v, flats, pos):
-        if v in self._last:
-            return self._last[v].reshape(v.shape)
-        if v in pos:
-            return np.array(flats[pos[v]].reshape(v.shape))
-        return np.array(self.tape.consts[v])
 
     def values(self, inputs=None) -> dict:
         """The stored values of the last call (for agreement checks)."""
-        return {v: a.reshape(v.shape) for v, a in self._last.items()}
+        flats, fresh = self._last_call
+        out = {}
+        for i, v in enumerate(self.fresh):
+            out[v] = fresh[i].reshape(v.shape)
+        for i, v in enumerate(self.workspace):
+            out[v] = self.work_arrays[i].reshape(v.shape)
+        pos = {v: i for i, v in enumerate(self.tape.inputs)}
+        for v, target in self.in_place.items():
+            out[v] = flats[pos[target]].reshape(v.shape)
+        return out
 
     def kernel_of(self, var) -> str | None:
         for j, k in enumerate(self.kernels):
