@@ -430,6 +430,7 @@ class CompiledFunction:
         tracer.alias_root.clear()
         tracer.buffers.clear()
         tracer.stale.clear()
+        tracer.hypers.clear()
         del kept, stack
 
         def alive():

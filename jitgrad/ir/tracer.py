@@ -53,6 +53,7 @@ class Tracer:
         self.grad_state: dict = {}  # id(leaf) -> leaf: leaves whose .grad was read or set
         self.guards: list = []  # (kind, tensor): checked before each replay
         self.differentiated = False
+        self.hypers: dict = {}  # key -> the 0-d tensor standing for a runtime number
         self.names = names or {}  # id(tensor) -> readable name for captures
 
     # -- values --------------------------------------------------------------------------------
@@ -177,12 +178,17 @@ class Tracer:
     def on_backward(self) -> None:
         self.differentiated = True
 
-    def hyper(self, value: float, getter, name: str):
-        """A number read afresh on every call (a learning rate): a 0-d float64 input."""
+    def hyper(self, value: float, getter, name: str, key=None):
+        """A number read afresh on every call (a learning rate): a 0-d float64 input. Reads
+        with the same ``key`` (e.g. one optimizer group's lr) share one input."""
         from ..tensor import Tensor
 
+        if key is not None and key in self.hypers:
+            return self.hypers[key]
         t = Tensor._wrap(np.array(value, dtype=np.float64))
         self.add_input(t, Binding("hyper", ref=getter, name=name))
+        if key is not None:
+            self.hypers[key] = t
         return t
 
     # -- finishing -----------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class Optimizer:
         value = group[name]
         if STATE.tracer is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             return value
-        return STATE.tracer.hyper(value, lambda: group[name], f"{name}")
+        return STATE.tracer.hyper(value, lambda: group[name], name, key=(id(group), name))
 
     def _option(self, group: dict, name: str):
         """A hyperparameter that decides which terms the update has (part of its structure);
