@@ -126,6 +126,7 @@ class _Entry:
         self.guards = guards
         self.bwd = bwd  # (tape, exe, diff_inputs, out_slots) for inside mode
         self.n_outputs = 0  # user outputs; an inside-mode forward returns residuals after them
+        self.fetch = None  # the input bindings in order (filled on first run)
 
     def guards_hold(self) -> bool:
         for kind, t, meta in self.guards:
@@ -161,6 +162,17 @@ def _fetch(binding: Binding, leaves: list):
     raise AssertionError(f"cannot fetch a {kind} input")
 
 
+def _result(data) -> Tensor:
+    """A plain tensor around a result buffer (the hot path of every compiled call)."""
+    t = Tensor.__new__(Tensor)
+    t._data = data
+    t._grad = t._grad_fn = t._acc = t._base = t._hooks = None
+    t._output_nr = 0
+    t._requires_grad = t._retains_grad = False
+    t._vc = [0]
+    return t
+
+
 def _apply_writes(writes, values, leaves) -> None:
     for (binding, _), arr in zip(writes, values):
         kind = binding.kind
@@ -174,7 +186,7 @@ def _apply_writes(writes, values, leaves) -> None:
             else:
                 if not arr.flags.writeable or not arr.flags.c_contiguous or arr.base is not None:
                     arr = np.array(arr)
-                leaf._grad = Tensor._wrap(arr)
+                leaf._grad = _result(arr)
             continue
         target = binding.ref if kind == "capture" else leaves[binding.key]
         np.copyto(target._data, arr, casting="unsafe")
@@ -268,7 +280,17 @@ class CompiledFunction:
 
     def _run(self, entry: _Entry, leaves: list):
         tape = entry.tape
-        inputs = [_fetch(tape.bindings[v], leaves) for v in tape.inputs]
+        fetch = entry.fetch
+        if fetch is None:
+            fetch = entry.fetch = [tape.bindings[v] for v in tape.inputs]
+        inputs = [
+            leaves[b.key]._data
+            if b.kind == "arg"
+            else b.ref._data
+            if b.kind == "capture"
+            else _fetch(b, leaves)
+            for b in fetch
+        ]
         if self.check:
             # the backend may update captured buffers in place: keep the inputs as they were
             snapshot = [np.array(a, copy=True) for a in inputs]
@@ -283,7 +305,7 @@ class CompiledFunction:
             outs, writes = entry.exe(inputs)
         _apply_writes(tape.writes, writes, leaves)
         n_user = entry.n_outputs
-        results = [Tensor._wrap(a) for a in outs[:n_user]]
+        results = [_result(a) for a in outs[:n_user]]
         if entry.mode == "inside" and STATE.grad_enabled:
             self._attach_backward(entry, leaves, inputs, results, outs[n_user:])
         return _unflatten(entry.out_tree, results)

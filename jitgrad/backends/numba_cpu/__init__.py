@@ -92,10 +92,8 @@ class Executable:
             lines.append(
                 f"    # kernel {j}: {k.kind} -> {k.root} ({k.root.dtype.name}, rank {k.root.ndim})"
             )
-            lines.append(f"    k{j}_dims = D[{a}:{b}]")
-            lines.append(f"    k{j}_consts = C[{c}:{d}]")
             bufs = {f"b{i}": names[x] for i, x in enumerate(k.buffers)}
-            lines += inline_body(k.body, f"k{j}_", bufs)
+            lines += inline_body(k.body, f"k{j}_", bufs, a, c)
         ret = ", ".join(names[v] for v in fresh)
         lines.append(f"    return ({ret}{',' if len(fresh) == 1 else ''})")
         self.dims = np.array(dims, dtype=np.int64)
@@ -171,11 +169,10 @@ class Executable:
         return None
 
     def __call__(self, inputs: list):
+        # dtypes are part of the cache key (arguments) or guarded (captures): no casts here
         flats = []
         copied = None
-        for a, dt in zip(inputs, self._np_dtypes):
-            if a.dtype != dt:
-                a = a.astype(dt)
+        for a in inputs:
             if a.flags.c_contiguous:
                 flats.append(a.reshape(-1))
             else:
@@ -233,15 +230,27 @@ _GLOBAL_NAMES = {
     "True",
     "False",
     "None",
+    "D",
+    "C",
 }
 
 
 _NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
+_DIMS = re.compile(r"\bdims\[(\d+)\]")
+_CONSTS = re.compile(r"\bconsts\[(\d+)\]")
 
 
-def inline_body(lines: list, prefix: str, buffers: dict) -> list:
+def inline_body(lines: list, prefix: str, buffers: dict, dims_at: int, consts_at: int) -> list:
     """A kernel's body for pasting into the driver: buffer arguments renamed to the driver's
-    buffers, ``dims``/``consts`` and every local name prefixed (attributes and globals kept)."""
+    buffers, ``dims[i]``/``consts[i]`` read from the driver's ``D``/``C`` at the kernel's
+    offsets, and every local name prefixed (attributes and globals kept)."""
+    lines = [
+        _CONSTS.sub(
+            lambda m: f"C[{consts_at + int(m.group(1))}]",
+            _DIMS.sub(lambda m: f"D[{dims_at + int(m.group(1))}]", line),
+        )
+        for line in lines
+    ]
     import jitgrad.backends.numba_cpu.runtime as rt
 
     keep = _GLOBAL_NAMES | set(keyword.kwlist) | {n for n in dir(rt) if not n.startswith("_")}

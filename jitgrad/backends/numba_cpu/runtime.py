@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import llvmlite.binding as _llvm
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import get_cython_function_address
 
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
 
@@ -34,3 +36,52 @@ def rand_f32(s0, s1, i):
 @njit(inline="always", cache=True)
 def rand_f64(s0, s1, i):
     return np.float64(_bits(s0, s1, i) >> _S11) * (1.0 / 9007199254740992.0)
+
+
+# -- matmul through BLAS ---------------------------------------------------------------------------
+# SciPy's BLAS (the one np.dot uses inside Numba), called through its function pointers: far less
+# for Numba to compile than np.dot's overloads, and operands stored transposed cost nothing.
+# The functions are registered with LLVM under names of our own and called as external symbols
+# (pointer arguments as integers): unlike ctypes pointers, that keeps callers disk-cacheable.
+for _name in ("sgemm", "dgemm"):
+    _llvm.add_symbol(
+        f"jitgrad_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name)
+    )
+_GEMM_SIG = types.void(*([types.intp] * 13))
+_sgemm = types.ExternalFunction("jitgrad_sgemm", _GEMM_SIG)
+_dgemm = types.ExternalFunction("jitgrad_dgemm", _GEMM_SIG)
+
+
+@njit(cache=True, nogil=True)
+def gemm(a, b, out, batch, m, n, k, ta, tb):
+    """``out[q] = A[q] @ B[q]`` for row-major flat buffers: A is (m, k), or stored as (k, m) when
+    ``ta``; B is (k, n), or stored as (n, k) when ``tb``; out is (m, n).
+
+    Row-major out is column-major out^T = B^T A^T, so BLAS gets B first."""
+    ints = np.empty(6, np.int32)
+    ints[0] = n
+    ints[1] = m
+    ints[2] = k
+    ints[3] = k if tb else n  # leading dimension of B's buffer, read column-major
+    ints[4] = m if ta else k  # leading dimension of A's buffer
+    ints[5] = n
+    ops = np.empty(2, np.uint8)
+    ops[0] = 84 if tb else 78  # 'T' / 'N'
+    ops[1] = 84 if ta else 78
+    scal = np.zeros(2, a.dtype)
+    scal[0] = 1
+    size = a.itemsize
+    pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
+    pi, po, ps = ints.ctypes.data, ops.ctypes.data, scal.ctypes.data
+    for q in range(batch):
+        qa = pa + q * m * k * size
+        qb = pb + q * k * n * size
+        qc = pc + q * m * n * size
+        if size == 4:
+            _sgemm(
+                po, po + 1, pi, pi + 4, pi + 8, ps, qb, pi + 12, qa, pi + 16, ps + 4, qc, pi + 20
+            )
+        else:
+            _dgemm(
+                po, po + 1, pi, pi + 4, pi + 8, ps, qb, pi + 12, qa, pi + 16, ps + 8, qc, pi + 20
+            )
