@@ -84,8 +84,7 @@ class Executable:
             lines.append(f"    f{i} = np.empty(D[{len(dims)}], np.{v.dtype.np.name})")
             dims.append(numel(v.shape))
         for j, k in enumerate(self.kernels):
-            a, b = len(dims), len(dims) + len(k.dims)
-            c, d = len(consts), len(consts) + len(k.consts)
+            a, c = len(dims), len(consts)  # where this kernel's sizes and constants start
             dims += k.dims
             consts += k.consts
             # no sizes in the source: a new batch size must reuse the compiled code
