@@ -67,6 +67,9 @@ def _build(t, it):
     return kind(*items)
 
 
+_CONTAINERS = (list, tuple, dict)
+
+
 @functools.lru_cache(maxsize=64)
 def _flat_tree(n: int):
     """The tree of ``(args, {})`` for ``n`` positional leaves (what _flatten would build)."""
@@ -174,6 +177,7 @@ def _result(data) -> Tensor:
 
 
 def _apply_writes(writes, values, leaves) -> None:
+    given = set()  # arrays already handed to a .grad: a second leaf gets its own copy
     for (binding, _), arr in zip(writes, values):
         kind = binding.kind
         if arr is IN_PLACE:  # the backend already wrote into the captured buffer
@@ -184,8 +188,9 @@ def _apply_writes(writes, values, leaves) -> None:
             if arr is None:
                 leaf._grad = None
             else:
-                if not arr.flags.writeable or not arr.flags.c_contiguous or arr.base is not None:
+                if id(arr) in given or not arr.flags.writeable or not arr.flags.c_contiguous:
                     arr = np.array(arr)
+                given.add(id(arr))
                 leaf._grad = _result(arr)
             continue
         target = binding.ref if kind == "capture" else leaves[binding.key]
@@ -259,13 +264,20 @@ class CompiledFunction:
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         self.stats.calls += 1
-        if not kwargs and all(type(a) is Tensor for a in args):
-            # the common case, flattened without recursion: positional tensors
+        if not kwargs and not any(isinstance(a, _CONTAINERS) for a in args):
+            # the common case, flattened without recursion: positional leaves
             leaves = list(args)
             tree = _flat_tree(len(args))
             key = (
                 tree,
-                tuple([(a._data.shape, a._data.dtype, a._requires_grad) for a in args]),
+                tuple(
+                    [
+                        (a._data.shape, a._data.dtype, a._requires_grad)
+                        if type(a) is Tensor
+                        else _leaf_key(a)
+                        for a in args
+                    ]
+                ),
                 STATE.grad_enabled,
             )
         else:
