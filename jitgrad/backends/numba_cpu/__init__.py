@@ -20,7 +20,7 @@ from numba import typeof
 from ...ir.tape import Tape
 from . import cache
 from .codegen import FASTMATH, Plan, numel
-from .kernels import HEADER, build
+from .kernels import HEADER, schedule
 
 IN_PLACE = object()  # a write the executable already did in place
 
@@ -32,7 +32,7 @@ class Executable:
         self.tape = tape
         plan = Plan(tape)
         order = [e.out for e in tape.eqns if e.out in plan.materialized]
-        self.kernels = [build(plan, v) for v in order]
+        self.kernels = schedule(plan, order)
         self._layout(plan)
         self._load()
         self._prepare_call()
@@ -40,7 +40,7 @@ class Executable:
     # -- buffers and the driver ----------------------------------------------------------------
     def _layout(self, plan: Plan) -> None:
         tape = self.tape
-        produced = {k.root: i for i, k in enumerate(self.kernels)}
+        produced = {r: i for i, k in enumerate(self.kernels) for r in k.roots}
         fresh = [v for v in tape.outputs if v in produced]
         fresh += [v for b, v in tape.writes if b.kind == "grad" and v in produced]
         fresh = list(dict.fromkeys(fresh))
@@ -55,10 +55,17 @@ class Executable:
                 continue
             target = next(x for x, bb in tape.bindings.items() if bb is b)
             k = self.kernels[produced[v]]
-            if k.kind != "map" or target in self.in_place.values() or target in outputs:
+            if k.kind not in ("map", "group") or target in self.in_place.values():
+                continue
+            if target in outputs:
                 continue
             own = getattr(k, "flat_index", None)
             loads = plan_loads(k, target)
+            if k.kind == "group":  # only this member may read the old value
+                others = [m for r, m in k.member_loads.items() if r is not v]
+                if any(m.get(target) for m in others):
+                    continue
+                loads = k.member_loads[v].get(target, set())
             later = any(target in kk.buffers for kk in self.kernels[produced[v] + 1 :])
             if loads <= {own} and not later:
                 self.in_place[v] = target
@@ -207,7 +214,7 @@ class Executable:
 
     def kernel_of(self, var) -> str | None:
         for j, k in enumerate(self.kernels):
-            if k.root is var or any(e.out is var for e in k.covers):
+            if var in k.roots or any(e.out is var for e in k.covers):
                 return f"kernel {j} ({k.kind} -> {k.root}) of {self.name}"
         return None
 

@@ -81,6 +81,8 @@ class Kernel:
     flat_index: str | None = None  # the offset a map kernel stores at
     body: list = field(default_factory=list)  # the function body's lines (for inlining)
     parallel: bool = False
+    roots: list = field(default_factory=list)  # every value it stores (a group has several)
+    member_loads: dict = field(default_factory=dict)  # root -> {buffer Var: offsets}
 
 
 class _Body:
@@ -205,7 +207,7 @@ class KernelGen:
         plan = self.plan
         if v in plan.scalars:
             return self.const(plan.scalars[v], v.dtype)
-        if v is self.root:
+        if v is self.root and self.root is not None:
             return self.expr(plan.producer[v], idx, body)
         if v.ndim == 0 and v in plan.materialized:
             return body.temp(f"{self.buf(v)}[0]", "s")
@@ -234,6 +236,8 @@ class KernelGen:
                 return self.load(x, idx, body)
             if name == "rand":
                 return self._rand(e, idx.i, body)
+            if name == "expand" and numel(x.shape) == 1:
+                return self.load(x, ("0",) * x.ndim, body)
             idx = self.unravel(e.out, idx.i, body)
         if name == "reshape":
             return self.load(x, self._reshape_index(x, e.out, idx, body), body)
@@ -391,6 +395,35 @@ class Plan:
             own = 0.0
         return own + sum(self.cost(x, depth + 1) for x in e.inputs)
 
+    def groupable(self, v: Var):
+        """The flat domain size if ``v``'s kernel can share one flat loop with others: an
+        elementwise map whose loads are all at the loop index, or a full sum of one."""
+        e = self.producer[v]
+        size = numel(v.shape)
+        if e.prim.kind == "elementwise" and v.ndim:
+            if all(x.ndim == 0 or self.flat_ok(x, size) for x in e.inputs):
+                return size
+        if e.prim.name == "sum" and len(e.kwargs["axes"]) == e.inputs[0].ndim and v.ndim == 0:
+            x = e.inputs[0]
+            if x.ndim and self.flat_ok(x, numel(x.shape)):
+                return numel(x.shape)
+        return None
+
+    def reads(self, v: Var) -> set:
+        """The stored values ``v``'s inlined expression reads."""
+        out, stack, seen = set(), [v], set()
+        while stack:
+            x = stack.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            if x is not v and (x in self.materialized or x not in self.producer):
+                out.add(x)
+                continue
+            if x in self.producer:
+                stack.extend(self.producer[x].inputs)
+        return out
+
     def flat_ok(self, v: Var, size: int) -> bool:
         """Every load under ``v`` is at the same flat position (or a scalar)."""
         if v in self.scalars:
@@ -404,4 +437,6 @@ class Plan:
             return self.flat_ok(e.inputs[0], size)
         if e.prim.name == "rand":
             return numel(e.out.shape) == size
+        if e.prim.name == "expand":  # a single value broadcast: every position reads it
+            return numel(e.inputs[0].shape) == 1
         return False

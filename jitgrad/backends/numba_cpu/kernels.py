@@ -69,6 +69,7 @@ def _finish(g: KernelGen, body_lines: list, parallel: bool) -> Kernel:
     )
     kernel.body = ["    " + p for p in g.prologue] + body_lines
     kernel.parallel = parallel
+    kernel.roots = [g.root]
     return kernel
 
 
@@ -289,6 +290,72 @@ def scatter_kernel(plan: Plan, v: Var) -> Kernel:
     target = sidx[:axis] + (pos,) + sidx[axis + r :]
     body.emit(f"{out}[{g.ravel(v, target)}] += {val}")
     return _finish(g, body.lines, False)
+
+
+def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
+    """Several values over one flat domain in one loop: maps store at the loop index, full sums
+    accumulate; shared subexpressions are computed once per element."""
+    g = KernelGen(plan, "group", None)
+    for r in roots:
+        g.buf(r)
+    body = _Body(g)
+    n = g.dim(("numel", roots[0]), size)
+    accs = {}
+    for j, r in enumerate(roots):
+        if plan.producer[r].prim.kind == "reduce":
+            acc_t = "np.float64" if r.dtype.is_floating_point else "np.int64"
+            accs[r] = f"acc{j}"
+            body.emit(f"acc{j} = {acc_t}(0)")
+    body.emit(f"for i in range({n}):")
+    body.indent += 1
+    member_loads = {}
+    for r in roots:
+        before = {k: set(s) for k, s in g.loads_of.items()}
+        e = plan.producer[r]
+        if r in accs:
+            val = g.load(e.inputs[0], Flat("i"), body)
+            body.emit(f"{accs[r]} += {val}")
+        else:
+            val = g.expr(e, Flat("i"), body)
+            body.emit(f"{g.buf_names[r]}[i] = {val}")
+        member_loads[r] = {k: s - before.get(k, set()) for k, s in g.loads_of.items()}
+    body.indent = 1
+    for r, acc in accs.items():
+        body.emit(f"{g.buf_names[r]}[0] = {_store_cast(r, acc)}")
+    kernel = _finish(g, body.lines, False)
+    kernel.root = roots[-1]
+    kernel.roots = list(roots)
+    kernel.flat_index = "i"
+    kernel.member_loads = member_loads
+    return kernel
+
+
+def schedule(plan: Plan, order: list) -> list:
+    """Kernels for the stored values in ``order``: runs of consecutive values over the same flat
+    domain share one loop, unless one reads a sum computed in the same run."""
+    kernels, run, run_size = [], [], None
+
+    def flush():
+        if len(run) > 1:
+            kernels.append(group_kernel(plan, list(run), run_size))
+        elif run:
+            kernels.append(build(plan, run[0]))
+        run.clear()
+
+    for v in order:
+        size = plan.groupable(v)
+        sums = {r for r in run if plan.producer[r].prim.kind == "reduce"}
+        if size is not None and size == run_size and not (plan.reads(v) & sums):
+            run.append(v)
+            continue
+        flush()
+        run_size = size
+        if size is None:
+            kernels.append(build(plan, v))
+        else:
+            run.append(v)
+    flush()
+    return kernels
 
 
 def build(plan: Plan, v: Var) -> Kernel:
