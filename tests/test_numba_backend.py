@@ -226,3 +226,20 @@ def test_source_is_readable_and_names_its_kernels():
     f(x)
     src = f.source(x)
     assert "def driver(" in src and "# kernel 0: reduce" in src and "vexp(" in src
+
+
+def test_sum_and_gradient_share_one_fused_loop():
+    def chain(x):
+        y = (jg.tanh(1.5 * x + 0.5) * jg.sigmoid(x) + jg.exp(-x * x)).sum()
+        (g,) = jg.autograd.grad(y, x)
+        return y, g
+
+    f = jg.compile(chain, backend="numba", check=True)
+    x = jg.tensor(np.linspace(-3, 3, 1000), requires_grad=True)
+    y, g = f(x)
+    ref_y, ref_g = chain(jg.tensor(np.linspace(-3, 3, 1000), requires_grad=True))
+    np.testing.assert_allclose(y.numpy(), ref_y.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g.numpy(), ref_g.numpy(), rtol=1e-12, atol=1e-14)
+    src = f.source(x)
+    assert src.count("# kernel") == 1 and "group" in src  # one pass over x for both
+    assert src.count("vtanh(") == 2  # shared subexpressions computed once per element
