@@ -12,6 +12,7 @@ Two uses, both first class:
 
 from __future__ import annotations
 
+import builtins
 import functools
 import gc
 import time
@@ -130,6 +131,7 @@ class _Entry:
         self.bwd = bwd  # (tape, exe, diff_inputs, out_slots) for inside mode
         self.n_outputs = 0  # user outputs; an inside-mode forward returns residuals after them
         self.fetch = None  # the input bindings in order (filled on first run)
+        self.runner = None  # generated straight-line host code for a whole-step call
 
     def guards_hold(self) -> bool:
         for kind, t, meta in self.guards:
@@ -163,6 +165,94 @@ def _fetch(binding: Binding, leaves: list):
     if kind == "grad":
         return binding.ref._grad._data
     raise AssertionError(f"cannot fetch a {kind} input")
+
+
+def _tree_source(tree, counter: list) -> str:
+    """Python source rebuilding an output tree from ``outs`` (see _flatten)."""
+    if tree is None:
+        counter[0] += 1
+        return f"_result(outs[{counter[0] - 1}])"
+    if tree[0] is dict:
+        items = ", ".join(f"{k!r}: {_tree_source(s, counter)}" for k, s in zip(tree[1], tree[2]))
+        return "{" + items + "}"
+    parts = [_tree_source(s, counter) for s in tree[1]]
+    if tree[0] is tuple:
+        return "(" + "".join(p + ", " for p in parts) + ")"
+    if tree[0] is list:
+        return "[" + ", ".join(parts) + "]"
+    return f"_kinds[{id(tree[0])}](" + ", ".join(parts) + ")"
+
+
+def _make_runner(entry: _Entry):
+    """Straight-line host code for one cached whole-step call: fetch the inputs, run, apply the
+    writes, wrap the outputs - no per-call interpretation of bindings."""
+    tape = entry.tape
+    ns = {
+        "np": np,
+        "_result": _result,
+        "_grad_write": _grad_write,
+        "_IN_PLACE": IN_PLACE,
+        "_exe": entry.exe,
+        "_kinds": {},
+    }
+    fetch = []
+    for j, v in enumerate(tape.inputs):
+        b = tape.bindings[v]
+        if b.kind == "arg":
+            fetch.append(f"leaves[{b.key}]._data")
+        elif b.kind == "capture":
+            ns[f"_c{j}"] = b.ref
+            fetch.append(f"_c{j}._data")
+        elif b.kind == "grad":
+            ns[f"_c{j}"] = b.ref
+            fetch.append(f"_c{j}._grad._data")
+        elif b.kind == "hyper":
+            ns[f"_h{j}"] = b.ref
+            fetch.append(f"np.asarray(_h{j}(), np.float64)")
+        elif b.kind == "scalar":
+            fetch.append(f"np.asarray(leaves[{b.key}], np.float64)")
+        else:
+            return None
+    lines = ["def run(leaves):", f"    outs, writes = _exe([{', '.join(fetch)}])"]
+    if any(b.kind == "grad" for b, _ in tape.writes):
+        lines.append("    given = set()")
+    for w, (b, _) in enumerate(tape.writes):
+        ns[f"_w{w}"] = b.ref
+        if b.kind == "grad":
+            lines.append(f"    _grad_write(_w{w}, writes[{w}], given)")
+            continue
+        target = f"leaves[{b.key}]" if b.kind == "arg" else f"_w{w}"
+        lines.append(f"    if writes[{w}] is not _IN_PLACE:")
+        lines.append(f"        np.copyto({target}._data, writes[{w}], casting='unsafe')")
+        lines.append(f"    {target}._vc[0] += 1")
+    lines.append("    return " + _tree_source(entry.out_tree, [0]))
+    tree = entry.out_tree
+    stack = [tree]
+    while stack:  # namedtuple output types, looked up by id in the generated code
+        t = stack.pop()
+        if t is None:
+            continue
+        if t[0] is dict:
+            stack.extend(t[2])
+            continue
+        ns["_kinds"][id(t[0])] = t[0]
+        stack.extend(t[1])
+    source = "\n".join(lines) + "\n"
+    code = builtins.compile(source, f"<jitgrad runner {tape.name}>", "exec")
+    exec(code, ns)  # noqa: S102
+    run = ns["run"]
+    run.source = source
+    return run
+
+
+def _grad_write(leaf, arr, given: set) -> None:
+    if arr is None:
+        leaf._grad = None
+        return
+    if id(arr) in given or not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr)
+    given.add(id(arr))
+    leaf._grad = _result(arr)
 
 
 def _result(data) -> Tensor:
@@ -287,6 +377,8 @@ class CompiledFunction:
         for entry in self._cache.get(key, ()):
             if entry.guards_hold():
                 self.stats.cache_hits += 1
+                if entry.runner is not None and not self.check:
+                    return entry.runner(leaves)
                 return self._run(entry, leaves)
         return self._trace_and_call(key, tree, leaves, args, kwargs)
 
@@ -386,6 +478,8 @@ class CompiledFunction:
             return result if inside else _unflatten(out_tree, [o.detach() for o in out_leaves])
         entry = self._lower(tape, bwd_info, out_tree, guards, inside)
         entry.n_outputs = len(out_leaves)
+        if not inside:
+            entry.runner = _make_runner(entry)
         self._cache.setdefault(key, []).append(entry)
         self._last_key = key
         if inside:

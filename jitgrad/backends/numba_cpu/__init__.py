@@ -135,47 +135,38 @@ class Executable:
 
     # -- calling -------------------------------------------------------------------------------
     def _prepare_call(self) -> None:
-        """Per-output and per-write plans, so a call does no dictionary work."""
+        """One getter per output and write, so a call does no lookups: each takes the flat
+        inputs and the driver's fresh arrays and returns the value (a new array where the
+        caller would otherwise share a buffer it must not)."""
         tape = self.tape
         pos = {v: i for i, v in enumerate(tape.inputs)}
         fresh_pos = {v: i for i, v in enumerate(self.fresh)}
-        work_pos = {v: i for i, v in enumerate(self.workspace)}
-        self._np_dtypes = [v.dtype.np for v in tape.inputs]
+        work = {v: a for v, a in zip(self.workspace, self.work_arrays)}
         self._in_place_inputs = {pos[t] for t in self.in_place.values()}
 
-        def plan(v):
+        def getter(v):
             if v is None:
-                return ("none", None, None)
+                return None
+            shape = v.shape
             if v in self.in_place:
-                return ("in_place", pos[self.in_place[v]], v.shape)
+                return IN_PLACE
             if v in fresh_pos:
-                return ("fresh", fresh_pos[v], v.shape)
-            if v in work_pos:
-                return ("work", work_pos[v], v.shape)
+                i = fresh_pos[v]
+                return lambda flats, fresh: fresh[i].reshape(shape)
+            if v in work:
+                arr = work[v]
+                return lambda flats, fresh: arr.reshape(shape).copy()
             if v in pos:
-                return ("input", pos[v], v.shape)
-            return ("const", v, v.shape)
+                i = pos[v]
+                return lambda flats, fresh: flats[i].reshape(shape).copy()
+            const = np.array(tape.consts[v])
+            return lambda flats, fresh: const.copy()
 
-        self._out_plan = [plan(v) for v in tape.outputs]
-        self._write_plan = [plan(v) for _, v in tape.writes]
-
-    def _get(self, how, flats, fresh, copy_inputs):
-        kind, key, shape = how
-        if kind == "fresh":
-            return fresh[key].reshape(shape)
-        if kind == "work":
-            return self.work_arrays[key].reshape(shape)
-        if kind == "in_place":
-            return flats[key].reshape(shape)
-        if kind == "input":
-            arr = flats[key].reshape(shape)
-            return np.array(arr) if copy_inputs else arr
-        if kind == "const":
-            return np.array(self.tape.consts[key])
-        return None
+        self._out_get = [getter(v) for v in tape.outputs]
+        self._write_get = [getter(v) for _, v in tape.writes]
+        self._args_tail = (*self.const_arrays, *self.work_arrays, self.dims, self.consts)
 
     def __call__(self, inputs: list):
-        # dtypes are part of the cache key (arguments) or guarded (captures): no casts here
         flats = []
         copied = None
         for a in inputs:
@@ -186,17 +177,14 @@ class Executable:
                     copied = []
                 copied.append((len(flats), a))
                 flats.append(np.ascontiguousarray(a).reshape(-1))
-        fresh = self.driver(*flats, *self.const_arrays, *self.work_arrays, self.dims, self.consts)
+        fresh = self.driver(*flats, *self._args_tail)
         self._last_call = (flats, fresh)
         if copied:  # a non-contiguous captured buffer written in place: copy the result back
             for i, original in copied:
                 if i in self._in_place_inputs:
                     np.copyto(original, flats[i].reshape(original.shape))
-        outs = [self._get(h, flats, fresh, True) for h in self._out_plan]
-        writes = [
-            IN_PLACE if h[0] == "in_place" else self._get(h, flats, fresh, True)
-            for h in self._write_plan
-        ]
+        outs = [g(flats, fresh) for g in self._out_get]
+        writes = [g if g is None or g is IN_PLACE else g(flats, fresh) for g in self._write_get]
         return outs, writes
 
     def values(self, inputs=None) -> dict:
