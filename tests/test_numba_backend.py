@@ -12,7 +12,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prim_specs import SPECS
+from test_properties import _run, step
 
 import jitgrad as jg
 import jitgrad.nn as nn
@@ -243,3 +246,49 @@ def test_sum_and_gradient_share_one_fused_loop():
     src = f.source(x)
     assert src.count("# kernel") == 1 and "group" in src  # one pass over x for both
     assert src.count("vtanh(") == 2  # shared subexpressions computed once per element
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(program=st.lists(step, min_size=1, max_size=5), seed=st.integers(0, 2**16))
+def test_random_programs_whole_step_and_inside_mode_match_interpreter(program, seed):
+    """Random programs (the property-test op menu): values and gradients, in whole-step use
+    (autograd.grad inside the compiled function) and inside an eager graph."""
+
+    def whole(a, b):
+        out = _run(program, [a, b])
+        ga, gb = jg.autograd.grad(out, [a, b], allow_unused=True, materialize_grads=True)
+        return out, ga, gb
+
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(-1.5, 1.5, (3, 4)) for _ in range(2)]
+    f = jg.compile(whole, backend="numba", check=True)
+    got = f(*(jg.tensor(x, requires_grad=True) for x in arrays))
+    want = whole(*(jg.tensor(x, requires_grad=True) for x in arrays))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+    inside = jg.compile(lambda a, b: _run(program, [a, b]), backend="numba")
+    for _ in range(2):  # trace (eager graph), then a replay with the compiled backward
+        xs = [jg.tensor(x, requires_grad=True) for x in arrays]
+        out = inside(*xs)
+        got = jg.autograd.grad(out, xs, allow_unused=True, materialize_grads=True)
+        ys = [jg.tensor(x, requires_grad=True) for x in arrays]
+        want = jg.autograd.grad(_run(program, ys), ys, allow_unused=True, materialize_grads=True)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_large_loops_run_in_parallel_and_agree():
+    def chain(x):
+        y = (jg.tanh(x) * x).sum()
+        (g,) = jg.autograd.grad(y, x)
+        return y, g, (x * 2.0).amax()
+
+    n = 300_000  # above the parallel threshold
+    f = jg.compile(chain, backend="numba", check=True)
+    x = jg.tensor(np.linspace(-3, 3, n), requires_grad=True)
+    got = f(x)
+    want = chain(jg.tensor(np.linspace(-3, 3, n), requires_grad=True))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-10)
+    assert "prange(" in f.source(x)

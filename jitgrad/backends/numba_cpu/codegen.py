@@ -38,7 +38,7 @@ _NP = {
 }
 _TRANSCENDENTAL = ("exp", "log", "tanh", "sin", "cos", "pow", "log1p", "sqrt")
 RECOMPUTE_LIMIT = 40  # cost units (1 per arithmetic op, 6 per transcendental)
-PARALLEL_MIN = 1 << 62  # prange measured slower here (see issue notes): serial loops for now
+PARALLEL_MIN = 1 << 18  # elements: smaller loops run serially (threads cost more than they save)
 # NOTE: "reassoc" lets LLVM vectorize reductions (and so whole fused loops); never add "nsz":
 # with it LLVM folds (x + C) - C to x in the inlined vecmath code, whose range reduction rounds
 # exactly there (exp came out wrong by up to 0.7). tests/test_numba_backend.py checks exp and

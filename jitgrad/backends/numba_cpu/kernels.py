@@ -306,7 +306,8 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
             acc_t = "np.float64" if r.dtype.is_floating_point else "np.int64"
             accs[r] = f"acc{j}"
             body.emit(f"acc{j} = {acc_t}(0)")
-    body.emit(f"for i in range({n}):")
+    parallel = size >= PARALLEL_MIN
+    body.emit(f"for i in {'prange' if parallel else 'range'}({n}):")  # sums: prange reductions
     body.indent += 1
     member_loads = {}
     for r in roots:
@@ -322,7 +323,7 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
     body.indent = 1
     for r, acc in accs.items():
         body.emit(f"{g.buf_names[r]}[0] = {_store_cast(r, acc)}")
-    kernel = _finish(g, body.lines, False)
+    kernel = _finish(g, body.lines, parallel)
     kernel.root = roots[-1]
     kernel.roots = list(roots)
     kernel.flat_index = "i"
