@@ -169,3 +169,14 @@ def test_permute_of_permute_composes():
     out = simplify(tape)
     assert sum(e.prim.name == "permute" for e in out.eqns) == 1
     _same_meaning(tape, out, arrays)
+
+
+def test_transposed_product_becomes_a_product_of_transposes():
+    def f(a, b):
+        return (a @ b).T * 2.0
+
+    tape, arrays = _tape_of(f, (3, 4), (4, 5))
+    out = simplify(simplify(tape))
+    matmul = next(e for e in out.eqns if e.prim.name == "matmul")
+    assert matmul.out.shape == (5, 3)  # B^T A^T: no transpose of the result
+    _same_meaning(tape, out, arrays)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tape import Eqn, Tape
+from .tape import Eqn, Tape, Var
 
 
 def _substitute(tape: Tape, eqns: list, mapping: dict) -> Tape:
@@ -100,6 +100,18 @@ def simplify(tape: Tape) -> Tape:
     mapping: dict = {}
     producer: dict = {}
     kept = []
+    uses: dict = {}
+    for e in tape.eqns:
+        for x in e.inputs:
+            uses[x] = uses.get(x, 0) + 1
+    for v in tape.outputs + [v for _, v in tape.writes if v is not None]:
+        uses[v] = uses.get(v, 0) + 1
+    ids = [v.id for v in tape.inputs] + [v.id for v in tape.consts] + [e.out.id for e in tape.eqns]
+    fresh = [max(ids, default=-1) + 1]
+
+    def new_var(shape, dtype):
+        fresh[0] += 1
+        return Var(fresh[0] - 1, tuple(shape), dtype)
 
     def same_type(a, b):
         return a.shape == b.shape and a.dtype is b.dtype
@@ -127,6 +139,26 @@ def simplify(tape: Tape) -> Tape:
                 replacement = ins[0]
             else:
                 prev = producer.get(ins[0])
+                n = len(perm)
+                swap = tuple(range(n - 2)) + (n - 1, n - 2)
+                if (
+                    perm == swap
+                    and prev is not None
+                    and prev.prim.name == "matmul"
+                    and uses.get(prev.out, 0) == 1
+                ):
+                    # (A B)^T = B^T A^T: the transposes become operand flags of the matmul
+                    a, b = prev.inputs
+                    bt = new_var(b.shape[:-2] + (b.shape[-1], b.shape[-2]), b.dtype)
+                    at = new_var(a.shape[:-2] + (a.shape[-1], a.shape[-2]), a.dtype)
+                    kept.append(Eqn(e.prim, (b,), (("perm", swap),), bt))
+                    kept.append(Eqn(e.prim, (a,), (("perm", swap),), at))
+                    producer[bt] = kept[-2]
+                    producer[at] = kept[-1]
+                    e = Eqn(prev.prim, (bt, at), (), e.out)
+                    producer[e.out] = e
+                    kept.append(e)
+                    continue
                 if prev is not None and prev.prim.name == "permute":
                     inner = prev.kwargs["perm"]
                     combined = tuple(inner[p] for p in perm)
@@ -163,7 +195,8 @@ def simplify(tape: Tape) -> Tape:
     return dce(_substitute(tape, kept, mapping))
 
 
-DEFAULT_PASSES = (fold_constants, simplify, cse, dce)
+# simplify runs twice: its rewrites (a transposed product) open up others (permute of permute)
+DEFAULT_PASSES = (fold_constants, simplify, simplify, cse, dce)
 
 
 def optimize(tape: Tape, passes=DEFAULT_PASSES) -> Tape:
