@@ -104,7 +104,12 @@ class Executable:
         lines.append(f"    return ({ret}{',' if len(fresh) == 1 else ''})")
         self.dims = np.array(dims, dtype=np.int64)
         self.consts = np.array(consts, dtype=np.float64)
-        parallel = any(k.parallel for k in self.kernels)
+        # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS calls
+        # of a wide MLP step 5x (17 ms vs 3.5 ms): with a matmul in the step, BLAS gets the
+        # threads and the loops run serially (prange then acts as range).
+        parallel = any(k.parallel for k in self.kernels) and not any(
+            k.kind == "matmul" for k in self.kernels
+        )
         self.driver_source = (
             HEADER
             + f"\n\n@njit(cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', nogil=True"
