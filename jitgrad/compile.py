@@ -12,7 +12,6 @@ Two uses, both first class:
 
 from __future__ import annotations
 
-import builtins
 import functools
 import gc
 import time
@@ -21,10 +20,21 @@ import numpy as np
 
 from . import backends
 from .autograd.grad_mode import STATE
-from .autograd.graph import Node, edge_of
-from .backends.numba_cpu import IN_PLACE
+from .compile_backward import CompiledBackward, _split
+from .compile_host import (
+    _CONTAINERS,
+    _apply_writes,
+    _describe,
+    _fetch,
+    _flat_tree,
+    _flatten,
+    _leaf_key,
+    _make_runner,
+    _result,
+    _unflatten,
+)
 from .ir import passes
-from .ir.tape import Binding, Tape, Var
+from .ir.tape import Binding, Tape
 from .ir.tracer import TraceError, Tracer, tracing
 from .tensor import Tensor
 
@@ -39,63 +49,6 @@ class AgreementError(AssertionError):
 
 
 # -- pytrees of arguments and results -------------------------------------------------------------
-def _flatten(obj, leaves: list):
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return (type(obj), tuple(_flatten(x, leaves) for x in obj))
-    if isinstance(obj, tuple):  # namedtuple
-        return (type(obj), tuple(_flatten(x, leaves) for x in obj))
-    if isinstance(obj, dict):
-        keys = tuple(obj)
-        return (dict, keys, tuple(_flatten(obj[k], leaves) for k in keys))
-    leaves.append(obj)
-    return None
-
-
-def _unflatten(tree, leaves):
-    return _build(tree, iter(leaves))
-
-
-def _build(t, it):
-    # a module-level function: a recursive closure would be a reference cycle per call
-    if t is None:
-        return next(it)
-    if t[0] is dict:
-        return {k: _build(s, it) for k, s in zip(t[1], t[2])}
-    items = [_build(s, it) for s in t[1]]
-    kind = t[0]
-    if kind in (list, tuple):
-        return kind(items)
-    return kind(*items)
-
-
-_CONTAINERS = (list, tuple, dict)
-
-
-@functools.lru_cache(maxsize=64)
-def _flat_tree(n: int):
-    """The tree of ``(args, {})`` for ``n`` positional leaves (what _flatten would build)."""
-    return (tuple, ((tuple, (None,) * n), (dict, (), ())))
-
-
-def _describe(key) -> str:
-    """A leaf's cache key for people: ``float32(4, 3)`` or the baked value."""
-    if len(key) == 3 and isinstance(key[0], tuple):
-        return f"{key[1]}{key[0]}" + (" requires_grad" if key[2] else "")
-    return repr(key[-1])
-
-
-def _leaf_key(x):
-    if type(x) is Tensor:
-        return (x._data.shape, x._data.dtype, x._requires_grad)
-    if isinstance(x, Tensor):
-        return ("T", x._data.shape, x._data.dtype.str, x._requires_grad)
-    if isinstance(x, float):
-        return ("f",)
-    if isinstance(x, (bool, int, str, type(None))):
-        return ("s", type(x), x)
-    return ("o", id(x))
-
-
 # -- the compiled function -----------------------------------------------------------------------
 class Stats:
     """What compile did: traces, compiles, cache hits, seconds, and why each retrace happened."""
@@ -150,142 +103,6 @@ class _Entry:
                 if g is None or g._data.shape != t._data.shape:
                     return False
         return True
-
-
-def _fetch(binding: Binding, leaves: list):
-    kind = binding.kind
-    if kind == "arg":
-        return leaves[binding.key]._data
-    if kind == "capture":
-        return binding.ref._data
-    if kind == "scalar":
-        return np.asarray(leaves[binding.key], dtype=np.float64)
-    if kind == "hyper":
-        return np.asarray(binding.ref(), dtype=np.float64)
-    if kind == "grad":
-        return binding.ref._grad._data
-    raise AssertionError(f"cannot fetch a {kind} input")
-
-
-def _tree_source(tree, counter: list) -> str:
-    """Python source rebuilding an output tree from ``outs`` (see _flatten)."""
-    if tree is None:
-        counter[0] += 1
-        return f"_result(outs[{counter[0] - 1}])"
-    if tree[0] is dict:
-        items = ", ".join(f"{k!r}: {_tree_source(s, counter)}" for k, s in zip(tree[1], tree[2]))
-        return "{" + items + "}"
-    parts = [_tree_source(s, counter) for s in tree[1]]
-    if tree[0] is tuple:
-        return "(" + "".join(p + ", " for p in parts) + ")"
-    if tree[0] is list:
-        return "[" + ", ".join(parts) + "]"
-    return f"_kinds[{id(tree[0])}](" + ", ".join(parts) + ")"
-
-
-def _make_runner(entry: _Entry):
-    """Straight-line host code for one cached whole-step call: fetch the inputs, run, apply the
-    writes, wrap the outputs - no per-call interpretation of bindings."""
-    tape = entry.tape
-    ns = {
-        "np": np,
-        "_result": _result,
-        "_grad_write": _grad_write,
-        "_IN_PLACE": IN_PLACE,
-        "_exe": entry.exe,
-        "_kinds": {},
-    }
-    fetch = []
-    for j, v in enumerate(tape.inputs):
-        b = tape.bindings[v]
-        if b.kind == "arg":
-            fetch.append(f"leaves[{b.key}]._data")
-        elif b.kind == "capture":
-            ns[f"_c{j}"] = b.ref
-            fetch.append(f"_c{j}._data")
-        elif b.kind == "grad":
-            ns[f"_c{j}"] = b.ref
-            fetch.append(f"_c{j}._grad._data")
-        elif b.kind == "hyper":
-            ns[f"_h{j}"] = b.ref
-            fetch.append(f"np.asarray(_h{j}(), np.float64)")
-        elif b.kind == "scalar":
-            fetch.append(f"np.asarray(leaves[{b.key}], np.float64)")
-        else:
-            return None
-    lines = ["def run(leaves):", f"    outs, writes = _exe([{', '.join(fetch)}])"]
-    if any(b.kind == "grad" for b, _ in tape.writes):
-        lines.append("    given = set()")
-    for w, (b, _) in enumerate(tape.writes):
-        ns[f"_w{w}"] = b.ref
-        if b.kind == "grad":
-            lines.append(f"    _grad_write(_w{w}, writes[{w}], given)")
-            continue
-        target = f"leaves[{b.key}]" if b.kind == "arg" else f"_w{w}"
-        lines.append(f"    if writes[{w}] is not _IN_PLACE:")
-        lines.append(f"        np.copyto({target}._data, writes[{w}], casting='unsafe')")
-        lines.append(f"    {target}._vc[0] += 1")
-    lines.append("    return " + _tree_source(entry.out_tree, [0]))
-    tree = entry.out_tree
-    stack = [tree]
-    while stack:  # namedtuple output types, looked up by id in the generated code
-        t = stack.pop()
-        if t is None:
-            continue
-        if t[0] is dict:
-            stack.extend(t[2])
-            continue
-        ns["_kinds"][id(t[0])] = t[0]
-        stack.extend(t[1])
-    source = "\n".join(lines) + "\n"
-    code = builtins.compile(source, f"<jitgrad runner {tape.name}>", "exec")
-    exec(code, ns)  # noqa: S102
-    run = ns["run"]
-    run.source = source
-    return run
-
-
-def _grad_write(leaf, arr, given: set) -> None:
-    if arr is None:
-        leaf._grad = None
-        return
-    if id(arr) in given or not arr.flags.writeable or not arr.flags.c_contiguous:
-        arr = np.array(arr)
-    given.add(id(arr))
-    leaf._grad = _result(arr)
-
-
-def _result(data) -> Tensor:
-    """A plain tensor around a result buffer (the hot path of every compiled call)."""
-    t = Tensor.__new__(Tensor)
-    t._data = data
-    t._grad = t._grad_fn = t._acc = t._base = t._hooks = None
-    t._output_nr = 0
-    t._requires_grad = t._retains_grad = False
-    t._vc = [0]
-    return t
-
-
-def _apply_writes(writes, values, leaves) -> None:
-    given = set()  # arrays already handed to a .grad: a second leaf gets its own copy
-    for (binding, _), arr in zip(writes, values):
-        kind = binding.kind
-        if arr is IN_PLACE:  # the backend already wrote into the captured buffer
-            binding.ref._vc[0] += 1
-            continue
-        if kind == "grad":
-            leaf = binding.ref
-            if arr is None:
-                leaf._grad = None
-            else:
-                if id(arr) in given or not arr.flags.writeable or not arr.flags.c_contiguous:
-                    arr = np.array(arr)
-                given.add(id(arr))
-                leaf._grad = _result(arr)
-            continue
-        target = binding.ref if kind == "capture" else leaves[binding.key]
-        np.copyto(target._data, arr, casting="unsafe")
-        target._vc[0] += 1
 
 
 def _collect_names(fn) -> dict:
@@ -691,124 +508,6 @@ class CompiledFunction:
         ]
         lines += [f"  retrace: {r}" for r in s.retrace_reasons]
         return "\n".join(lines)
-
-
-def _split(tape: Tape, split, diff_inputs, diff_outs, grad_vars):
-    """Cut a traced forward+backward tape into a forward tape (returning residuals too) and a
-    backward tape (cotangents and residuals in, input gradients out)."""
-    fwd_eqns, bwd_eqns = tape.eqns[:split], tape.eqns[split:]
-    bwd_defined = {e.out for e in bwd_eqns}
-    cot_vars = [v for v, b in tape.bindings.items() if b.kind == "cotangent"]
-    needed = []
-    seen = set()
-    for e in bwd_eqns:
-        for x in e.inputs:
-            if (
-                x not in bwd_defined
-                and x not in cot_vars
-                and x not in tape.consts
-                and x not in seen
-            ):
-                seen.add(x)
-                needed.append(x)
-    for g in grad_vars:
-        if g is not None and g not in bwd_defined and g not in cot_vars and g not in seen:
-            seen.add(g)
-            needed.append(g)
-    fwd_inputs = [v for v in tape.inputs if tape.bindings[v].kind != "cotangent"]
-    fwd = tape.copy(
-        inputs=fwd_inputs,
-        bindings={v: tape.bindings[v] for v in fwd_inputs},
-        eqns=fwd_eqns,
-        outputs=list(tape.outputs) + needed,
-    )
-    fwd = passes.dce(fwd)
-    res_bindings = {v: Binding("residual", key=i, name=f"res{i}") for i, v in enumerate(needed)}
-    bindings = {v: tape.bindings[v] for v in cot_vars}
-    bindings.update(res_bindings)
-    zero_consts = {}
-    outputs = []
-    next_id = max([e.out.id for e in tape.eqns] + [v.id for v in tape.inputs] + [-1]) + 1
-    for (v, _b, _t), g in zip(diff_inputs, grad_vars):
-        if g is None:
-            z = Var(next_id, v.shape, v.dtype)
-            next_id += 1
-            zero_consts[z] = np.zeros(v.shape, v.dtype.np)
-            outputs.append(z)
-        else:
-            outputs.append(g)
-    consts = {v: a for v, a in tape.consts.items()}
-    consts.update(zero_consts)
-    bwd = Tape(
-        name=tape.name + "_backward",
-        inputs=cot_vars + needed,
-        bindings=bindings,
-        consts=consts,
-        eqns=bwd_eqns,
-        outputs=outputs,
-        writes=[],
-    )
-    bwd = passes.dce(bwd)
-    out_slots = [k for k, _ in diff_outs]
-    diff = [(v, b) for v, b, _ in diff_inputs]
-    return fwd, bwd, diff, out_slots
-
-
-class CompiledBackward(Node):
-    """grad_fn of a compiled function's outputs: runs the compiled backward tape."""
-
-    __slots__ = ("_cfn", "_entry", "_sources", "_inputs", "_residuals", "_freed")
-
-    def __init__(self, cfn, entry, sources, inputs, residuals, results):
-        Node.__init__(self, tuple(edge_of(t) for t in sources))
-        self._cfn = cfn
-        self._entry = entry
-        self._sources = sources
-        self._inputs = inputs
-        self._residuals = residuals
-        self._freed = False
-
-    def name(self) -> str:
-        return f"CompiledFunctionBackward[{self._cfn.name}]"
-
-    def num_outputs(self) -> int:
-        return len(self._entry.bwd[3])
-
-    def backward(self, grads):
-        from .autograd.graph import SECOND_BACKWARD
-        from .backends.interpreter import replay
-
-        if self._freed:
-            raise RuntimeError(SECOND_BACKWARD)
-        bwd_tape, bwd_exe, _, out_slots = self._entry.bwd
-        fwd_tape = self._entry.tape
-        shapes = [fwd_tape.outputs[k] for k in out_slots]
-        grads = [
-            g if g is not None else Tensor._wrap(np.zeros(v.shape, v.dtype.np))
-            for g, v in zip(grads, shapes)
-        ]
-        if STATE.grad_enabled:
-            # create_graph: recompute the forward and run the backward through apply, so the
-            # gradients carry a graph of their own
-            fwd_inputs = []
-            src_by_var = {}
-            for (v, _b), t in zip(self._entry.bwd[2], self._sources):
-                src_by_var[v] = t
-            for v, arr in zip(fwd_tape.inputs, self._inputs):
-                t = src_by_var.get(v)
-                fwd_inputs.append(t if t is not None else Tensor._wrap(arr))
-            env = replay(fwd_tape, fwd_inputs)
-            n_user = self._entry.n_outputs
-            residuals = [env[v] for v in fwd_tape.outputs[n_user:]]
-            out_env = replay(bwd_tape, list(grads) + residuals)
-            return tuple(out_env[v] for v in bwd_tape.outputs)
-        outs, _ = bwd_exe([g._data for g in grads] + list(self._residuals))
-        return tuple(Tensor._wrap(a) for a in outs)
-
-    def release(self) -> None:
-        self._residuals = None
-        self._inputs = None
-        self._freed = True
 
 
 def compile(fn=None, *, backend=None, check=False, optimize=True, name=None):  # noqa: A001

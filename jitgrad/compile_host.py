@@ -1,0 +1,206 @@
+"""Host-side plumbing of compiled calls: argument pytrees and cache keys, fetching inputs,
+applying writes, wrapping results, and the generated straight-line runner of a cached step."""
+
+from __future__ import annotations
+
+import builtins
+import functools
+
+import numpy as np
+
+from .backends.numba_cpu import IN_PLACE
+from .ir.tape import Binding
+from .tensor import Tensor
+
+
+def _flatten(obj, leaves: list):
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return (type(obj), tuple(_flatten(x, leaves) for x in obj))
+    if isinstance(obj, tuple):  # namedtuple
+        return (type(obj), tuple(_flatten(x, leaves) for x in obj))
+    if isinstance(obj, dict):
+        keys = tuple(obj)
+        return (dict, keys, tuple(_flatten(obj[k], leaves) for k in keys))
+    leaves.append(obj)
+    return None
+
+
+def _unflatten(tree, leaves):
+    return _build(tree, iter(leaves))
+
+
+def _build(t, it):
+    # a module-level function: a recursive closure would be a reference cycle per call
+    if t is None:
+        return next(it)
+    if t[0] is dict:
+        return {k: _build(s, it) for k, s in zip(t[1], t[2])}
+    items = [_build(s, it) for s in t[1]]
+    kind = t[0]
+    if kind in (list, tuple):
+        return kind(items)
+    return kind(*items)
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+@functools.lru_cache(maxsize=64)
+def _flat_tree(n: int):
+    """The tree of ``(args, {})`` for ``n`` positional leaves (what _flatten would build)."""
+    return (tuple, ((tuple, (None,) * n), (dict, (), ())))
+
+
+def _describe(key) -> str:
+    """A leaf's cache key for people: ``float32(4, 3)`` or the baked value."""
+    if len(key) == 3 and isinstance(key[0], tuple):
+        return f"{key[1]}{key[0]}" + (" requires_grad" if key[2] else "")
+    return repr(key[-1])
+
+
+def _leaf_key(x):
+    if type(x) is Tensor:
+        return (x._data.shape, x._data.dtype, x._requires_grad)
+    if isinstance(x, Tensor):
+        return ("T", x._data.shape, x._data.dtype.str, x._requires_grad)
+    if isinstance(x, float):
+        return ("f",)
+    if isinstance(x, (bool, int, str, type(None))):
+        return ("s", type(x), x)
+    return ("o", id(x))
+
+
+def _fetch(binding: Binding, leaves: list):
+    kind = binding.kind
+    if kind == "arg":
+        return leaves[binding.key]._data
+    if kind == "capture":
+        return binding.ref._data
+    if kind == "scalar":
+        return np.asarray(leaves[binding.key], dtype=np.float64)
+    if kind == "hyper":
+        return np.asarray(binding.ref(), dtype=np.float64)
+    if kind == "grad":
+        return binding.ref._grad._data
+    raise AssertionError(f"cannot fetch a {kind} input")
+
+
+def _tree_source(tree, counter: list) -> str:
+    """Python source rebuilding an output tree from ``outs`` (see _flatten)."""
+    if tree is None:
+        counter[0] += 1
+        return f"_result(outs[{counter[0] - 1}])"
+    if tree[0] is dict:
+        items = ", ".join(f"{k!r}: {_tree_source(s, counter)}" for k, s in zip(tree[1], tree[2]))
+        return "{" + items + "}"
+    parts = [_tree_source(s, counter) for s in tree[1]]
+    if tree[0] is tuple:
+        return "(" + "".join(p + ", " for p in parts) + ")"
+    if tree[0] is list:
+        return "[" + ", ".join(parts) + "]"
+    return f"_kinds[{id(tree[0])}](" + ", ".join(parts) + ")"
+
+
+def _make_runner(entry):
+    """Straight-line host code for one cached whole-step call: fetch the inputs, run, apply the
+    writes, wrap the outputs - no per-call interpretation of bindings."""
+    tape = entry.tape
+    ns = {
+        "np": np,
+        "_result": _result,
+        "_grad_write": _grad_write,
+        "_IN_PLACE": IN_PLACE,
+        "_exe": entry.exe,
+        "_kinds": {},
+    }
+    fetch = []
+    for j, v in enumerate(tape.inputs):
+        b = tape.bindings[v]
+        if b.kind == "arg":
+            fetch.append(f"leaves[{b.key}]._data")
+        elif b.kind == "capture":
+            ns[f"_c{j}"] = b.ref
+            fetch.append(f"_c{j}._data")
+        elif b.kind == "grad":
+            ns[f"_c{j}"] = b.ref
+            fetch.append(f"_c{j}._grad._data")
+        elif b.kind == "hyper":
+            ns[f"_h{j}"] = b.ref
+            fetch.append(f"np.asarray(_h{j}(), np.float64)")
+        elif b.kind == "scalar":
+            fetch.append(f"np.asarray(leaves[{b.key}], np.float64)")
+        else:
+            return None
+    lines = ["def run(leaves):", f"    outs, writes = _exe([{', '.join(fetch)}])"]
+    if any(b.kind == "grad" for b, _ in tape.writes):
+        lines.append("    given = set()")
+    for w, (b, _) in enumerate(tape.writes):
+        ns[f"_w{w}"] = b.ref
+        if b.kind == "grad":
+            lines.append(f"    _grad_write(_w{w}, writes[{w}], given)")
+            continue
+        target = f"leaves[{b.key}]" if b.kind == "arg" else f"_w{w}"
+        lines.append(f"    if writes[{w}] is not _IN_PLACE:")
+        lines.append(f"        np.copyto({target}._data, writes[{w}], casting='unsafe')")
+        lines.append(f"    {target}._vc[0] += 1")
+    lines.append("    return " + _tree_source(entry.out_tree, [0]))
+    tree = entry.out_tree
+    stack = [tree]
+    while stack:  # namedtuple output types, looked up by id in the generated code
+        t = stack.pop()
+        if t is None:
+            continue
+        if t[0] is dict:
+            stack.extend(t[2])
+            continue
+        ns["_kinds"][id(t[0])] = t[0]
+        stack.extend(t[1])
+    source = "\n".join(lines) + "\n"
+    code = builtins.compile(source, f"<jitgrad runner {tape.name}>", "exec")
+    exec(code, ns)  # noqa: S102
+    run = ns["run"]
+    run.source = source
+    return run
+
+
+def _grad_write(leaf, arr, given: set) -> None:
+    if arr is None:
+        leaf._grad = None
+        return
+    if id(arr) in given or not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr)
+    given.add(id(arr))
+    leaf._grad = _result(arr)
+
+
+def _result(data) -> Tensor:
+    """A plain tensor around a result buffer (the hot path of every compiled call)."""
+    t = Tensor.__new__(Tensor)
+    t._data = data
+    t._grad = t._grad_fn = t._acc = t._base = t._hooks = None
+    t._output_nr = 0
+    t._requires_grad = t._retains_grad = False
+    t._vc = [0]
+    return t
+
+
+def _apply_writes(writes, values, leaves) -> None:
+    given = set()  # arrays already handed to a .grad: a second leaf gets its own copy
+    for (binding, _), arr in zip(writes, values):
+        kind = binding.kind
+        if arr is IN_PLACE:  # the backend already wrote into the captured buffer
+            binding.ref._vc[0] += 1
+            continue
+        if kind == "grad":
+            leaf = binding.ref
+            if arr is None:
+                leaf._grad = None
+            else:
+                if id(arr) in given or not arr.flags.writeable or not arr.flags.c_contiguous:
+                    arr = np.array(arr)
+                given.add(id(arr))
+                leaf._grad = _result(arr)
+            continue
+        target = binding.ref if kind == "capture" else leaves[binding.key]
+        np.copyto(target._data, arr, casting="unsafe")
+        target._vc[0] += 1
