@@ -6,16 +6,14 @@ written in. Composites (sigmoid, softmax, var, ...) are plain code over primitiv
 
 from __future__ import annotations
 
-import builtins
 import math
-from collections import namedtuple
 
 import numpy as np
 
 from .. import dtypes
 from ..autograd.grad_mode import STATE
 from ..factories import ones_like, zeros_like  # noqa: F401  (VJP rules use F.zeros_like)
-from ..tensor import Tensor, _wrap_dim, apply
+from ..tensor import Tensor, apply
 from . import prims as P
 from .shape_ops import (  # noqa: F401  (re-exported: VJP rules and users reach them via F)
     broadcast_shapes,
@@ -367,7 +365,7 @@ def where(condition, input, other):
     return apply(P.where_p, (c, a, b))
 
 
-def clamp(input, min=None, max=None):  # noqa: A002
+def clamp(input, min=None, max=None):  # noqa: A002,F811
     # Gradient passes where min <= x <= max (inclusive), like PyTorch.
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
@@ -396,221 +394,6 @@ def addcmul(input, tensor1, tensor2, *, value=1):
 
 def addcdiv(input, tensor1, tensor2, *, value=1):
     return add(input, mul(div(tensor1, tensor2), value))
-
-
-# -- activations (composites) ---------------------------------------------------------------------
-def sigmoid(input):
-    # 1/(1+e^-x) = (1 + tanh(x/2)) / 2: no overflow for any x, and a finite gradient everywhere.
-    return add(mul(tanh(mul(input, 0.5)), 0.5), 0.5)
-
-
-def relu(input):
-    # where(x > 0, x, 0): zero gradient at 0, as in PyTorch (maximum would split it).
-    return where(gt(input, 0), input, 0)
-
-
-def softplus(input, beta=1.0, threshold=20.0):
-    x = mul(input, beta) if beta != 1 else input
-    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
-    out = add(relu(x), log1p(exp(neg(abs(x)))))
-    out = div(out, beta) if beta != 1 else out
-    return where(gt(x, threshold), input, out)
-
-
-def gelu(input, approximate="none"):
-    if approximate == "tanh":
-        inner = mul(add(input, mul(pow(input, 3.0), 0.044715)), math.sqrt(2.0 / math.pi))
-        return mul(mul(input, 0.5), add(tanh(inner), 1.0))
-    # x * Phi(x), Phi through erf's Abramowitz-Stegun 7.1.26 approximation (|err| < 1.5e-7)
-    return mul(input, mul(add(erf(mul(input, 1.0 / math.sqrt(2.0))), 1.0), 0.5))
-
-
-def erf(input):
-    x = _float(input)
-    s = sign(x)
-    a = abs(x)
-    t = div(1.0, add(mul(a, 0.3275911), 1.0))
-    poly = t
-    coeffs = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-    acc = mul(t, coeffs[-1])
-    for c in reversed(coeffs[:-1]):
-        acc = mul(add(acc, c), t)
-    poly = acc
-    y = rsub(mul(poly, exp(neg(mul(a, a)))), 1.0)
-    return mul(s, y)
-
-
-def silu(input):
-    return mul(input, sigmoid(input))
-
-
-def leaky_relu(input, negative_slope=0.01):
-    return where(gt(input, 0), input, mul(input, negative_slope))
-
-
-def elu(input, alpha=1.0):
-    return where(gt(input, 0), input, mul(expm1(minimum(input, 0.0)), alpha))
-
-
-# -- reductions -----------------------------------------------------------------------------------
-def _axes(x: Tensor, dim) -> tuple:
-    n = x._data.ndim
-    if dim is None:
-        return tuple(range(n))
-    if isinstance(dim, (list, tuple)):
-        axes = sorted({_wrap_dim(d, n) for d in dim})
-        return tuple(a for a in axes if n)
-    return (_wrap_dim(dim, n),) if n else ()
-
-
-def sum(input, dim=None, keepdim=False, *, dtype=None):  # noqa: A001
-    if dtype is not None:
-        input = cast(input, dtype)
-    return apply(P.sum_p, (input,), {"axes": _axes(input, dim), "keepdim": bool(keepdim)})
-
-
-def _count(x: Tensor, axes: tuple) -> int:
-    n = 1
-    for a in axes:
-        n *= x._data.shape[a]
-    return n
-
-
-def mean(input, dim=None, keepdim=False, *, dtype=None):
-    if dtype is not None:
-        input = cast(input, dtype)
-    if not input.dtype.is_floating_point:
-        raise RuntimeError(
-            "mean(): could not infer output dtype. Input dtype must be either a floating point "
-            f"or complex dtype. Got: {input.dtype}. Cast first, e.g. x.float().mean()."
-        )
-    axes = _axes(input, dim)
-    return div(sum(input, axes, keepdim), float(_count(input, axes)))
-
-
-def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
-    if unbiased is not None:
-        correction = 1 if unbiased else 0
-    x = _float(input)
-    axes = _axes(x, dim)
-    centered = sub(x, mean(x, axes, keepdim=True))
-    n = _count(x, axes)
-    return div(sum(mul(centered, centered), axes, keepdim), float(builtins.max(0, n - correction)))
-
-
-def _sqrt_zero_grad(s):
-    """sqrt(s) whose gradient is 0 where s == 0 (not inf, which times 0 gives nan), as PyTorch's
-    std and norm backward define it; the inner where keeps sqrt away from 0."""
-    zero = eq(s, 0)
-    return where(zero, 0.0, sqrt(where(zero, 1.0, s)))
-
-
-def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
-    v = var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased)
-    return _sqrt_zero_grad(v)
-
-
-def amax(input, dim=(), keepdim=False):
-    axes = _axes(input, None if dim == () else dim)
-    return apply(P.max_p, (input,), {"axes": axes, "keepdim": bool(keepdim)})
-
-
-def amin(input, dim=(), keepdim=False):
-    return neg(amax(neg(input), dim, keepdim))
-
-
-def argmax(input, dim=None, keepdim=False):
-    if dim is None:
-        out = apply(P.argmax_p, (reshape(input, (-1,)),), {"axis": 0, "keepdim": False})
-        return reshape(out, (1,) * input.ndim) if keepdim else out
-    return apply(P.argmax_p, (input,), {"axis": _wrap_dim(dim, input.ndim), "keepdim": keepdim})
-
-
-def argmin(input, dim=None, keepdim=False):
-    flipped = neg(input) if input.dtype is not dtypes.bool_ else logical_not(input)
-    return argmax(flipped, dim, keepdim)
-
-
-MaxResult = namedtuple("max", ["values", "indices"])
-MinResult = namedtuple("min", ["values", "indices"])
-
-
-def max(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
-    """``max(x)``: the maximum; ``max(x, dim)``: (values, indices); ``max(x, y)``: maximum."""
-    if isinstance(dim, Tensor):
-        return maximum(input, dim)
-    if other is not None:
-        return maximum(input, other)
-    if dim is None:
-        return amax(input)
-    indices = argmax(input, dim, keepdim=True)
-    values = gather(input, dim, indices)
-    if not keepdim:
-        d = _wrap_dim(dim, input.ndim)
-        values, indices = squeeze(values, d), squeeze(indices, d)
-    return MaxResult(values, indices)
-
-
-def min(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
-    if isinstance(dim, Tensor):
-        return minimum(input, dim)
-    if other is not None:
-        return minimum(input, other)
-    if dim is None:
-        return amin(input)
-    indices = argmin(input, dim, keepdim=True)
-    values = gather(input, dim, indices)
-    if not keepdim:
-        d = _wrap_dim(dim, input.ndim)
-        values, indices = squeeze(values, d), squeeze(indices, d)
-    return MinResult(values, indices)
-
-
-def logsumexp(input, dim, keepdim=False):
-    # a primitive of its own: the stable form needs the max, which a composite would have to
-    # hold constant by hand
-    x = _float(input)
-    return apply(P.logsumexp_p, (x,), {"axes": _axes(x, dim), "keepdim": bool(keepdim)})
-
-
-def softmax(input, dim, dtype=None):
-    x = _float(input if dtype is None else cast(input, dtype))
-    m = amax(x, dim, keepdim=True).detach()
-    e = exp(sub(x, m))
-    return div(e, sum(e, dim, keepdim=True))
-
-
-def log_softmax(input, dim, dtype=None):
-    x = _float(input if dtype is None else cast(input, dtype))
-    return sub(x, logsumexp(x, dim, keepdim=True))
-
-
-def norm(input, p="fro", dim=None, keepdim=False):
-    x = _float(input)
-    if p in ("fro", 2, 2.0):
-        return _sqrt_zero_grad(sum(mul(x, x), dim, keepdim))
-    if p in (1, 1.0):
-        return sum(abs(x), dim, keepdim)
-    if p in (math.inf, "inf"):
-        return amax(abs(x), () if dim is None else dim, keepdim)
-    return pow(sum(pow(abs(x), float(p)), dim, keepdim), 1.0 / float(p))
-
-
-def all(input, dim=None, keepdim=False):  # noqa: A001
-    return eq(sum(logical_not(input), dim, keepdim), 0)
-
-
-def any(input, dim=None, keepdim=False):  # noqa: A001
-    return gt(sum(ne(input, 0), dim, keepdim), 0)
-
-
-def cumsum(input, dim):
-    # A lower-triangular matmul: differentiable and exact for the small sizes it is used at.
-    d = _wrap_dim(dim, input.ndim)
-    n = input.shape[d]
-    tri = Tensor._wrap(np.tril(np.ones((n, n), dtype=input._data.dtype)))
-    moved = movedim(input, d, -1)
-    return movedim(matmul(moved, transpose(tri, 0, 1)), -1, d)
 
 
 # -- matmul ---------------------------------------------------------------------------------------
@@ -665,6 +448,9 @@ def outer(input, other):
     return mul(unsqueeze(input, 1), unsqueeze(other, 0))
 
 
+from .composites import *  # noqa: E402,F401,F403  (activations and reductions)
+from .composites import _axes, all, any, max, min, sum  # noqa: E402,F401,A004
+
 _INTERNAL = {"const", "as_tensor_operand", "is_cached_const", "sum_to", "slice_", "pad_interior"}
 # What ``from jitgrad.ops.functions import *`` (and so ``jitgrad``) exports: the ops themselves.
 __all__ = sorted(
@@ -673,5 +459,6 @@ __all__ = sorted(
     if not name.startswith("_")
     and name not in _INTERNAL
     and callable(value)
-    and getattr(value, "__module__", "") in (__name__, "jitgrad.ops.shape_ops")
+    and getattr(value, "__module__", "")
+    in (__name__, "jitgrad.ops.shape_ops", "jitgrad.ops.composites")
 )
