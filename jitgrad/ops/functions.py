@@ -460,5 +460,5 @@ __all__ = sorted(
     and name not in _INTERNAL
     and callable(value)
     and getattr(value, "__module__", "")
-    in (__name__, "jitgrad.ops.shape_ops", "jitgrad.ops.composites")
+    in (__name__, "jitgrad.ops.shape_ops", "jitgrad.ops.composites", "jitgrad.ops.indexing")
 )
