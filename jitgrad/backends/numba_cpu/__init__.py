@@ -45,7 +45,6 @@ class Executable:
         fresh += [v for b, v in tape.writes if b.kind == "grad" and v in produced]
         fresh = list(dict.fromkeys(fresh))
         self.fresh = fresh
-        {v: i for i, v in enumerate(tape.inputs)}
         self.const_vars = [v for v in tape.consts if v not in plan.scalars]
         # in-place parameter updates
         self.in_place: dict = {}  # write Var -> capture input Var
