@@ -296,7 +296,7 @@ class CompiledFunction:
         entry = self._lower(tape, bwd_info, out_tree, guards, inside)
         entry.n_outputs = len(out_leaves)
         if not inside:
-            entry.runner = _make_runner(entry)
+            entry.runner = _make_runner(entry, lambda leaves, e=entry: self._run(e, leaves))
         self._cache.setdefault(key, []).append(entry)
         self._last_key = key
         if inside:

@@ -101,9 +101,10 @@ def _tree_source(tree, counter: list) -> str:
     return f"_kinds[{id(tree[0])}](" + ", ".join(parts) + ")"
 
 
-def _make_runner(entry):
+def _make_runner(entry, slow):
     """Straight-line host code for one cached whole-step call: fetch the inputs, run, apply the
-    writes, wrap the outputs - no per-call interpretation of bindings."""
+    writes, wrap the outputs - no per-call interpretation of bindings. An executable that offers
+    ``direct_call`` source is called inline; ``slow(leaves)`` handles what that code can't."""
     tape = entry.tape
     ns = {
         "np": np,
@@ -112,6 +113,7 @@ def _make_runner(entry):
         "_IN_PLACE": IN_PLACE,
         "_exe": entry.exe,
         "_kinds": {},
+        "_slow": slow,
     }
     fetch = []
     for j, v in enumerate(tape.inputs):
@@ -131,17 +133,28 @@ def _make_runner(entry):
             fetch.append(f"np.asarray(leaves[{b.key}], np.float64)")
         else:
             return None
-    lines = ["def run(leaves):", f"    outs, writes = _exe([{', '.join(fetch)}])"]
+    direct = getattr(entry.exe, "direct_call", None)
+    lines = ["def run(leaves):"]
+    if direct is not None:
+        body, out_exprs, write_exprs = direct(fetch, ns)
+        lines += body
+        lines.append(f"    outs = [{', '.join(out_exprs)}]")
+    else:
+        lines.append(f"    outs, writes = _exe([{', '.join(fetch)}])")
+        write_exprs = [f"writes[{w}]" for w in range(len(tape.writes))]
     if any(b.kind == "grad" for b, _ in tape.writes):
         lines.append("    given = set()")
     for w, (b, _) in enumerate(tape.writes):
         ns[f"_w{w}"] = b.ref
+        value = write_exprs[w]
         if b.kind == "grad":
-            lines.append(f"    _grad_write(_w{w}, writes[{w}], given)")
+            lines.append(f"    _grad_write(_w{w}, {value}, given)")
             continue
         target = f"leaves[{b.key}]" if b.kind == "arg" else f"_w{w}"
-        lines.append(f"    if writes[{w}] is not _IN_PLACE:")
-        lines.append(f"        np.copyto({target}._data, writes[{w}], casting='unsafe')")
+        if value != "_IN_PLACE":
+            lines.append(f"    value = {value}")
+            lines.append("    if value is not _IN_PLACE:")
+            lines.append(f"        np.copyto({target}._data, value, casting='unsafe')")
         lines.append(f"    {target}._vc[0] += 1")
     lines.append("    return " + _tree_source(entry.out_tree, [0]))
     tree = entry.out_tree

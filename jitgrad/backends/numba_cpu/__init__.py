@@ -170,6 +170,39 @@ class Executable:
         self._write_get = [getter(v) for _, v in tape.writes]
         self._args_tail = (*self.const_arrays, *self.work_arrays, self.dims, self.consts)
 
+    def direct_call(self, fetch: list, ns: dict):
+        """Source for calling the driver inline from generated host code: statements, and one
+        expression per output and per write (``"_IN_PLACE"`` for writes already done)."""
+        tape = self.tape
+        ns["_drv"], ns["_tail"] = self.driver, self._args_tail
+        lines = [f"    a{i} = {f}" for i, f in enumerate(fetch)]
+        if fetch:  # a non-contiguous input takes the general path
+            cond = " and ".join(f"a{i}.flags.c_contiguous" for i in range(len(fetch)))
+            lines += [f"    if not ({cond}):", "        return _slow(leaves)"]
+        flat = "".join(f"a{i}.reshape(-1), " for i in range(len(fetch)))
+        lines.append(f"    fresh = _drv({flat}*_tail)")
+        pos = {v: i for i, v in enumerate(tape.inputs)}
+        fresh_pos = {v: i for i, v in enumerate(self.fresh)}
+        work = {v: a for v, a in zip(self.workspace, self.work_arrays)}
+
+        def expr(v):
+            if v is None:
+                return "None"
+            if v in self.in_place:
+                return "_IN_PLACE"
+            if v in fresh_pos:
+                return f"fresh[{fresh_pos[v]}].reshape({v.shape!r})"
+            name = f"_v{v.id}"
+            if v in work:
+                ns[name] = work[v]
+                return f"{name}.reshape({v.shape!r}).copy()"
+            if v in pos:
+                return f"a{pos[v]}.reshape({v.shape!r}).copy()"
+            ns[name] = np.array(tape.consts[v])
+            return f"{name}.copy()"
+
+        return lines, [expr(v) for v in tape.outputs], [expr(v) for _, v in tape.writes]
+
     def __call__(self, inputs: list):
         flats = []
         copied = None
