@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import inspect
 import time
 
 import numpy as np
@@ -105,12 +106,20 @@ class _Entry:
         return True
 
 
-def _collect_names(fn) -> dict:
-    """Readable names for captured tensors: module parameters and optimizer state in reach."""
+def _collect_names(fn, args=()) -> dict:
+    """Readable names for captured tensors: module parameters and optimizer state in reach of
+    ``fn`` (its globals, closure, ``self``) or passed to it as arguments."""
     from .nn.module import Module
 
     names: dict = {}
     found = {}
+    try:
+        arg_names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        arg_names = []
+    for i, a in enumerate(args):
+        if isinstance(a, Module) or hasattr(a, "param_groups"):
+            found[arg_names[i] if i < len(arg_names) else f"arg{i}"] = a
     target = getattr(fn, "__self__", None)
     if isinstance(fn, Module):
         found["self"] = fn
@@ -237,16 +246,25 @@ class CompiledFunction:
         if reason:
             self.stats.retrace_reasons.append(reason)
         t0 = time.perf_counter()
-        tracer = Tracer(self.name, _collect_names(self.fn))
+        tracer = Tracer(self.name, _collect_names(self.fn, args))
         call_leaves = []
+        plain = not kwargs and len(leaves) == len(args)  # leaves are the positional arguments
+        try:
+            params = list(inspect.signature(self.fn).parameters)
+        except (TypeError, ValueError):
+            params = []
+
+        def arg_name(i):
+            return params[i] if plain and i < len(params) else f"arg{i}"
+
         with tracing(tracer):
             for i, x in enumerate(leaves):
                 if isinstance(x, Tensor):
-                    tracer.add_input(x, Binding("arg", key=i, name=f"arg{i}"))
+                    tracer.add_input(x, Binding("arg", key=i, name=arg_name(i)))
                     call_leaves.append(x)
                 elif isinstance(x, float):
                     t = Tensor._wrap(np.array(x, dtype=np.float64))
-                    tracer.add_input(t, Binding("scalar", key=i, name=f"arg{i}"))
+                    tracer.add_input(t, Binding("scalar", key=i, name=arg_name(i)))
                     call_leaves.append(t)
                 else:
                     call_leaves.append(x)
