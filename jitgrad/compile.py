@@ -16,6 +16,7 @@ import functools
 import gc
 import inspect
 import time
+import warnings
 
 import numpy as np
 
@@ -416,6 +417,26 @@ class CompiledFunction:
     def _backend_module(self):
         return backends.get(self.backend or backends.default_for("cpu"))
 
+    def _lower_tape(self, backend, tape: Tape):
+        """``backend.lower(tape)``; if the backend cannot compile the tape, the reference
+        interpreter runs it instead (with a warning): the traced call already happened, so
+        failing here would leave its effects without a result."""
+        try:
+            return backend.lower(tape)
+        except Exception as exc:  # noqa: BLE001 - any backend failure has the same remedy
+            if backend is backends.interpreter:
+                raise
+            warnings.warn(
+                f"jitgrad.compile: the {backend.__name__.rsplit('.', 1)[-1]} backend could not "
+                f"compile {tape.name!r} ({type(exc).__name__}: {exc}); running it with the "
+                "reference interpreter instead. Please report this with the tape "
+                "(cfn.tape(*args)).",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self.stats.retrace_reasons.append(f"backend fell back to the interpreter: {exc}")
+            return backends.interpreter.lower(tape)
+
     def _lower(self, tape: Tape, bwd_info, out_tree, guards, inside) -> _Entry:
         t0 = time.perf_counter()
         backend = self._backend_module()
@@ -424,11 +445,11 @@ class CompiledFunction:
             tape, bwd_tape, diff_inputs, out_slots = _split(tape, *bwd_info)
             if self.optimize:
                 bwd_tape = passes.optimize(bwd_tape)
-            bwd = (bwd_tape, backend.lower(bwd_tape), diff_inputs, out_slots)
+            bwd = (bwd_tape, self._lower_tape(backend, bwd_tape), diff_inputs, out_slots)
         if self.optimize:
             tape = passes.optimize(tape)
         tape.verify()
-        exe = backend.lower(tape)
+        exe = self._lower_tape(backend, tape)
         self.stats.compiles += 1
         self.stats.backend_compiles += getattr(exe, "compiled", 0)
         if bwd is not None:

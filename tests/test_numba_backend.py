@@ -292,3 +292,25 @@ def test_large_loops_run_in_parallel_and_agree():
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-10)
     assert "prange(" in f.source(x)
+
+
+def test_a_backend_failure_falls_back_to_the_interpreter(monkeypatch):
+    from jitgrad.backends import numba_cpu
+
+    def broken(tape):
+        raise NotImplementedError("no kernel for this")
+
+    monkeypatch.setattr(numba_cpu, "lower", broken)
+    w = jg.ones(3, requires_grad=True)
+
+    @jg.compile(backend="numba")
+    def step(x):
+        loss = (w * x).sum()
+        loss.backward()
+        return loss
+
+    with pytest.warns(RuntimeWarning, match="could not compile.*reference interpreter"):
+        step(jg.ones(3))
+    step(jg.ones(3))  # replays with the interpreter
+    np.testing.assert_array_equal(w.grad.numpy(), np.full(3, 2.0))
+    assert "interpreter" in step.stats.retrace_reasons[-1]
