@@ -6,3 +6,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 # Front-end tests compile with the reference interpreter (fast, and the behaviour under test is
 # the same for every backend); the Numba backend has tests of its own that name it.
 os.environ.setdefault("JITGRAD_BACKEND", "interpreter")
+
+# CI runs the property tests on a fixed sequence of examples, so a submission's result does not
+# depend on which random programs a run happened to draw; locally they keep exploring.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
