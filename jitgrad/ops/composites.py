@@ -177,35 +177,30 @@ MaxResult = namedtuple("max", ["values", "indices"])
 MinResult = namedtuple("min", ["values", "indices"])
 
 
-def max(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
-    """``max(x)``: the maximum; ``max(x, dim)``: (values, indices); ``max(x, y)``: maximum."""
+def _extreme(input, dim, keepdim, other, pairwise, whole, arg, result):
+    """max/min: of a whole tensor, along ``dim`` as (values, indices), or pairwise."""
     if isinstance(dim, Tensor):
-        return maximum(input, dim)
+        return pairwise(input, dim)
     if other is not None:
-        return maximum(input, other)
+        return pairwise(input, other)
     if dim is None:
-        return amax(input)
-    indices = argmax(input, dim, keepdim=True)
-    values = gather(input, dim, indices)
+        return whole(input)
+    indices = arg(input, dim, keepdim=True)
+    values = gather(input, dim, indices)  # the gradient goes to the chosen element only
     if not keepdim:
         d = _wrap_dim(dim, input.ndim)
         values, indices = squeeze(values, d), squeeze(indices, d)
-    return MaxResult(values, indices)
+    return result(values, indices)
+
+
+def max(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
+    """``max(x)``: the maximum; ``max(x, dim)``: (values, indices); ``max(x, y)``: maximum."""
+    return _extreme(input, dim, keepdim, other, maximum, amax, argmax, MaxResult)
 
 
 def min(input, dim=None, keepdim=False, *, other=None):  # noqa: A001
-    if isinstance(dim, Tensor):
-        return minimum(input, dim)
-    if other is not None:
-        return minimum(input, other)
-    if dim is None:
-        return amin(input)
-    indices = argmin(input, dim, keepdim=True)
-    values = gather(input, dim, indices)
-    if not keepdim:
-        d = _wrap_dim(dim, input.ndim)
-        values, indices = squeeze(values, d), squeeze(indices, d)
-    return MinResult(values, indices)
+    """``min(x)``, ``min(x, dim)`` -> (values, indices), ``min(x, y)``, as ``max``."""
+    return _extreme(input, dim, keepdim, other, minimum, amin, argmin, MinResult)
 
 
 def logsumexp(input, dim, keepdim=False):
