@@ -214,14 +214,7 @@ class CompiledFunction:
         fetch = entry.fetch
         if fetch is None:
             fetch = entry.fetch = [tape.bindings[v] for v in tape.inputs]
-        inputs = [
-            leaves[b.key]._data
-            if b.kind == "arg"
-            else b.ref._data
-            if b.kind == "capture"
-            else _fetch(b, leaves)
-            for b in fetch
-        ]
+        inputs = [_fetch(b, leaves) for b in fetch]  # the slow path: runners inline this
         if self.check:
             # the backend may update captured buffers in place: keep the inputs as they were
             snapshot = [np.array(a, copy=True) for a in inputs]

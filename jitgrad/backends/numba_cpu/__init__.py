@@ -138,42 +138,58 @@ class Executable:
         self.compiled = int(sum(self.driver.stats.cache_misses.values()) > misses)
 
     # -- calling -------------------------------------------------------------------------------
-    def _prepare_call(self) -> None:
-        """One getter per output and write, so a call does no lookups: each takes the flat
-        inputs and the driver's fresh arrays and returns the value (a new array where the
-        caller would otherwise share a buffer it must not)."""
+    def _value_plans(self) -> tuple:
+        """Where each output and each write comes from after a driver call: ``(kind, key, var)``
+        with kind ``none``, ``in_place`` (already written), ``fresh`` (a driver result),
+        ``work`` (a workspace array, copied out), ``input`` (copied) or ``const`` (copied)."""
         tape = self.tape
         pos = {v: i for i, v in enumerate(tape.inputs)}
         fresh_pos = {v: i for i, v in enumerate(self.fresh)}
         work = {v: a for v, a in zip(self.workspace, self.work_arrays)}
+
+        def plan(v):
+            if v is None:
+                return ("none", None, None)
+            if v in self.in_place:
+                return ("in_place", None, v)
+            if v in fresh_pos:
+                return ("fresh", fresh_pos[v], v)
+            if v in work:
+                return ("work", work[v], v)
+            if v in pos:
+                return ("input", pos[v], v)
+            return ("const", np.array(tape.consts[v]), v)
+
+        return [plan(v) for v in tape.outputs], [plan(v) for _, v in tape.writes]
+
+    def _prepare_call(self) -> None:
+        """One getter per output and write (from ``_value_plans``), so a call does no lookups."""
+        pos = {v: i for i, v in enumerate(self.tape.inputs)}
         self._in_place_inputs = {pos[t] for t in self.in_place.values()}
 
-        def getter(v):
-            if v is None:
+        def getter(plan):
+            kind, key, v = plan
+            if kind == "none":
                 return None
-            shape = v.shape
-            if v in self.in_place:
+            if kind == "in_place":
                 return IN_PLACE
-            if v in fresh_pos:
-                i = fresh_pos[v]
-                return lambda flats, fresh: fresh[i].reshape(shape)
-            if v in work:
-                arr = work[v]
-                return lambda flats, fresh: arr.reshape(shape).copy()
-            if v in pos:
-                i = pos[v]
-                return lambda flats, fresh: flats[i].reshape(shape).copy()
-            const = np.array(tape.consts[v])
-            return lambda flats, fresh: const.copy()
+            shape = v.shape
+            if kind == "fresh":
+                return lambda flats, fresh: fresh[key].reshape(shape)
+            if kind == "work":
+                return lambda flats, fresh: key.reshape(shape).copy()
+            if kind == "input":
+                return lambda flats, fresh: flats[key].reshape(shape).copy()
+            return lambda flats, fresh: key.copy()
 
-        self._out_get = [getter(v) for v in tape.outputs]
-        self._write_get = [getter(v) for _, v in tape.writes]
+        outs, writes = self._value_plans()
+        self._out_get = [getter(p) for p in outs]
+        self._write_get = [getter(p) for p in writes]
         self._args_tail = (*self.const_arrays, *self.work_arrays, self.dims, self.consts)
 
     def direct_call(self, fetch: list, ns: dict):
         """Source for calling the driver inline from generated host code: statements, and one
         expression per output and per write (``"_IN_PLACE"`` for writes already done)."""
-        tape = self.tape
         ns["_drv"], ns["_tail"] = self.driver, self._args_tail
         lines = [f"    a{i} = {f}" for i, f in enumerate(fetch)]
         if fetch:  # a non-contiguous input takes the general path
@@ -181,27 +197,23 @@ class Executable:
             lines += [f"    if not ({cond}):", "        return _slow(leaves)"]
         flat = "".join(f"a{i}.reshape(-1), " for i in range(len(fetch)))
         lines.append(f"    fresh = _drv({flat}*_tail)")
-        pos = {v: i for i, v in enumerate(tape.inputs)}
-        fresh_pos = {v: i for i, v in enumerate(self.fresh)}
-        work = {v: a for v, a in zip(self.workspace, self.work_arrays)}
 
-        def expr(v):
-            if v is None:
+        def expr(plan):
+            kind, key, v = plan
+            if kind == "none":
                 return "None"
-            if v in self.in_place:
+            if kind == "in_place":
                 return "_IN_PLACE"
-            if v in fresh_pos:
-                return f"fresh[{fresh_pos[v]}].reshape({v.shape!r})"
-            name = f"_v{v.id}"
-            if v in work:
-                ns[name] = work[v]
-                return f"{name}.reshape({v.shape!r}).copy()"
-            if v in pos:
-                return f"a{pos[v]}.reshape({v.shape!r}).copy()"
-            ns[name] = np.array(tape.consts[v])
-            return f"{name}.copy()"
+            if kind == "fresh":
+                return f"fresh[{key}].reshape({v.shape!r})"
+            if kind == "input":
+                return f"a{key}.reshape({v.shape!r}).copy()"
+            ns[f"_v{v.id}"] = key  # a workspace array or a constant
+            suffix = f".reshape({v.shape!r}).copy()" if kind == "work" else ".copy()"
+            return f"_v{v.id}{suffix}"
 
-        return lines, [expr(v) for v in tape.outputs], [expr(v) for _, v in tape.writes]
+        outs, writes = self._value_plans()
+        return lines, [expr(p) for p in outs], [expr(p) for p in writes]
 
     def __call__(self, inputs: list):
         flats = []
