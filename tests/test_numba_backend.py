@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prim_specs import SPECS
+from test_compile import _make_step
 from test_properties import _run, step
 
 import jitgrad as jg
 import jitgrad.nn as nn
-import jitgrad.nn.functional as F
 import jitgrad.optim as optim
 from jitgrad.ops import PRIMS
 
@@ -114,19 +114,8 @@ def _model(seed=0):
 def test_compiled_training_tracks_eager_for_50_steps(make_opt):
     eager, comp = _model(), _model()
     opt_e, opt_c = make_opt(eager.parameters()), make_opt(comp.parameters())
-
-    def make_step(model, opt):
-        def step(x, y):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            return loss
-
-        return step
-
-    step_e = make_step(eager, opt_e)
-    step_c = jg.compile(make_step(comp, opt_c), backend="numba")
+    step_e = _make_step(eager, opt_e)
+    step_c = jg.compile(_make_step(comp, opt_c), backend="numba")
     params = [p for p in comp.parameters()]
     buffers = [p.detach().numpy() for p in params]
     rng = np.random.default_rng(0)
