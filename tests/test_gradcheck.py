@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from test_custom_function import Cube
 
 import jitgrad as jg
 from jitgrad.autograd import Function, GradcheckError, gradcheck, gradgradcheck, once_differentiable
@@ -77,18 +78,7 @@ class CubeOnce(Function):
         return g * 3 * x * x
 
 
-class Cube(Function):
-    """x^3 with a backward in jitgrad ops: differentiable again, so gradgradcheck passes."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g * 3 * x * x
+# Cube: x^3 with a backward in jitgrad ops (differentiable again, so gradgradcheck passes)
 
 
 # -- gradcheck -----------------------------------------------------------------------------------
