@@ -10,7 +10,7 @@ import numpy as np
 
 from .backends.numba_cpu import IN_PLACE
 from .ir.tape import Binding
-from .tensor import Tensor
+from .tensor import Tensor, plain_tensor
 
 
 def _flatten(obj, leaves: list):
@@ -186,15 +186,7 @@ def _grad_write(leaf, arr, given: set) -> None:
     leaf._grad = _result(arr)
 
 
-def _result(data) -> Tensor:
-    """A plain tensor around a result buffer (the hot path of every compiled call)."""
-    t = Tensor.__new__(Tensor)
-    t._data = data
-    t._grad = t._grad_fn = t._acc = t._base = t._hooks = None
-    t._output_nr = 0
-    t._requires_grad = t._retains_grad = False
-    t._vc = [0]
-    return t
+_result = plain_tensor  # the result tensors of every compiled call
 
 
 def _apply_writes(writes, values, leaves) -> None:

@@ -40,11 +40,7 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
         data = prim.impl(*[t._data for t in inputs], **params)
     if type(data) is not _ndarray:
         data = _asarray(data)
-    out = Tensor.__new__(Tensor)
-    out._data = data
-    out._grad = out._grad_fn = out._acc = out._base = out._hooks = None
-    out._output_nr = 0
-    out._requires_grad = out._retains_grad = False
+    out = plain_tensor(data)
     # a view only if the result really shares memory (reshape of a non-contiguous input copies)
     if (
         prim.kind == "movement"
@@ -55,8 +51,6 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
         src = inputs[0]
         out._vc = src._vc
         out._base = src if src._base is None else src._base
-    else:
-        out._vc = [0]
     # integer and bool results never require grad (e.g. x.long()), as in PyTorch
     if STATE.grad_enabled and prim.differentiable and data.dtype.kind == "f":
         for t in inputs:
@@ -66,6 +60,18 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
     if STATE.tracer is not None:
         STATE.tracer.record(prim, inputs, params, out)
     return out
+
+
+def plain_tensor(data: np.ndarray) -> Tensor:
+    """A tensor around ``data`` with no history (what ``apply`` and compiled calls return);
+    unlike ``Tensor._wrap`` it does not tell a tracer, so it stays off the trace's books."""
+    t = Tensor.__new__(Tensor)
+    t._data = data
+    t._grad = t._grad_fn = t._acc = t._base = t._hooks = None
+    t._output_nr = 0
+    t._requires_grad = t._retains_grad = False
+    t._vc = [0]
+    return t
 
 
 def _attach_node(prim, inputs, params, out) -> None:
