@@ -8,6 +8,7 @@ three code paths.
 
 from __future__ import annotations
 
+import copy
 import traceback
 import warnings
 
@@ -417,6 +418,28 @@ class Tensor:
         self._grad_fn = None
         self._requires_grad = False
         return self
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """A new leaf with copied data (and a copied ``.grad``), as PyTorch does.
+
+        Graph state is never copied: a copied AccumulateGrad node would still point at the
+        original tensor, so the copy's gradients would land in the original."""
+        if self._grad_fn is not None:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
+                "protocol at the moment. Call .detach() first to copy its value."
+            )
+        t = type(self).__new__(type(self))
+        memo[id(self)] = t
+        t._data = np.array(self._data, copy=True)
+        t._grad = t._grad_fn = t._acc = t._base = t._hooks = None
+        t._output_nr = 0
+        t._retains_grad = False
+        t._vc = [0]
+        t._requires_grad = self._requires_grad
+        if self._grad is not None:
+            t._grad = copy.deepcopy(self._grad, memo)
+        return t
 
 
 def _wrap_dim(dim: int, ndim: int) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 import jitgrad as jg
 import jitgrad.nn.functional as F
-from jitgrad import nn
+from jitgrad import nn, optim
 from jitgrad.autograd.grad_mode import STATE
 
 
@@ -584,3 +584,27 @@ def test_trunc_normal_matches_scipy_and_seed():
     jg.manual_seed(5)
     again = nn.init.trunc_normal_(jg.empty(100_000, dtype=jg.float64), 1.0, 2.0, -1.0, 4.0)
     np.testing.assert_array_equal(arr(again), v)
+
+
+def test_deepcopy_of_a_trained_model_and_optimizer_is_independent():
+    # the copy's gradients and updates must land in the copy, never in the original
+    model = nn.Linear(3, 2)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x = jg.randn(4, 3)
+    model(x).sum().backward()
+    opt.step()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    grad_before = model.weight.grad.clone()
+    model2, opt2 = copy.deepcopy((model, opt))
+    assert isinstance(model2.weight, nn.Parameter) and model2.weight.requires_grad
+    assert opt2.param_groups[0]["params"][0] is model2.weight
+    np.testing.assert_array_equal(model2.weight.grad.numpy(), grad_before.numpy())
+    opt2.zero_grad()
+    model2(x).sum().backward()
+    opt2.step()
+    np.testing.assert_array_equal(model.weight.grad.numpy(), grad_before.numpy())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), before[k].numpy())
+    assert not np.array_equal(model2.weight.detach().numpy(), before["weight"].numpy())
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(model.weight * 2)
