@@ -74,6 +74,16 @@ def _roots(outputs):
     return edges
 
 
+def _priority(node) -> tuple[int, int]:
+    """Heap key: gradient accumulation into leaves runs as soon as it is ready (as in PyTorch),
+    then the newest node first (reverse creation order is a topological order).
+
+    A leaf's AccumulateGrad node is created once and reused, so its sequence number says when
+    the leaf was first used, not where it sits in this graph; ordering it by that number would
+    make a retrace record the same step in a different order (and generate different code)."""
+    return (0 if type(node) is AccumulateGrad else 1, -node._seq)
+
+
 def _collect(root_nodes):
     """All nodes reachable from the roots, and how many edges point at each."""
     deps: dict = {}
@@ -195,14 +205,14 @@ def run_backward(
     ready = []
     for node in {e[0] for e in root_edges}:
         if deps.get(node, 0) == 0:
-            heapq.heappush(ready, (-node._seq, id(node), node))
+            heapq.heappush(ready, (_priority(node), node))
 
     prev_mode = STATE.grad_enabled
     STATE.grad_enabled = create_graph
     executed = []
     try:
         while ready:
-            _, _, node = heapq.heappop(ready)
+            node = heapq.heappop(ready)[1]
             buf = buffers.pop(node, {})
             # tensor hooks and retain_grad see the gradient of each output first
             if node._pre_hooks:
@@ -245,7 +255,7 @@ def run_backward(
                         b[nr] = g if nr not in b else _add(b[nr], g)
                 deps[nxt] -= 1
                 if deps[nxt] == 0:
-                    heapq.heappush(ready, (-nxt._seq, id(nxt), nxt))
+                    heapq.heappush(ready, (_priority(nxt), nxt))
     finally:
         STATE.grad_enabled = prev_mode
         if not retain_graph:
