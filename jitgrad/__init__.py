@@ -6,7 +6,7 @@ x = jg.randn(3, requires_grad=True)
 x.grad  # tensor([2., 2., 2.])
 """
 
-from . import autograd, nn, ops, optim  # noqa: F401  (ops installs the Tensor methods)
+from . import autograd, nn, ops, optim, utils  # noqa: F401  (ops installs the Tensor methods)
 from .autograd.grad_mode import (
     enable_grad,
     inference_mode,
@@ -68,6 +68,7 @@ from .random import (
     seed,
     set_rng_state,
 )
+from .serialization import load, save
 from .tensor import Tensor, apply
 
 __version__ = "0.1.0"

@@ -171,25 +171,37 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load hyperparameters and state. Existing state tensors are written in place."""
+        """Load hyperparameters and state. Existing state tensors are written in place.
+
+        Everything is checked (group sizes, state tensor shapes) before anything is written, so
+        a failed load leaves the optimizer unchanged.
+        """
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError("loaded state dict has a different number of parameter groups")
+            raise ValueError(
+                "loaded state dict has a different number of parameter groups; build the "
+                "optimizer with the same parameter groups as the one that was saved."
+            )
         for group, saved in zip(self.param_groups, saved_groups):
             if len(group["params"]) != len(saved["params"]):
                 raise ValueError(
                     "loaded state dict contains a parameter group that doesn't match the size of "
-                    "optimizer's group"
+                    "optimizer's group; build the optimizer over the same parameters, in the "
+                    "same order, as the one that was saved."
                 )
         by_index = {}
         for group, saved in zip(self.param_groups, saved_groups):
             by_index.update(zip(saved["params"], group["params"]))
         with no_grad():
+            loaded = {}  # index -> its state with values converted, nothing written yet
+            for key, value in state_dict["state"].items():
+                if key in by_index:
+                    loaded[key] = self._convert_param_state(key, by_index[key], value)
             new_state: defaultdict[Tensor, dict] = defaultdict(dict)
             for key, value in state_dict["state"].items():
                 if key in by_index:
                     p = by_index[key]
-                    new_state[p] = self._load_param_state(p, value, self.state.get(p, {}))
+                    new_state[p] = self._write_param_state(loaded[key], self.state.get(p, {}))
                 else:
                     new_state[key] = copy.deepcopy(value)
         for group, saved in zip(self.param_groups, saved_groups):
@@ -200,20 +212,36 @@ class Optimizer:
         self.state = new_state
 
     @staticmethod
-    def _load_param_state(p: Tensor, saved: dict, current: dict) -> dict:
+    def _convert_param_state(index, p: Tensor, saved: dict) -> dict:
+        """A parameter's saved state with tensors in the dtype they are kept in (no writes)."""
         out = {}
         for key, value in saved.items():
             if isinstance(value, Tensor):
+                # per-parameter buffers (moments, momentum) have the parameter's shape
+                if value.ndim > 0 and value.shape != p.shape:
+                    raise ValueError(
+                        f"loaded state dict has state '{key}' of shape {value.shape} for "
+                        f"parameter {index}, but that parameter has shape {p.shape}; the "
+                        "checkpoint belongs to a different model."
+                    )
                 # floating state follows the parameter's dtype; the step counter keeps its own
                 if key != "step" and value.is_floating_point():
                     value = F.cast(value, p.dtype)
+            out[key] = value
+        return out
+
+    @staticmethod
+    def _write_param_state(loaded: dict, current: dict) -> dict:
+        out = {}
+        for key, value in loaded.items():
+            if isinstance(value, Tensor):
                 cur = current.get(key)
                 if (
                     isinstance(cur, Tensor)
                     and cur.shape == value.shape
                     and cur.dtype == value.dtype
                 ):
-                    value = cur.copy_(value)
+                    value = cur.copy_(value)  # keeps identity: a compiled step holds it
                 else:
                     value = F.clone(value.detach())
             else:

@@ -1,0 +1,3 @@
+"""Utilities (``jitgrad.utils``): ``data`` holds datasets and the DataLoader."""
+
+from . import data
