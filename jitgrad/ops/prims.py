@@ -107,8 +107,9 @@ sign_p = _unary(
 )
 # floor is piecewise constant: zero gradient, as in PyTorch.
 floor_p = _unary("floor", np.floor, "math.floor({0})", lambda n, g: (F.zeros_like(g),), saves=False)
-# Identity copy (clone, contiguous): a fresh buffer with the same values.
-copy_p = _unary("copy", np.array, "{0}", lambda n, g: (g,), saves=False)
+# Identity copy (clone, contiguous): a fresh C-ordered buffer with the same values (np.array's
+# default order "K" kept a permuted layout, so contiguous() returned non-contiguous tensors).
+copy_p = _unary("copy", lambda x: np.array(x, order="C"), "{0}", lambda n, g: (g,), saves=False)
 
 
 def _cast_impl(x, dtype):

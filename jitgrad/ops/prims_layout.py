@@ -237,8 +237,22 @@ take_p = register(
 
 
 def _scatter_add_impl(x, idx, src, axis):
-    out = np.array(x, copy=True)
-    np.add.at(out, (slice(None),) * axis + (idx,), src)
+    # NOTE: np.add.at is fast only for a 1-D index into a 1-D array (5x faster than with
+    # slices on a (64, 16, 17) im2col gradient), so the additions go to flat positions.
+    out = np.array(x, copy=True, order="C")
+    if np.size(src) < 4096:  # small: the flat indices cost more than they save
+        np.add.at(out, (slice(None),) * axis + (idx,), src)
+        return out
+    pre = int(np.prod(x.shape[:axis], dtype=np.int64))
+    n, post = x.shape[axis], int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
+    idx = np.asarray(idx, dtype=np.int64)
+    idx = np.where(idx < 0, idx + n, idx)  # negative indices count from the end, as in take
+    # (no trailing unit axis in the broadcasts: NumPy's inner loops would be 1 long)
+    flat = (np.arange(pre, dtype=np.int64) * (n * post))[:, None] + (idx * post).reshape(1, -1)
+    if post > 1:
+        flat = flat[:, :, None] + np.arange(post, dtype=np.int64)
+    src = np.broadcast_to(src, x.shape[:axis] + idx.shape + x.shape[axis + 1 :])
+    np.add.at(out.reshape(-1), flat.reshape(-1), np.ascontiguousarray(src).reshape(-1))
     return out
 
 
@@ -280,7 +294,8 @@ def _mix64(z):
 def _rand_impl(state, shape, dtype):
     n = int(np.prod(shape, dtype=np.int64))
     with np.errstate(over="ignore"):
-        base = state[0] * _GOLDEN + state[1] * _COUNTER_MUL
+        # seed + 1: seed 0, counter 0 must not hash element 0 to 0 (a draw of exactly 0.0)
+        base = (state[0] + np.uint64(1)) * _GOLDEN + state[1] * _COUNTER_MUL
         z = _mix64(np.arange(n, dtype=np.uint64) + base)
     if dtype.np == np.float64:
         u = (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)

@@ -240,6 +240,9 @@ class KernelGen:
                 return self.load(x, ("0",) * x.ndim, body)
             idx = self.unravel(e.out, idx.i, body)
         if name == "reshape":
+            if x in self.plan.materialized and x not in self.plan.scalars and x.ndim:
+                # a stored buffer is flat: read it at the same flat position (no unravelling)
+                return self.load(x, Flat(self.ravel(e.out, idx)), body)
             return self.load(x, self._reshape_index(x, e.out, idx, body), body)
         if name == "permute":
             perm = p["perm"]
@@ -327,7 +330,37 @@ class KernelGen:
             for a, b in zip(xs, os_):
                 src[a] = idx[b]
             return tuple(src)
-        return self.unravel(x, self.ravel(out, idx), body)
+        if 0 in x.shape:
+            return self.unravel(x, self.ravel(out, idx), body)
+        # Runs of dims with equal element counts map onto each other (a split, a merge, or
+        # both): only a run of several input dims needs division, and only within the run.
+        # NOTE: integer division by runtime sizes dominated gather-heavy loops (im2col).
+        src = ["0"] * x.ndim
+        i = j = 0
+        while i < len(xs):
+            a, b = [xs[i]], [os_[j]]
+            na, nb = x.shape[xs[i]], out.shape[os_[j]]
+            i, j = i + 1, j + 1
+            while na != nb:
+                if na < nb:
+                    a.append(xs[i])
+                    na, i = na * x.shape[xs[i]], i + 1
+                else:
+                    b.append(os_[j])
+                    nb, j = nb * out.shape[os_[j]], j + 1
+            flat = idx[b[0]]
+            for k in b[1:]:
+                flat = f"({flat}) * {self.vdim(out, k)} + {idx[k]}"
+            if len(a) == 1:
+                src[a[0]] = flat
+                continue
+            rest = body.temp(flat, "f")
+            for k in reversed(a[1:]):
+                n = self.vdim(x, k)
+                src[k] = body.temp(f"{rest} % {n}", "u")
+                rest = body.temp(f"{rest} // {n}", "f")
+            src[a[0]] = rest
+        return tuple(src)
 
     def _rand(self, e, flat: str, body: _Body) -> str:
         state = e.inputs[0]
@@ -359,6 +392,18 @@ class Plan:
                 src = e.inputs[0]
                 if src in self.producer and self.producer[src].prim.kind != "movement":
                     must.add(src)
+            if e.prim.name == "take":
+                # likewise a gather (im2col reads every element once per kernel tap): store the
+                # computed values under its movement ops
+                stack = [e.inputs[0]]
+                while stack:
+                    src = stack.pop()
+                    if src in self.scalars or src not in self.producer:
+                        continue
+                    if self.producer[src].prim.kind == "movement":
+                        stack.extend(self.producer[src].inputs)
+                    else:
+                        must.add(src)
         # A value read by several kernels is recomputed in each (loops are memory-bound, so
         # recomputing beats a store and reloads) unless it is expensive.
         for e in tape.eqns:

@@ -76,12 +76,20 @@ def _finish(g: KernelGen, body_lines: list, parallel: bool) -> Kernel:
 def _loops(g: KernelGen, v: Var, dims_of: Var, axes, body: _Body, parallel: bool) -> list:
     """Open nested loops over ``axes`` of ``dims_of``; returns the loop variables."""
     names = []
-    for j, k in enumerate(axes):
+    opened = 0
+    for k in axes:
+        names.append(f"i{k}")
+        if dims_of.shape[k] == 1:
+            # NOTE: entering a Numba loop costs several cycles; size-1 loops (reshape/keepdim
+            # axes) made small-trip loop nests several times slower. A size of 1 is part of the
+            # tape's structure (unit dims already shape the generated indexing).
+            body.emit(f"i{k} = 0")
+            continue
         n = g.vdim(dims_of, k)
-        rng = "prange" if parallel and j == 0 else "range"
+        rng = "prange" if parallel and opened == 0 else "range"
         body.emit(f"for i{k} in {rng}({n}):")
         body.indent += 1
-        names.append(f"i{k}")
+        opened += 1
     return names
 
 
@@ -112,6 +120,19 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
         body.emit(f"{out}[i] = {val}")
         kernel = _finish(g, body.lines, parallel)
         kernel.flat_index = "i"
+        return kernel
+    if e.prim.name == "reshape" and e.inputs[0].ndim > v.ndim:
+        # A reshape that merges dims keeps every element's flat position: loop over the finer
+        # input domain and store at its flat offset, so no index is unravelled (divisions by
+        # runtime sizes dominated im2col-style gathers).
+        x = e.inputs[0]
+        g.covers.append(e)
+        idx = tuple(_loops(g, v, x, range(x.ndim), body, parallel))
+        val = g.load(x, idx, body)
+        off = g.ravel(x, idx)
+        body.emit(f"{out}[{off}] = {val}")
+        kernel = _finish(g, body.lines, parallel)
+        kernel.flat_index = off
         return kernel
     idx = tuple(_loops(g, v, v, range(v.ndim), body, parallel))
     val = g.expr(e, idx, body)

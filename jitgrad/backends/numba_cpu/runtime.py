@@ -15,12 +15,13 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _S40, _S11 = np.uint64(40), np.uint64(11)
+_ONE = np.uint64(1)
 
 
 @njit(inline="always", cache=True)
 def _bits(s0, s1, i):
     # the same splitmix64 mix of (seed, counter, index) as the rand primitive's impl
-    z = np.uint64(i) + (s0 * _GOLDEN + s1 * _COUNTER_MUL)
+    z = np.uint64(i) + ((s0 + _ONE) * _GOLDEN + s1 * _COUNTER_MUL)
     z = z ^ (z >> _S30)
     z = z * _MIX1
     z = z ^ (z >> _S27)
