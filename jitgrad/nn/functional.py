@@ -51,6 +51,12 @@ __all__ = [
     "logsigmoid",
     "one_hot",
     "logsumexp",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "layer_norm",
+    "batch_norm",
+    "embedding",
 ]
 
 
@@ -402,3 +408,8 @@ def binary_cross_entropy(
     if weight is not None:
         loss = _F.mul(loss, weight)
     return _reduce(loss, reduction)
+
+
+from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from .normalization import batch_norm, layer_norm  # noqa: E402
+from .sparse import embedding  # noqa: E402

@@ -1,0 +1,326 @@
+"""2-D convolution as a composite of existing primitives (pooling: ``pooling.py``).
+
+No primitive of its own, so eager execution, autograd, tracing and the compiled backends need
+nothing extra: every window element is gathered with one ``take`` along the flattened spatial
+axis (im2col; the int64 index depends only on the shapes and is built once per configuration
+with NumPy), then one matmul with the reshaped weight does the rest. take's VJP, scatter_add, is
+col2im.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from .. import dtypes
+from ..factories import empty
+from ..ops import functions as _F
+from ..ops import prims as _P
+from ..tensor import Tensor, apply
+from . import init
+from .module import Module, Parameter
+
+__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "Conv2d", "MaxPool2d", "AvgPool2d"]
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+# -- argument parsing -----------------------------------------------------------------------------
+def _pair(value, error: str) -> tuple:
+    """An int or a sequence of 1 or 2 ints, as PyTorch accepts; ``error`` formats the value."""
+    items = [value] if isinstance(value, (int, np.integer)) else list(value)
+    if len(items) not in (1, 2) or not all(isinstance(v, (int, np.integer)) for v in items):
+        raise RuntimeError(error.format(items))
+    return (int(items[0]), int(items[-1]))
+
+
+def _conv_pair(value, name: str) -> tuple:
+    return _pair(
+        value,
+        f"expected {name} to be a single integer value or a list of 2 values to match the "
+        f"convolution dimensions, but got {name}={{}}",
+    )
+
+
+def _conv_padding(padding, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
+    """``((top, bottom), (left, right))`` for an int, a pair, ``"valid"`` or ``"same"``."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0), (0, 0))
+        if padding == "same":
+            if stride != (1, 1):
+                raise RuntimeError(
+                    "padding='same' is not supported for strided convolutions; use stride=1, or "
+                    "pass the padding as numbers."
+                )
+            # like PyTorch: an odd total puts the extra row/column at the bottom/right
+            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+            return tuple((t // 2, t - t // 2) for t in total)
+        raise RuntimeError(
+            f"Invalid padding string: {padding!r}; use 'valid', 'same', an int or a pair of ints."
+        )
+    ph, pw = _conv_pair(padding, "padding")
+    if ph < 0 or pw < 0:
+        raise RuntimeError("negative padding is not supported; pass padding >= 0.")
+    return ((ph, ph), (pw, pw))
+
+
+def _batched(input: Tensor, fn: str, conv: bool) -> tuple:
+    """A 4-D view of ``input``: unbatched (C, H, W) input gets a batch dim of 1."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}(): argument 'input' must be Tensor, not {type(input).__name__}")
+    if input.ndim == 4:
+        return input, False
+    if input.ndim == 3:
+        return _F.unsqueeze(input, 0), True
+    if conv:
+        raise RuntimeError(
+            f"Expected 3D (unbatched) or 4D (batched) input to {fn}, but got input of size: "
+            f"{list(input.shape)}; pass (N, C, H, W) or (C, H, W)."
+        )
+    raise RuntimeError(
+        "non-empty 3D or 4D (batch mode) tensor expected for input; pass (N, C, H, W) or "
+        f"(C, H, W), got input of size {list(input.shape)}."
+    )
+
+
+# -- the window gather ----------------------------------------------------------------------------
+# Windows are read from the flattened (H*W) plane with one take. Zero padding is not
+# materialized: a window element on the padding reads position H*W, one zero appended to the
+# plane. Compiled code then needs no bounds tests and, above all, no division by runtime sizes
+# to turn a flat position back into (row, column).
+
+
+@lru_cache(maxsize=512)
+def _window_index(size: tuple, geometry: tuple, mode: str = "zeros", taps_last: bool = False):
+    """For every window element, its position in the flattened (H, W) input plane (H*W on
+    zero padding): int64 of shape (KH*KW, OH*OW), or (OH*OW, KH*KW) with ``taps_last``.
+    Read-only, as it is shared by every call with this configuration."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow), pads = geometry
+    h, w = size
+    grid = np.arange(h * w, dtype=np.int64).reshape(h, w)
+    if mode == "zeros":
+        grid = np.pad(grid, pads, constant_values=h * w)
+    else:  # reflect / replicate / circular: every padded position reads some input position
+        grid = np.pad(grid, pads, _NP_PAD_MODE[mode])
+    i = np.arange(kh).reshape(kh, 1, 1, 1) * dh
+    j = np.arange(kw).reshape(1, kw, 1, 1) * dw
+    y = np.arange(oh).reshape(1, 1, oh, 1) * sh
+    x = np.arange(ow).reshape(1, 1, 1, ow) * sw
+    index = grid[y + i, x + j].reshape(kh * kw, oh * ow)
+    index = np.ascontiguousarray(index.T) if taps_last else index
+    index.flags.writeable = False
+    return index
+
+
+def _take(x: Tensor, index: np.ndarray, axis: int) -> Tensor:
+    # the index is in range by construction: skip the front end's bounds check on every call
+    return apply(_P.take_p, (x, Tensor._wrap(index)), {"axis": axis})
+
+
+def _plane(x: Tensor, geometry: tuple, mode: str, fill=0) -> Tensor:
+    """(N, C, H*W), plus one element holding ``fill`` when windows reach zero padding."""
+    n, c, h, w = x.shape
+    flat = _F.reshape(x, (n, c, h * w))
+    if mode != "zeros" or geometry[4] == ((0, 0), (0, 0)):
+        return flat
+    if fill == 0:
+        return _F.pad_interior(flat, ((0, 0, 0), (0, 0, 0), (0, 1, 0)))
+    return _F.cat([flat, _F.expand(_F.const(fill, x.dtype), (n, c, 1))], 2)
+
+
+def _out_size(size: int, lo: int, hi: int, eff_kernel: int, stride: int) -> int:
+    return (size + lo + hi - eff_kernel) // stride + 1
+
+
+# -- convolution ----------------------------------------------------------------------------------
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> Tensor:
+    """2-D cross-correlation of (N, C, H, W) or (C, H, W) ``input`` with (OC, C/groups, KH, KW)
+    ``weight``, as ``torch.nn.functional.conv2d``. ``padding`` is an int, a pair, ``"valid"``
+    or ``"same"``; padding is with zeros."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, "zeros")
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, mode) -> Tensor:
+    x, unbatched = _batched(input, "conv2d", conv=True)
+    if weight.ndim != 4:
+        raise RuntimeError(
+            "conv2d: expected a 4-D weight of shape (out_channels, in_channels/groups, kH, kW), "
+            f"but got weight of size {list(weight.shape)}"
+        )
+    stride = _conv_pair(stride, "stride")
+    dilation = _conv_pair(dilation, "dilation")
+    if min(stride) <= 0:
+        raise RuntimeError("non-positive stride is not supported; pass stride >= 1.")
+    if min(dilation) <= 0:
+        raise RuntimeError("non-positive dilation is not supported; pass dilation >= 1.")
+    if not isinstance(groups, int) or groups <= 0:
+        raise RuntimeError(f"non-positive groups is not supported; got groups={groups}.")
+    n, c, h, w = x.shape
+    oc, cg, kh, kw = weight.shape
+    if cg * groups != c:
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {list(weight.shape)}, expected "
+            f"input{list(x.shape)} to have {cg * groups} channels, but got {c} channels "
+            "instead; the input's channel dimension (dim 1 of NCHW, dim 0 of CHW) must equal "
+            "the layer's in_channels."
+        )
+    if oc % groups:
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size {list(weight.shape)} instead"
+        )
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != oc):
+        raise RuntimeError(
+            f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
+            f"{oc} elements, but got bias of size {list(bias.shape)} instead"
+        )
+    if x.dtype is not weight.dtype:
+        raise RuntimeError(
+            f"expected scalar type {_type_name(x)} but found {_type_name(weight)}: conv2d needs "
+            "input and weight of one dtype; convert one (e.g. input.to(weight.dtype))."
+        )
+    if bias is not None and bias.dtype is not x.dtype:
+        raise RuntimeError(
+            f"Input type ({x.dtype.np.name.replace('float32', 'float')}) and bias type "
+            f"({bias.dtype.np.name.replace('float32', 'float')}) should be the same; convert one."
+        )
+    if x.dtype is dtypes.bool_:
+        raise RuntimeError("\"conv2d\" not implemented for 'Bool'; convert the input first.")
+    pads = _conv_padding(padding, (kh, kw), stride, dilation)
+    (t, b), (l, r) = pads
+    ekh, ekw = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    hp, wp = h + t + b, w + l + r
+    if hp < ekh or wp < ekw:
+        raise RuntimeError(
+            f"Calculated padded input size per channel: ({hp} x {wp}). Kernel size: ({ekh} x "
+            f"{ekw}). Kernel size can't be greater than actual input size; use a larger input, "
+            "more padding or a smaller kernel/dilation."
+        )
+    oh, ow = _out_size(h, t, b, ekh, stride[0]), _out_size(w, l, r, ekw, stride[1])
+    k, length = kh * kw, oh * ow
+    if mode != "zeros":
+        _check_mode_padding(x, pads, mode)
+    geometry = ((kh, kw), stride, dilation, (oh, ow), pads)
+    # The plane goes channels-first and batch-last, (C, H*W, N): the gather along it gives the
+    # columns as (C, K, L, N), already the (C*K, L*N) matrix of one large matmul (which beats N
+    # small ones), with no transposing copy before or after the gather.
+    plane = _F.permute(_plane(x, geometry, mode), (1, 2, 0))
+    if geometry[:3] == ((1, 1), (1, 1), (1, 1)) and pads == ((0, 0), (0, 0)):
+        cols = plane  # a 1x1 window at every position, in order
+    else:
+        cols = _take(plane, _window_index((h, w), geometry, mode), 1)
+    cols = _F.reshape(cols, (groups, cg * k, length * n))
+    out = _F.matmul(_F.reshape(weight, (groups, oc // groups, cg * k)), cols)
+    out = _F.permute(_F.reshape(out, (oc, oh, ow, n)), (3, 0, 1, 2))
+    if bias is not None:
+        out = _F.add(out, _F.reshape(bias, (1, oc, 1, 1)))
+    # NCHW memory like PyTorch's result, so .view() works on it (free in compiled code: the
+    # copy fuses into whatever reads it)
+    out = _F.contiguous(out)
+    return _F.squeeze(out, 0) if unbatched else out
+
+
+def _type_name(t: Tensor) -> str:
+    names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}
+    return names.get(t.dtype.np.name, t.dtype.np.name)
+
+
+def _check_mode_padding(x: Tensor, pads: tuple, mode: str) -> None:
+    for dim, (size, (lo, hi)) in zip((2, 3), zip(x.shape[2:], pads)):
+        if (mode == "reflect" and max(lo, hi) >= size) or max(lo, hi) > size:
+            raise RuntimeError(
+                f"Padding size should be less than the corresponding input dimension, but got: "
+                f"padding ({lo}, {hi}) at dimension {dim} of input {list(x.shape)}; use a "
+                "smaller padding or padding_mode='zeros'."
+            )
+
+
+# -- modules --------------------------------------------------------------------------------------
+def _module_pair(value) -> tuple:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class Conv2d(Module):
+    """2-D convolution with PyTorch's default initialisation (kaiming_uniform_(a=sqrt(5)) for
+    the weight, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+        groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if groups <= 0:
+            raise ValueError("groups must be a positive integer")
+        for name, n in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if n % groups:
+                raise ValueError(f"{name} must be divisible by groups")
+        kernel_size, stride, dilation = map(_module_pair, (kernel_size, stride, dilation))
+        if padding in ("valid", "same"):
+            if padding == "same" and any(s != 1 for s in stride):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+        elif isinstance(padding, str):
+            raise ValueError(
+                f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}"
+            )
+        else:
+            padding = _module_pair(padding)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(
+                f"padding_mode must be one of {set(_PADDING_MODES)}, but got "
+                f"padding_mode='{padding_mode}'"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.padding_mode = dilation, padding_mode
+        dtype = dtypes.as_dtype(dtype) if dtype is not None else None
+        shape = (out_channels, in_channels // groups) + kernel_size
+        self.weight = Parameter(empty(shape, dtype=dtype, device=device))
+        if bias:
+            self.bias = Parameter(empty(out_channels, dtype=dtype, device=device))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # as nn.Linear: kaiming_uniform_(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            if fan_in != 0:
+                bound = 1 / math.sqrt(fan_in)
+                init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor) -> Tensor:
+        args = (self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
+        return _conv2d(input, self.weight, self.bias, *args)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        s += f", stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
+        return s
+
+
+# Pooling shares the window gather; its functions and modules are re-exported from here.
+from .pooling import AvgPool2d, MaxPool2d, avg_pool2d, max_pool2d  # noqa: E402

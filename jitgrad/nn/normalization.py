@@ -1,0 +1,318 @@
+"""Normalization: ``layer_norm``/``LayerNorm`` and ``batch_norm``/``BatchNorm1d``/``BatchNorm2d``.
+
+Everything is a composite of jitgrad ops (mean, sub, mul, sqrt ...), so autograd derives the
+backward and a trace records the whole computation. Batch norm's running statistics are buffers
+updated in place under ``no_grad`` (``running_mean.mul_(1 - m).add_(m * mean)``, as PyTorch does):
+under ``jitgrad.compile`` those updates become tape writes, applied after every compiled call.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import dtypes
+from ..autograd.grad_mode import no_grad
+from ..factories import empty, ones, tensor, zeros
+from ..ops import functions as _F
+from ..tensor import Tensor
+from . import init
+from .module import Module, Parameter
+
+__all__ = ["layer_norm", "batch_norm", "LayerNorm", "BatchNorm1d", "BatchNorm2d"]
+
+
+def _as_shape(normalized_shape) -> tuple:
+    if isinstance(normalized_shape, int):
+        return (normalized_shape,)
+    return tuple(int(s) for s in normalized_shape)
+
+
+def _normalize(x: Tensor, axes: tuple, eps: float) -> Tensor:
+    """``(x - mean) / sqrt(var + eps)`` over ``axes`` with the biased variance."""
+    mu = _F.mean(x, axes, keepdim=True)
+    xc = _F.sub(x, mu)
+    var = _F.mean(_F.mul(xc, xc), axes, keepdim=True)
+    return _F.mul(xc, _F.rsqrt(_F.add(var, eps)))
+
+
+# -- layer norm -----------------------------------------------------------------------------------
+def layer_norm(
+    input: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize over the trailing ``normalized_shape`` dims, then scale by ``weight`` and shift
+    by ``bias`` (both of shape ``normalized_shape``)."""
+    shape = _as_shape(normalized_shape)
+    k = len(shape)
+    if k == 0 or input.ndim < k or tuple(input.shape[input.ndim - k :]) != shape:
+        dims = ", ".join(str(s) for s in shape)
+        raise RuntimeError(
+            f"Given normalized_shape={list(shape)}, expected input with shape [*, {dims}], but "
+            f"got input of size{list(input.shape)}; normalized_shape must equal the input's "
+            "trailing dimensions (e.g. the feature size for (batch, features) input)."
+        )
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise RuntimeError(
+                f"Expected {name} to be of same shape as normalized_shape, but got {name} of "
+                f"shape {list(t.shape)} and normalized_shape = {list(shape)}; pass a {name} of "
+                "shape normalized_shape (or None)."
+            )
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(
+            f"\"LayerNormKernelImpl\" not implemented for '{input.dtype}'; layer_norm needs a "
+            "floating point input: cast it first, e.g. x.float()."
+        )
+    out = _normalize(input, tuple(range(input.ndim - k, input.ndim)), eps)
+    if weight is not None:
+        out = _F.mul(out, weight)
+    if bias is not None:
+        out = _F.add(out, bias)
+    return out
+
+
+class LayerNorm(Module):
+    """Layer normalization over the trailing ``normalized_shape`` dims (PyTorch's LayerNorm)."""
+
+    def __init__(
+        self,
+        normalized_shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.normalized_shape = _as_shape(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        dtype = dtypes.as_dtype(dtype) if dtype is not None else None
+        if elementwise_affine:
+            self.weight = Parameter(empty(self.normalized_shape, dtype=dtype, device=device))
+            if bias:
+                self.bias = Parameter(empty(self.normalized_shape, dtype=dtype, device=device))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
+
+
+# -- batch norm -----------------------------------------------------------------------------------
+def _verify_batch_size(shape: tuple) -> None:
+    size = shape[0] * math.prod(shape[2:])
+    if size == 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size {list(shape)};"
+            " batch statistics need at least 2 values per channel: use a larger batch, or call "
+            "model.eval() to normalize with the running statistics."
+        )
+
+
+def _update_running(buf: Tensor, stat: Tensor, momentum) -> None:
+    """``buf = (1 - m) * buf + m * stat`` in place; ``m`` a float or a 0-d tensor."""
+    keep = 1.0 - momentum if not isinstance(momentum, Tensor) else _F.rsub(momentum, 1.0)
+    buf.mul_(keep).add_(_F.mul(stat, momentum))
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum=0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize (N, C, ...) input per channel C.
+
+    Training: with the batch's mean and biased variance; given running buffers, they are updated
+    in place with the batch mean and the unbiased variance (``momentum`` may be a 0-d tensor, e.g.
+    a cumulative-average factor). Evaluation: with ``running_mean`` and ``running_var``.
+    """
+    if input.ndim < 2:
+        raise ValueError(
+            f"expected at least 2D input (N, C, *), got {input.ndim}D input; add a batch "
+            "dimension with x.unsqueeze(0)."
+        )
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(
+            f"\"batch_norm\" not implemented for '{input.dtype}'; cast the input to a floating "
+            "point dtype first, e.g. x.float()."
+        )
+    c = input.shape[1]
+    for name, t in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ):
+        if t is not None and t.numel() != c:
+            raise RuntimeError(
+                f"{name} should contain {c} elements not {t.numel()}; num_features must equal "
+                "the input's channel dimension (dim 1)."
+            )
+    stat_shape = (1, c) + (1,) * (input.ndim - 2)
+    axes = (0,) + tuple(range(2, input.ndim))
+    if training:
+        _verify_batch_size(tuple(input.shape))
+        mu = _F.mean(input, axes, keepdim=True)
+        xc = _F.sub(input, mu)
+        var = _F.mean(_F.mul(xc, xc), axes, keepdim=True)
+        if running_mean is not None or running_var is not None:
+            if momentum is None:
+                raise ValueError(
+                    "batch_norm momentum=None (a cumulative average) needs a batch count: use "
+                    "nn.BatchNorm1d/2d(momentum=None), or pass the factor 1 / num_batches."
+                )
+            n = input.numel() // c
+            with no_grad():
+                if running_mean is not None:
+                    _update_running(running_mean, _F.reshape(mu, (c,)), momentum)
+                if running_var is not None:
+                    # the running variance is the unbiased one: var * n / (n - 1)
+                    unbiased = _F.mul(_F.reshape(var, (c,)), n / (n - 1))
+                    _update_running(running_var, unbiased, momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise RuntimeError(
+                "running_mean must be defined in evaluation mode; pass running_mean and "
+                "running_var, or training=True to normalize with the batch statistics."
+            )
+        mu = _F.reshape(_F.cast(running_mean, input.dtype), stat_shape)
+        var = _F.reshape(_F.cast(running_var, input.dtype), stat_shape)
+        xc = _F.sub(input, mu)
+    out = _F.mul(xc, _F.rsqrt(_F.add(var, eps)))
+    if weight is not None:
+        out = _F.mul(out, _F.reshape(weight, stat_shape))
+    if bias is not None:
+        out = _F.add(out, _F.reshape(bias, stat_shape))
+    return out
+
+
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d/2d: parameters, running buffers and the train/eval switch."""
+
+    _expected = ""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        dtype = dtypes.as_dtype(dtype) if dtype is not None else None
+        if affine:
+            self.weight = Parameter(empty(num_features, dtype=dtype, device=device))
+            self.bias = Parameter(empty(num_features, dtype=dtype, device=device))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype, device=device))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype, device=device))
+            self.register_buffer("num_batches_tracked", tensor(0, dtype=dtypes.int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            with no_grad():
+                self.running_mean.zero_()
+                self.running_var.fill_(1)
+                self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        raise NotImplementedError
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._check_input_dim(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            with no_grad():
+                self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                # cumulative average: 1 / batches seen, as a tensor op so a compiled step reads
+                # the count it updates (a Python float would be frozen into the compiled code)
+                f = self.running_mean.dtype if self.running_mean is not None else input.dtype
+                factor = _F.div(1.0, _F.cast(self.num_batches_tracked, f))
+        # eval mode without running statistics normalizes with the batch's, as PyTorch does
+        use_batch = self.training or (self.running_mean is None and self.running_var is None)
+        keep = not self.training or self.track_running_stats
+        return batch_norm(
+            input,
+            self.running_mean if keep else None,
+            self.running_var if keep else None,
+            self.weight,
+            self.bias,
+            use_batch,
+            factor,
+            self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over (N, C) or (N, C, L) input, per channel C."""
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim not in (2, 3):
+            raise ValueError(
+                f"expected 2D or 3D input (got {input.ndim}D input); BatchNorm1d takes (N, C) "
+                "or (N, C, L): use BatchNorm2d for (N, C, H, W)."
+            )
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over (N, C, H, W) input, per channel C."""
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim != 4:
+            raise ValueError(
+                f"expected 4D input (got {input.ndim}D input); BatchNorm2d takes (N, C, H, W): "
+                "use BatchNorm1d for (N, C) or (N, C, L)."
+            )

@@ -1,0 +1,276 @@
+"""2-D max and average pooling as composites of existing primitives.
+
+Up to 4 taps (2x2 windows), one strided ``slice`` of the input per tap, combined elementwise
+(``maximum``, or a sum and a division); larger windows are gathered like the convolution's
+(``take``, see ``conv.py``) and reduced (``max``, ``sum``). See ``_by_slices`` for why.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from .. import dtypes
+from ..ops import functions as _F
+from ..ops import prims as _P
+from ..tensor import Tensor, apply
+from .conv import _batched, _pair, _plane, _take, _window_index
+from .module import Module
+
+__all__ = ["max_pool2d", "avg_pool2d", "MaxPool2d", "AvgPool2d"]
+
+
+def _pool_pair(value, name: str, fn: str, omitted: bool = False) -> tuple:
+    what = "omitted, a single int" if omitted else "a single int"
+    return _pair(value, f"{fn}: {name} must either be {what}, or a tuple of two ints")
+
+
+# -- pooling --------------------------------------------------------------------------------------
+def _pool_geometry(x: Tensor, fn: str, kernel_size, stride, padding, dilation, ceil_mode):
+    """Kernel, stride, padding, dilation, output size and the padded plane of a pooling."""
+    kernel = _pool_pair(kernel_size, "kernel_size", fn)
+    if stride is None or (not isinstance(stride, int) and len(stride) == 0):
+        stride = kernel
+    stride = _pool_pair(stride, "stride", fn, omitted=True)
+    pad = _pool_pair(padding, "padding", fn)
+    dil = _pool_pair(dilation, "dilation", fn)
+    if min(kernel) <= 0:
+        raise RuntimeError(
+            f"{fn}: kernel size should be greater than zero, but got kH: {kernel[0]} kW: "
+            f"{kernel[1]}"
+        )
+    if min(stride) <= 0:
+        raise RuntimeError(f"stride should not be zero; {fn} needs stride >= 1.")
+    if min(dil) <= 0:
+        raise RuntimeError(
+            f"dilation should be greater than zero, but got dilationH: {dil[0]} dilationW: {dil[1]}"
+        )
+    if min(pad) < 0:
+        raise RuntimeError(f"pad must be non-negative, but got pad: {min(pad)}")
+    eff = tuple(d * (k - 1) + 1 for d, k in zip(dil, kernel))
+    for p, k, d, e in zip(pad, kernel, dil, eff):
+        if p > e // 2:
+            raise RuntimeError(
+                f"pad should be at most half of effective kernel size, but got pad={p}, "
+                f"kernel_size={k} and dilation={d}; use padding <= {e // 2} or a larger kernel."
+            )
+    if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:  # also with dilation, as PyTorch
+        raise RuntimeError(
+            f"pad should be smaller than or equal to half of kernel size, but got padW = "
+            f"{pad[1]}, padH = {pad[0]}, kW = {kernel[1]}, kH = {kernel[0]}; use padding <= "
+            "kernel_size // 2."
+        )
+    n, c, h, w = x.shape
+    out = []
+    for size, p, e, s in zip((h, w), pad, eff, stride):
+        o = (size + 2 * p - e + ((s - 1) if ceil_mode else 0)) // s + 1
+        if ceil_mode and (o - 1) * s >= size + p:  # the last window must start inside
+            o -= 1
+        out.append(o)
+    if min(out) < 1 or min(h, w) == 0:
+        raise RuntimeError(
+            f"Given input size: ({c}x{h}x{w}). Calculated output size: ({c}x{out[0]}x{out[1]}). "
+            "Output size is too small; use a smaller kernel or stride, or a larger input."
+        )
+    # windows of ceil mode may run past the padded input: pad (and mask) that far
+    pads = tuple(
+        (p, max(p, (o - 1) * s + e - size - p))
+        for size, p, e, s, o in zip((h, w), pad, eff, stride, out)
+    )
+    return kernel, stride, dil, tuple(out), pads
+
+
+def _by_slices(geometry: tuple) -> bool:
+    # Up to 4 taps (2x2 windows, the common case): one strided slice per tap, combined
+    # elementwise. In a small CNN's training step that beat gathering both eagerly (NumPy's
+    # reductions over tiny axes are slow: 5.2 against 8.8 ms) and compiled (gradients are
+    # strided pads, not scatters: 2.2 against 2.8 ms). But a compiled gradient inlines every
+    # tap's maximum rule for each input element, so compile time grows fast with the taps
+    # (3x3 max pooling: 22 s against 4 s gathered): larger windows are gathered and reduced.
+    return geometry[0][0] * geometry[0][1] <= 4
+
+
+def _pool_windows(x: Tensor, geometry: tuple, fill=0) -> Tensor:
+    """(N, C, OH*OW, KH*KW): every window element, gathered; padding reads ``fill``."""
+    index = _window_index(tuple(x.shape[2:]), geometry, "zeros", True)
+    return _take(_plane(x, geometry, "zeros", fill), index, 2)
+
+
+def _taps(x: Tensor, geometry: tuple, fill=0) -> list:
+    """One strided slice of the padded input per kernel tap, each (N, C, OH, OW): pooling is
+    then elementwise across them, and each slice's gradient a (strided) pad, with no gather
+    or scatter."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow), pads = geometry
+    n, c, h, w = x.shape
+    y = x
+    if pads != ((0, 0), (0, 0)):
+        (t, b), (l, r) = pads
+        y = _F.pad_interior(x, ((0, 0, 0), (0, 0, 0), (t, b, 0), (l, r, 0)))
+        if fill != 0:
+            y = _F.where(Tensor._wrap(_valid_mask((h, w), pads)), y, fill)
+    out = []
+    for i in range(kh):
+        for j in range(kw):
+            r0, c0 = i * dh, j * dw
+            stop = (n, c, r0 + (oh - 1) * sh + 1, c0 + (ow - 1) * sw + 1)
+            out.append(_F.slice_(y, (0, 0, r0, c0), stop, (1, 1, sh, sw)))
+    return out
+
+
+@lru_cache(maxsize=128)
+def _valid_mask(size: tuple, pads: tuple) -> np.ndarray:
+    """True where the padded plane holds input (False on the padding)."""
+    (t, b), (l, r) = pads
+    mask = np.zeros((size[0] + t + b, size[1] + l + r), dtype=bool)
+    mask[t : t + size[0], l : l + size[1]] = True
+    mask.flags.writeable = False
+    return mask
+
+
+def max_pool2d(
+    input: Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
+    """Max over each window of (N, C, H, W) or (C, H, W) ``input``, as PyTorch's; padding
+    never wins. With ``return_indices`` also the flat (h * W + w) position of each maximum (the
+    first one on ties, like PyTorch). NOTE: the gradient of a tie is shared evenly among the
+    tied elements (PyTorch gives it all to one)."""
+    x, unbatched = _batched(input, "max_pool2d", conv=False)
+    if x.dtype is dtypes.bool_:
+        raise RuntimeError("\"max_pool2d\" not implemented for 'Bool'; convert the input first.")
+    geometry = _pool_geometry(x, "max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
+    n, c = x.shape[:2]
+    oh, ow = geometry[3]
+    lowest = -math.inf if x.dtype.is_floating_point else int(np.iinfo(x.dtype.np).min)
+    if _by_slices(geometry):
+        out = functools.reduce(_F.maximum, _taps(x, geometry, lowest))
+    else:
+        out = _F.reshape(_F.amax(_pool_windows(x, geometry, lowest), 3), (n, c, oh, ow))
+    if unbatched:
+        out = _F.squeeze(out, 0)
+    if not return_indices:
+        return out
+    # the first maximum of each window (as PyTorch reports it), from the gathered windows
+    length, taps = oh * ow, geometry[0][0] * geometry[0][1]
+    k = _F.argmax(_pool_windows(x, geometry, lowest), 3)
+    at = _F.add(k, Tensor._wrap(np.arange(length, dtype=np.int64) * taps))
+    table = Tensor._wrap(_argmax_table(tuple(x.shape[2:]), geometry))
+    indices = _F.reshape(apply(_P.take_p, (table, at), {"axis": 0}), (n, c, oh, ow))
+    return out, (_F.squeeze(indices, 0) if unbatched else indices)
+
+
+@lru_cache(maxsize=128)
+def _argmax_table(size: tuple, geometry: tuple) -> np.ndarray:
+    """For output position l and window tap k (flattened as l * K + k): the flat position in
+    the (H, W) input it reads; on padding, the window's first input position (what PyTorch
+    reports when nothing beats -inf)."""
+    index = _window_index(size, geometry, "zeros", True)
+    inside = index < size[0] * size[1]
+    first = np.argmax(inside, axis=1)  # the first tap inside, per window
+    table = np.where(inside, index, index[np.arange(index.shape[0]), first][:, None])
+    table = table.reshape(-1)
+    table.flags.writeable = False
+    return table
+
+
+@lru_cache(maxsize=128)
+def _avg_divisor(size: tuple, geometry: tuple, padding: tuple, count_include_pad: bool):
+    """The divisor of every output position (PyTorch's rule: windows are clipped to the padded
+    input, then, without count_include_pad, to the input): a float, or an (OH, OW) array."""
+    kernel, stride, _, out, _ = geometry
+    per_dim = []
+    for n, k, s, p, o in zip(size, kernel, stride, padding, out):
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, n + p)
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, n)
+        per_dim.append(end - start)
+    divisor = np.outer(per_dim[0], per_dim[1]).astype(np.float64)
+    if (divisor == divisor.flat[0]).all():
+        return float(divisor.flat[0])
+    divisor.flags.writeable = False
+    return divisor
+
+
+def avg_pool2d(
+    input: Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """Mean over each window of (N, C, H, W) or (C, H, W) ``input``, as PyTorch's."""
+    x, unbatched = _batched(input, "avg_pool2d", conv=False)
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(
+            f"avg_pool2d of {x.dtype} input is not supported; convert the input to a floating "
+            "point dtype first (e.g. input.float())."
+        )
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("divisor must be not zero; pass divisor_override=None or a nonzero int.")
+    geometry = _pool_geometry(x, "avg_pool2d", kernel_size, stride, padding, 1, ceil_mode)
+    n, c = x.shape[:2]
+    oh, ow = geometry[3]
+    if _by_slices(geometry):
+        total = functools.reduce(_F.add, _taps(x, geometry))
+    else:
+        total = _F.reshape(_F.sum(_pool_windows(x, geometry), 3), (n, c, oh, ow))
+    if divisor_override is not None:
+        divisor = float(divisor_override)
+    else:
+        pad = _pool_pair(padding, "padding", "avg_pool2d")
+        divisor = _avg_divisor(tuple(x.shape[2:]), geometry, pad, bool(count_include_pad))
+        if isinstance(divisor, np.ndarray):
+            divisor = Tensor._wrap(divisor.astype(x.dtype.np))
+    out = _F.div(total, divisor)
+    return _F.squeeze(out, 0) if unbatched else out
+
+
+# -- modules --------------------------------------------------------------------------------------
+class MaxPool2d(Module):
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.kernel_size, self.padding, self.dilation = kernel_size, padding, dilation
+        self.stride = stride if stride is not None else kernel_size
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def forward(self, input: Tensor):
+        args = (self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices)
+        return max_pool2d(input, self.kernel_size, *args)
+
+    def extra_repr(self) -> str:
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
+
+
+class AvgPool2d(Module):
+    def __init__(
+        self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+        count_include_pad: bool = True, divisor_override: int | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.kernel_size, self.padding, self.ceil_mode = kernel_size, padding, ceil_mode
+        self.stride = stride if stride is not None else kernel_size
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, input: Tensor) -> Tensor:
+        args = (self.padding, self.ceil_mode, self.count_include_pad, self.divisor_override)
+        return avg_pool2d(input, self.kernel_size, self.stride, *args)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
