@@ -51,6 +51,18 @@ class CompiledTinyGraph(_CompiledStep):
     key = "W3"
 
 
+class CompiledDigitsMLPStep(_CompiledStep):
+    """W5: the demo's MLP (64-128-64-10, Adam) on a batch of 64 8x8 digit images."""
+
+    key = "W5"
+
+
+class CompiledDigitsCNNStep(_CompiledStep):
+    """W6: the demo's CNN (3x3 convs 16 and 32 with 2x2 max pools, Adam), batch 64."""
+
+    key = "W6"
+
+
 class CompileTime:
     """Seconds spent compiling W1's step, cold: a fresh process with an empty cache dir."""
 

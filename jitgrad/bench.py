@@ -30,7 +30,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
-from . import bench_jax
+from . import bench_jax, demo
 
 Step = Callable[..., Any]
 
@@ -121,6 +121,16 @@ def setup_single_add(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
     return _add_step, (lib.randn(TINY_SIZE), lib.randn(TINY_SIZE))
 
 
+def setup_digits_mlp_step(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
+    """W5: the demo's MLP step (64-128-64-10, Adam), batch 64 of 8x8 digit images."""
+    return demo.setup_step(lib, "mlp", seed=seed)
+
+
+def setup_digits_cnn_step(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
+    """W6: the demo's CNN step (two 3x3 convs with max pools, Adam), batch 64 of 8x8 images."""
+    return demo.setup_step(lib, "cnn", seed=seed)
+
+
 @dataclass(frozen=True)
 class Workload:
     key: str
@@ -141,6 +151,8 @@ WORKLOADS: tuple[Workload, ...] = (
              partial(bench_jax.tiny_graph, size=TINY_SIZE)),
     Workload("W4", "single add, 10 elems", setup_single_add,
              partial(bench_jax.single_add, size=TINY_SIZE)),
+    Workload("W5", "demo MLP step (digits, Adam), b=64", setup_digits_mlp_step),
+    Workload("W6", "demo CNN step (digits, Adam), b=64", setup_digits_cnn_step),
 )
 # fmt: on
 
