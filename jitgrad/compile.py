@@ -25,6 +25,7 @@ from .autograd.grad_mode import STATE
 from .compile_backward import CompiledBackward, _split
 from .compile_host import (
     _CONTAINERS,
+    MISS,
     _apply_writes,
     _describe,
     _fetch,
@@ -202,10 +203,13 @@ class CompiledFunction:
             tree = _flatten((args, kwargs), leaves)
             key = (tree, tuple(_leaf_key(x) for x in leaves), STATE.grad_enabled)
         for entry in self._cache.get(key, ()):
-            if entry.guards_hold():
+            if entry.runner is not None and not self.check:
+                out = entry.runner(leaves)  # checks the guards itself
+                if out is not MISS:
+                    self.stats.cache_hits += 1
+                    return out
+            elif entry.guards_hold():
                 self.stats.cache_hits += 1
-                if entry.runner is not None and not self.check:
-                    return entry.runner(leaves)
                 return self._run(entry, leaves)
         return self._trace_and_call(key, tree, leaves, args, kwargs)
 
@@ -289,6 +293,8 @@ class CompiledFunction:
             if b.kind == "capture"
         ]
         guards += [g if len(g) == 3 else (g[0], g[1], None) for g in tracer.guards]
+        # one check per distinct guard (each parameter of a group records its group's options)
+        guards = list({(g[0], id(g[1]), repr(g[2])): g for g in guards}.values())
         survivors = self._survivors(tracer, out_leaves, call_leaves)
         self.stats.traces += 1
         self.stats.trace_seconds += time.perf_counter() - t0

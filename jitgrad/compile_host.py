@@ -101,21 +101,52 @@ def _tree_source(tree, counter: list) -> str:
     return f"_kinds[{id(tree[0])}](" + ", ".join(parts) + ")"
 
 
+MISS = object()  # what a runner returns when a guard fails: try the next entry, or retrace
+
+
+def _guard_source(i: int, guard, ns: dict) -> str:
+    """A condition that holds when the guard does (the expression of ``_Entry.guards_hold``)."""
+    kind, t, meta = guard
+    ns[f"_g{i}"] = t
+    if kind == "capture":
+        ns[f"_m{i}"] = meta
+        return f"(_g{i}._data.shape, _g{i}._data.dtype) == _m{i}"
+    if kind == "grad_none":
+        return f"_g{i}._grad is None"
+    if kind == "grad_like":
+        return f"_g{i}._grad is not None and _g{i}._grad._data.shape == _g{i}._data.shape"
+    if kind == "option":
+        ns[f"_o{i}"] = meta[1]
+        return f"_g{i}.get({meta[0]!r}) == _o{i}"
+    raise ValueError(f"unknown guard kind {kind!r}")
+
+
 def _make_runner(entry, slow):
-    """Straight-line host code for one cached whole-step call: fetch the inputs, run, apply the
-    writes, wrap the outputs - no per-call interpretation of bindings. An executable that offers
-    ``direct_call`` source is called inline; ``slow(leaves)`` handles what that code can't."""
+    """Straight-line host code for one cached whole-step call: check the guards, fetch the
+    inputs, run, apply the writes, wrap the outputs - no per-call interpretation of bindings
+    or guards. Returns ``MISS`` when a guard fails. An executable that offers ``direct_call``
+    source is called inline; ``slow(leaves)`` handles what that code can't."""
     tape = entry.tape
     ns = {
         "np": np,
         "_result": _result,
         "_grad_write": _grad_write,
         "_IN_PLACE": IN_PLACE,
+        "_MISS": MISS,
         "_exe": entry.exe,
         "_kinds": {},
         "_slow": slow,
     }
-    fetch = []
+    direct = getattr(entry.exe, "direct_call", None)
+    # Captured tensors' buffers are checked by identity with the last call's (their shape and
+    # dtype guards then hold, and their flat views are reused); only a new buffer is checked.
+    captured = {id(b.ref) for b in tape.bindings.values() if b.kind == "capture"}
+    guards = [g for g in entry.guards if direct is None or id(g[1]) not in captured]
+    conds = [_guard_source(i, g, ns) for i, g in enumerate(guards)]
+    lines = ["def run(leaves):"]
+    if conds:
+        lines += [f"    if not ({' and '.join(conds)}):", "        return _MISS"]
+    fetch, stable = [], {}
     for j, v in enumerate(tape.inputs):
         b = tape.bindings[v]
         if b.kind == "arg":
@@ -123,6 +154,7 @@ def _make_runner(entry, slow):
         elif b.kind == "capture":
             ns[f"_c{j}"] = b.ref
             fetch.append(f"_c{j}._data")
+            stable[j] = (tuple(v.shape), v.dtype.np)
         elif b.kind == "grad":
             ns[f"_c{j}"] = b.ref
             fetch.append(f"_c{j}._grad._data")
@@ -133,22 +165,26 @@ def _make_runner(entry, slow):
             fetch.append(f"np.asarray(leaves[{b.key}], np.float64)")
         else:
             return None
-    direct = getattr(entry.exe, "direct_call", None)
-    lines = ["def run(leaves):"]
     if direct is not None:
-        body, out_exprs, write_exprs = direct(fetch, ns)
+        body, out_exprs, write_exprs = direct(fetch, ns, stable)
         lines += body
         lines.append(f"    outs = [{', '.join(out_exprs)}]")
     else:
         lines.append(f"    outs, writes = _exe([{', '.join(fetch)}])")
         write_exprs = [f"writes[{w}]" for w in range(len(tape.writes))]
-    if any(b.kind == "grad" for b, _ in tape.writes):
+    # a fresh array of the driver's, given to one .grad only, needs no checks or copies
+    grad_values = [write_exprs[w] for w, (b, _) in enumerate(tape.writes) if b.kind == "grad"]
+    own = {x for x in grad_values if x.startswith("fresh[") and grad_values.count(x) == 1}
+    if len(own) < len(grad_values):
         lines.append("    given = set()")
     for w, (b, _) in enumerate(tape.writes):
         ns[f"_w{w}"] = b.ref
         value = write_exprs[w]
         if b.kind == "grad":
-            lines.append(f"    _grad_write(_w{w}, {value}, given)")
+            if value in own:
+                lines.append(f"    _w{w}._grad = _result({value})")
+            else:
+                lines.append(f"    _grad_write(_w{w}, {value}, given)")
             continue
         target = f"leaves[{b.key}]" if b.kind == "arg" else f"_w{w}"
         if value != "_IN_PLACE":

@@ -304,3 +304,31 @@ def test_a_backend_failure_falls_back_to_the_interpreter(monkeypatch):
         step(jg.ones(3))  # a replay
     np.testing.assert_array_equal(w.grad.numpy(), np.full(3, 3.0))
     assert "interpreter" in step.stats.retrace_reasons[-1]
+
+
+def test_replaced_captured_buffers_are_read_and_guarded():
+    # Compiled calls keep flat views of captured buffers and check only their identity: a new
+    # buffer must be noticed (same shape: used; non-contiguous: copied; new shape: retrace).
+    jg.manual_seed(0)
+    model = nn.Linear(3, 2)
+
+    @jg.compile(backend="numba")
+    def f(x):
+        with jg.no_grad():
+            return model(x).sum(0)
+
+    def eager(x):
+        w, b = model.weight.detach().numpy(), model.bias.detach().numpy()
+        return (x.numpy() @ w.T + b).sum(0)
+
+    x = jg.randn(4, 3)
+    np.testing.assert_allclose(f(x).numpy(), eager(x), rtol=1e-5)
+    model.weight.data = jg.randn(2, 3)
+    np.testing.assert_allclose(f(x).numpy(), eager(x), rtol=1e-5)
+    model.weight.data = jg.randn(3, 2).t()  # not C-contiguous
+    np.testing.assert_allclose(f(x).numpy(), eager(x), rtol=1e-5)
+    assert f.stats.traces == 1
+    model.weight.data = jg.randn(5, 3)
+    model.bias.data = jg.randn(5)
+    np.testing.assert_allclose(f(x).numpy(), eager(x), rtol=1e-5)
+    assert f.stats.traces == 2 and "guard failed" in f.stats.retrace_reasons[-1]

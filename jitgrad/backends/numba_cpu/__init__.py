@@ -11,6 +11,7 @@ value.
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 
@@ -187,15 +188,36 @@ class Executable:
         self._write_get = [getter(p) for p in writes]
         self._args_tail = (*self.const_arrays, *self.work_arrays, self.dims, self.consts)
 
-    def direct_call(self, fetch: list, ns: dict):
+    def direct_call(self, fetch: list, ns: dict, stable: dict):
         """Source for calling the driver inline from generated host code: statements, and one
-        expression per output and per write (``"_IN_PLACE"`` for writes already done)."""
+        expression per output and per write (``"_IN_PLACE"`` for writes already done).
+
+        ``stable`` maps input positions to the (shape, dtype) of buffers that usually stay the
+        same object from call to call (captured tensors): the code keeps their flat views and
+        checks only identity; a new buffer is checked against that shape and dtype (``_MISS``
+        when it differs) and, when C-contiguous, becomes the one kept."""
         ns["_drv"], ns["_tail"] = self.driver, self._args_tail
-        lines = [f"    a{i} = {f}" for i, f in enumerate(fetch)]
-        if fetch:  # a non-contiguous input takes the general path
-            cond = " and ".join(f"a{i}.flags.c_contiguous" for i in range(len(fetch)))
-            lines += [f"    if not ({cond}):", "        return _slow(leaves)"]
-        flat = "".join(f"a{i}.reshape(-1), " for i in range(len(fetch)))
+        ns["_bind"] = functools.partial(_bind, ns)
+        lines = []
+        for i, f in enumerate(fetch):
+            lines.append(f"    a{i} = {f}")
+            if i in stable:
+                ns[f"_d{i}"], ns[f"_m{i}"], ns[f"_f{i}"] = None, stable[i], None
+                lines += [
+                    f"    if a{i} is _d{i}:",
+                    f"        v{i} = _f{i}",
+                    "    else:",
+                    f"        v{i} = _bind({i}, a{i})",
+                    f"        if v{i} is None:",
+                    "            return _MISS",
+                ]
+        moving = [i for i in range(len(fetch)) if i not in stable]
+        cond = [f"a{i}.flags.c_contiguous" for i in moving] + [f"v{i} is not False" for i in stable]
+        if cond:  # a non-contiguous input takes the general path
+            lines += [f"    if not ({' and '.join(cond)}):", "        return _slow(leaves)"]
+        flat = "".join(
+            f"v{i}, " if i in stable else f"a{i}.reshape(-1), " for i in range(len(fetch))
+        )
         lines.append(f"    fresh = _drv({flat}*_tail)")
 
         def expr(plan):
@@ -281,6 +303,18 @@ _GLOBAL_NAMES = {
 _NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
 _DIMS = re.compile(r"\bdims\[(\d+)\]")
 _CONSTS = re.compile(r"\bconsts\[(\d+)\]")
+
+
+def _bind(ns: dict, i: int, a: np.ndarray):
+    """A captured input's new buffer: None if its shape or dtype is not the traced one (a guard
+    fails), False if it is not C-contiguous (the general path copies it), else its flat view,
+    kept with the buffer for the next calls."""
+    if (a.shape, a.dtype) != ns[f"_m{i}"]:
+        return None
+    if not a.flags.c_contiguous:
+        return False
+    ns[f"_d{i}"], ns[f"_f{i}"] = a, a.reshape(-1)
+    return ns[f"_f{i}"]
 
 
 def inline_body(lines: list, prefix: str, buffers: dict, dims_at: int, consts_at: int) -> list:

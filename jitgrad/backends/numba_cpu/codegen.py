@@ -130,6 +130,14 @@ class KernelGen:
         self.consts: list = []
         self.const_slots: dict = {}
         self.prologue: list = []
+        # values with one element are the same in every iteration: computed once, before the
+        # loops (in-place writes elsewhere in a loop keep LLVM from hoisting such loads itself;
+        # Adam's bias corrections cost two pow calls per element without this)
+        self.hoisted = _Body(self)
+        self.hoisted.lines = self.prologue
+        self.hoisted.indent = 0
+        self.own: set = set() if root is None else {root}  # values this kernel stores
+        self.stored: dict = {}  # value -> (flat index, local) already stored in this iteration
         self.loads_of: dict = {}  # buffer Var -> set of index strings (for in-place checks)
         self.covers: list = []
         self._counter = 0
@@ -207,6 +215,10 @@ class KernelGen:
         plan = self.plan
         if v in plan.scalars:
             return self.const(plan.scalars[v], v.dtype)
+        if body is not self.hoisted and v not in self.own and numel(v.shape) == 1:
+            return self.load(v, ("0",) * v.ndim, self.hoisted)
+        if v in self.stored and isinstance(idx, Flat) and self.stored[v][0] == idx.i:
+            return self.stored[v][1]  # a group member computed earlier in this iteration
         if v is self.root and self.root is not None:
             return self.expr(plan.producer[v], idx, body)
         if v.ndim == 0 and v in plan.materialized:

@@ -317,6 +317,7 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
     """Several values over one flat domain in one loop: maps store at the loop index, full sums
     accumulate; shared subexpressions are computed once per element."""
     g = KernelGen(plan, "group", None)
+    g.own = set(roots)
     for r in roots:
         g.buf(r)
     body = _Body(g)
@@ -340,6 +341,7 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
         else:
             val = g.expr(e, Flat("i"), body)
             body.emit(f"{g.buf_names[r]}[i] = {val}")
+            g.stored[r] = ("i", val)
         member_loads[r] = {k: s - before.get(k, set()) for k, s in g.loads_of.items()}
     body.indent = 1
     for r, acc in accs.items():
