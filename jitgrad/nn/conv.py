@@ -116,6 +116,18 @@ def _window_index(size: tuple, geometry: tuple, mode: str = "zeros", taps_last: 
     return index
 
 
+@lru_cache(maxsize=512)
+def _batch_window_index(size: tuple, geometry: tuple, mode: str, n: int):
+    """``_window_index`` for ``n`` images laid end to end, (KH*KW, N*OH*OW): image ``b``'s
+    windows read positions ``b*H*W + p``; zero padding reads position N*H*W."""
+    hw = size[0] * size[1]
+    win = _window_index(size, geometry, mode)
+    index = win[:, None, :] + (np.arange(n, dtype=np.int64) * hw)[None, :, None]
+    index = np.where(win[:, None, :] == hw, n * hw, index).reshape(win.shape[0], -1)
+    index.flags.writeable = False
+    return index
+
+
 def _take(x: Tensor, index: np.ndarray, axis: int) -> Tensor:
     # the index is in range by construction: skip the front end's bounds check on every call
     return apply(_P.take_p, (x, Tensor._wrap(index)), {"axis": axis})
@@ -213,17 +225,20 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, mode) -> Ten
     if mode != "zeros":
         _check_mode_padding(x, pads, mode)
     geometry = ((kh, kw), stride, dilation, (oh, ow), pads)
-    # The plane goes channels-first and batch-last, (C, H*W, N): the gather along it gives the
-    # columns as (C, K, L, N), already the (C*K, L*N) matrix of one large matmul (which beats N
-    # small ones), with no transposing copy before or after the gather.
-    plane = _F.permute(_plane(x, geometry, mode), (1, 2, 0))
+    # The plane goes channels-first, (C, N*H*W): the gather along it gives the columns as
+    # (C, K, N*L), already the (C*K, N*L) matrix of one large matmul (which beats N small
+    # ones). Batch stays outside each image's H*W, so the transposes to and from NCHW move
+    # whole rows of H*W elements, and everything downstream reads NCHW memory in order.
+    plane = _F.reshape(_F.permute(x, (1, 0, 2, 3)), (c, n * h * w))
     if geometry[:3] == ((1, 1), (1, 1), (1, 1)) and pads == ((0, 0), (0, 0)):
         cols = plane  # a 1x1 window at every position, in order
     else:
-        cols = _take(plane, _window_index((h, w), geometry, mode), 1)
-    cols = _F.reshape(cols, (groups, cg * k, length * n))
+        if mode == "zeros" and pads != ((0, 0), (0, 0)):
+            plane = _F.pad_interior(plane, ((0, 0, 0), (0, 1, 0)))  # the zero padding reads
+        cols = _take(plane, _batch_window_index((h, w), geometry, mode, n), 1)
+    cols = _F.reshape(cols, (groups, cg * k, n * length))
     out = _F.matmul(_F.reshape(weight, (groups, oc // groups, cg * k)), cols)
-    out = _F.permute(_F.reshape(out, (oc, oh, ow, n)), (3, 0, 1, 2))
+    out = _F.permute(_F.reshape(out, (oc, n, oh, ow)), (1, 0, 2, 3))
     if bias is not None:
         out = _F.add(out, _F.reshape(bias, (1, oc, 1, 1)))
     # NCHW memory like PyTorch's result, so .view() works on it (free in compiled code: the

@@ -397,7 +397,9 @@ class Plan:
         must = set(tape.outputs) | {v for _, v in tape.writes if v is not None}
         for e in tape.eqns:
             kind = e.prim.kind
-            if kind in ("reduce", "matmul") or e.prim.name == "scatter_add":
+            if kind in ("reduce", "matmul") or e.prim.name in ("scatter_add", "copy"):
+                # (copy: .contiguous()/.clone() ask for memory in order, e.g. a transposed
+                # result read by several kernels is transposed once instead of in each)
                 must.add(e.out)
             if e.prim.name == "expand" and e.inputs[0] not in self.scalars:
                 # broadcasting a computed value would recompute it per copy
@@ -412,10 +414,15 @@ class Plan:
                     src = stack.pop()
                     if src in self.scalars or src not in self.producer:
                         continue
-                    if self.producer[src].prim.kind == "movement":
-                        stack.extend(self.producer[src].inputs)
-                    else:
+                    p = self.producer[src]
+                    if p.prim.kind != "movement":
                         must.add(src)
+                    elif p.prim.name == "reshape" and self._is_view(p.inputs[0]):
+                        # a reshape merging dims of a view (e.g. a transpose) would unravel
+                        # every gathered position with divisions: store it once, in order
+                        must.add(src)
+                    else:
+                        stack.extend(p.inputs)
         # A value read by several kernels is recomputed in each (loops are memory-bound, so
         # recomputing beats a store and reloads) unless it is expensive.
         for e in tape.eqns:
@@ -430,6 +437,10 @@ class Plan:
                 for x in e.inputs:
                     if not self._matmul_operand_ok(x):
                         self.materialized.add(x)
+
+    def _is_view(self, x: Var) -> bool:
+        p = self.producer.get(x)
+        return p is not None and p.prim.kind == "movement"
 
     def _matmul_operand_ok(self, x: Var) -> bool:
         if x in self.materialized or x not in self.producer:
