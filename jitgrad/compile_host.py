@@ -171,10 +171,15 @@ def _make_runner(entry, slow):
         lines.append(f"    outs = [{', '.join(out_exprs)}]")
     else:
         lines.append(f"    outs, writes = _exe([{', '.join(fetch)}])")
+        out_exprs = []
         write_exprs = [f"writes[{w}]" for w in range(len(tape.writes))]
     # a fresh array of the driver's, given to one .grad only, needs no checks or copies
     grad_values = [write_exprs[w] for w, (b, _) in enumerate(tape.writes) if b.kind == "grad"]
-    own = {x for x in grad_values if x.startswith("fresh[") and grad_values.count(x) == 1}
+    own = {
+        x
+        for x in grad_values
+        if x.startswith("fresh[") and grad_values.count(x) == 1 and x not in out_exprs
+    }
     if len(own) < len(grad_values):
         lines.append("    given = set()")
     for w, (b, _) in enumerate(tape.writes):

@@ -96,7 +96,7 @@ def _const_value(tape: Tape, v):
 
 def simplify(tape: Tape) -> Tape:
     """Algebraic identities: x*1, 1*x, x+0, 0+x, x-0, x/1, x**1, --x, where(const, a, b), no-op
-    movement and casts, reshape of reshape, permute of permute."""
+    movement and casts, reshape of reshape, permute of permute, copies nothing else reads."""
     mapping: dict = {}
     producer: dict = {}
     kept = []
@@ -175,6 +175,12 @@ def simplify(tape: Tape) -> Tape:
         elif name == "pow":
             c = _const_value(tape, ins[1])
             if c is not None and c == 1 and same_type(ins[0], e.out):
+                replacement = ins[0]
+        elif name == "copy":
+            # a copy of a value computed here and read by nothing else (a gradient handed to
+            # .grad) is that value; a copy of a view stays: it asks for memory in order
+            prev = producer.get(ins[0])
+            if prev is not None and prev.prim.kind != "movement" and uses.get(e.inputs[0]) == 1:
                 replacement = ins[0]
         elif name == "neg":
             prev = producer.get(ins[0])
