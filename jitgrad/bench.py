@@ -51,14 +51,6 @@ TINY_SIZE = 10
 RETRACE_BATCH = 32
 
 
-def _mlp_step(model: Any, loss_fn: Any, opt: Any, x: Any, y: Any) -> Any:
-    opt.zero_grad()
-    loss = loss_fn(model(x), y)
-    loss.backward()
-    opt.step()
-    return loss
-
-
 def _setup_mlp(lib: ModuleType, sizes: Sequence[int], batch: int, seed: int) -> tuple[Step, tuple]:
     lib.manual_seed(seed)
     nn = importlib.import_module(lib.__name__ + ".nn")
@@ -70,7 +62,7 @@ def _setup_mlp(lib: ModuleType, sizes: Sequence[int], batch: int, seed: int) -> 
     opt = optim.SGD(model.parameters(), lr=MLP_LR)
     x = lib.randn(batch, sizes[0])
     y = lib.randint(0, sizes[-1], (batch,))
-    return _mlp_step, (model, nn.CrossEntropyLoss(), opt, x, y)
+    return demo.train_step, (model, nn.CrossEntropyLoss(), opt, x, y)
 
 
 def setup_mlp_step(lib: ModuleType, seed: int = 0, batch: int = MLP_BATCH) -> tuple[Step, tuple]:

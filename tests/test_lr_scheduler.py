@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
+from test_compile import _make_step
 
 import jitgrad as jg
 import jitgrad.nn as nn
-import jitgrad.nn.functional as F
 import jitgrad.optim as optim
 from jitgrad.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, StepLR
 
@@ -181,15 +181,7 @@ def _setup(make_opt, make_sched):
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
     opt = make_opt(model.parameters())
     sched = make_sched(opt)
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return model, sched, step
+    return model, sched, _make_step(model, opt)
 
 
 @pytest.mark.parametrize("opt_name", list(OPTIMIZERS))

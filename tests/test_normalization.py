@@ -3,6 +3,7 @@ agreement (optional) and compiled training steps that update running statistics.
 
 import numpy as np
 import pytest
+from test_compile import _make_step
 
 import jitgrad as jg
 import jitgrad.nn as nn
@@ -292,15 +293,7 @@ class _Net(nn.Module):
         return self.bn(self.fc(h))
 
 
-def _train_step(model, opt):
-    def step(idx, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(idx), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+_train_step = _make_step  # cross-entropy of model(input) against y, backward, opt.step()
 
 
 @pytest.mark.slow

@@ -11,10 +11,10 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from test_compile import _make_step
 
 import jitgrad as jg
 import jitgrad.nn as nn
-import jitgrad.nn.functional as F
 import jitgrad.optim as optim
 from jitgrad.optim.lr_scheduler import StepLR
 
@@ -176,15 +176,7 @@ def _training(seed):
     model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Dropout(0.2), nn.Linear(7, 3))
     opt = optim.Adam(model.parameters(), lr=0.02, amsgrad=True)
     sched = StepLR(opt, step_size=2, gamma=0.5)
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return model, opt, sched, step
+    return model, opt, sched, _make_step(model, opt)
 
 
 def _train(step, sched, start, n):
