@@ -278,19 +278,25 @@ class KernelGen:
                 src.append(f"({start} + {term})")
             return self.load(x, tuple(src), body)
         if name == "pad":
+            # Widths are part of the tape's structure: a side padded by 0 needs no test (the
+            # loop index is already in range), and an unpadded dim needs no arithmetic at all.
             conds, src = [], []
-            for k, (lo, _, interior) in enumerate(p["widths"]):
-                lo_n = self.dim(("lo", e.out, k), lo)
-                rel = body.temp(f"{idx[k]} - {lo_n}", "r")
+            for k, (lo, hi, interior) in enumerate(p["widths"]):
+                if lo:
+                    lo_n = self.dim(("lo", e.out, k), lo)
+                    rel = body.temp(f"{idx[k]} - {lo_n}", "r")
+                    conds.append(f"{rel} >= 0")
+                else:
+                    rel = idx[k]
                 stride = interior + 1
                 if stride == 1:
-                    conds.append(f"{rel} >= 0 and {rel} < {self.vdim(x, k)}")
+                    if hi:
+                        conds.append(f"{rel} < {self.vdim(x, k)}")
                     src.append(rel)
                 else:
-                    conds.append(
-                        f"{rel} >= 0 and {rel} % {stride} == 0 and "
-                        f"{rel} // {stride} < {self.vdim(x, k)}"
-                    )
+                    conds.append(f"{rel} % {stride} == 0")
+                    if hi:
+                        conds.append(f"{rel} // {stride} < {self.vdim(x, k)}")
                     src.append(f"{rel} // {stride}")
             inner = _Body(self)
             inner.indent = body.indent + 1
