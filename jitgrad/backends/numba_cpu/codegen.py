@@ -272,9 +272,12 @@ class KernelGen:
         if name == "slice":
             src = []
             for k in range(x.ndim):
-                start = self.dim(("start", e.out, k), p["starts"][k])
                 step = p["steps"][k]
                 term = idx[k] if step == 1 else f"{idx[k]} * {step}"
+                if p["starts"][k] == 0:  # (a start of 0 is structure, like a pad width of 0)
+                    src.append(term)
+                    continue
+                start = self.dim(("start", e.out, k), p["starts"][k])
                 src.append(f"({start} + {term})")
             return self.load(x, tuple(src), body)
         if name == "pad":
