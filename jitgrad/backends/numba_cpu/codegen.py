@@ -57,6 +57,20 @@ def _keeps_dtype(e, text: str) -> bool:
     return e.prim.name in ("exp", "log", "log1p", "tanh") and "math." not in text
 
 
+def _cast_text(np_name: str, text: str) -> str:
+    """``np_name(text)``, unless ``text`` is already one call of ``np_name`` (a cast's template):
+    every extra call is more for Numba to type and lower."""
+    if text.startswith(np_name + "(") and text.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(text[len(np_name) :], len(np_name)):
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0:
+                if i == len(text) - 1:
+                    return text
+                break
+    return f"{np_name}({text})"
+
+
 def numel(shape) -> int:
     n = 1
     for s in shape:
@@ -241,7 +255,7 @@ class KernelGen:
             for old, new in _VEC.items():
                 text = text.replace(old + "(", new + "(")
             if e.out.dtype.name != "bool" and not _keeps_dtype(e, text):
-                text = f"{_NP[e.out.dtype.name]}({text})"
+                text = _cast_text(_NP[e.out.dtype.name], text)
             return body.temp(text)
         if isinstance(idx, Flat):  # only reshape keeps a flat index (see Plan.flat_ok)
             if name == "reshape":
