@@ -332,3 +332,24 @@ def test_replaced_captured_buffers_are_read_and_guarded():
     model.bias.data = jg.randn(5)
     np.testing.assert_allclose(f(x).numpy(), eager(x), rtol=1e-5)
     assert f.stats.traces == 2 and "guard failed" in f.stats.retrace_reasons[-1]
+
+
+def test_stored_transposes_match_numpy():
+    # permuted copies of stored buffers merge dims that stay adjacent (NCHW <-> CNHW moves whole
+    # H*W rows); every kind of permutation, unit dims and a reshape after the permute
+    a = np.random.default_rng(0).standard_normal((3, 4, 2, 5)).astype(np.float32)
+    u = np.random.default_rng(1).standard_normal((1, 3, 1, 4)).astype(np.float32)
+    perms = [(1, 0, 2, 3), (0, 2, 3, 1), (3, 2, 1, 0), (2, 3, 0, 1), (0, 1, 3, 2)]
+
+    @jg.compile(backend="numba")
+    def f(x, y):
+        outs = [x.permute(p).contiguous() for p in perms]
+        outs.append(x.permute(1, 0, 2, 3).reshape(4, 30))
+        outs.append(y.permute(2, 0, 3, 1).contiguous())
+        return outs
+
+    got = f(jg.from_numpy(a), jg.from_numpy(u))
+    want = [a.transpose(p) for p in perms]
+    want += [a.transpose(1, 0, 2, 3).reshape(4, 30), u.transpose(2, 0, 3, 1)]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w)

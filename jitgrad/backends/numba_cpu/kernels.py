@@ -97,6 +97,65 @@ def _store_cast(v: Var, expr: str) -> str:
     return expr if v.dtype.name == "bool" else f"{_NP[v.dtype.name]}({expr})"
 
 
+def _transpose_source(plan: Plan, e):
+    """(eqns, stored buffer) when ``e`` copies a stored buffer through one permute (then
+    perhaps copies and reshapes, which keep the permuted order), else None."""
+    chain = [e]
+    while chain[-1].prim.name in ("reshape", "copy"):
+        p = plan.producer.get(chain[-1].inputs[0])
+        if p is None:
+            return None
+        chain.append(p)
+    if chain[-1].prim.name != "permute" or chain[-1].out.dtype is not e.out.dtype:
+        return None
+    m = chain[-1].inputs[0]
+    if m not in plan.materialized or m in plan.scalars or m.ndim < 2:
+        return None
+    return chain, m
+
+
+def _transpose_kernel(g: KernelGen, v: Var, chain: list, m: Var, parallel: bool) -> Kernel:
+    """A permuted copy of a stored buffer. Dims that stay adjacent and in order under the
+    permutation are merged, so the innermost loop runs over a contiguous run on both sides (an
+    NCHW <-> CNHW transpose moves whole H*W rows) instead of over the last dim alone."""
+    perm = chain[-1].kwargs["perm"]
+    g.covers.extend(chain)
+    body = _Body(g)
+    groups: list = []  # runs of m's dims, in the order the output visits them
+    for d in perm:
+        if groups and groups[-1][-1] + 1 == d:
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    hoist = g.hoisted
+
+    def product(dims):
+        terms = [g.vdim(m, d) for d in dims]
+        return hoist.temp(" * ".join(terms), "z") if len(terms) > 1 else terms[0] if terms else "1"
+
+    sizes = [product(run) for run in groups]
+    strides = [product(range(run[-1] + 1, m.ndim)) for run in groups]
+    src, dst = [], "0"
+    opened = 0
+    for j, (run, n) in enumerate(zip(groups, sizes)):
+        a = f"a{j}"
+        if numel(m.shape[d] for d in run) == 1:
+            body.emit(f"{a} = 0")
+        else:
+            rng = "prange" if parallel and opened == 0 else "range"
+            body.emit(f"for {a} in {rng}({n}):")
+            body.indent += 1
+            opened += 1
+        src.append(a if strides[j] == "1" else f"{a} * {strides[j]}")
+        dst = a if dst == "0" else f"({dst}) * {n} + {a}"
+    off = " + ".join(src)
+    g.loads_of.setdefault(m, set()).add(off)
+    body.emit(f"{g.buf(v)}[{dst}] = {g.buf(m)}[{off}]")
+    kernel = _finish(g, body.lines, parallel)
+    kernel.flat_index = dst
+    return kernel
+
+
 def map_kernel(plan: Plan, v: Var) -> Kernel:
     g = KernelGen(plan, "map", v)
     out = g.buf(v)
@@ -121,6 +180,9 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
         kernel = _finish(g, body.lines, parallel)
         kernel.flat_index = "i"
         return kernel
+    moved = _transpose_source(plan, e)
+    if moved is not None:
+        return _transpose_kernel(g, v, *moved, parallel)
     if e.prim.name == "reshape" and e.inputs[0].ndim > v.ndim:
         # A reshape that merges dims keeps every element's flat position: loop over the finer
         # input domain and store at its flat offset, so no index is unravelled (divisions by
