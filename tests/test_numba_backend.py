@@ -353,3 +353,34 @@ def test_stored_transposes_match_numpy():
     want += [a.transpose(1, 0, 2, 3).reshape(4, 30), u.transpose(2, 0, 3, 1)]
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g.numpy(), w)
+
+
+def test_gathers_wrap_negative_indices_and_reject_out_of_range_ones():
+    # compiled loops do not bounds-check: the host checks gather indices that come from the
+    # arguments before each call, and a failed call changes nothing
+    jg.manual_seed(0)
+    table = nn.Parameter(jg.randn(5, 3))
+    opt = optim.SGD([table], lr=0.1)
+
+    @jg.compile(backend="numba")
+    def step(idx):
+        opt.zero_grad()
+        loss = table[idx].sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    idx = jg.tensor([0, 4, 4, 1])
+    step(idx)
+    before = table.detach().numpy().copy()
+    rows = np.array([-1, 2, -5, 2])
+    loss = step(jg.tensor(rows))
+    np.testing.assert_allclose(loss.numpy(), before[rows].sum(), rtol=1e-5)
+    counts = np.bincount(rows % 5, minlength=5)[:, None]
+    np.testing.assert_allclose(table.detach().numpy(), before - 0.1 * counts, atol=1e-6)
+    kept = table.detach().numpy().copy()
+    with pytest.raises(IndexError, match="index out of range in self: index 5 is outside"):
+        step(jg.tensor([1, 5, 0, 2]))
+    with pytest.raises(IndexError, match="index -6"):
+        step(jg.tensor([1, -6, 0, 2]))
+    np.testing.assert_array_equal(table.detach().numpy(), kept)

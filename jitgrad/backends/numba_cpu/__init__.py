@@ -34,6 +34,7 @@ class Executable:
         plan = Plan(tape)
         order = [e.out for e in tape.eqns if e.out in plan.materialized]
         self.kernels = schedule(plan, order)
+        self.index_checks = _index_checks(tape)
         self._layout(plan)
         self._load()
         self._prepare_call()
@@ -198,9 +199,13 @@ class Executable:
         when it differs) and, when C-contiguous, becomes the one kept."""
         ns["_drv"], ns["_tail"] = self.driver, self._args_tail
         ns["_bind"] = functools.partial(_bind, ns)
+        ns["_check_index"] = _check_index
+        checked = dict(self.index_checks)
         lines = []
         for i, f in enumerate(fetch):
             lines.append(f"    a{i} = {f}")
+            if i in checked:
+                lines.append(f"    _check_index(a{i}, {checked[i]})")
             if i in stable:
                 ns[f"_d{i}"], ns[f"_m{i}"], ns[f"_f{i}"] = None, stable[i], None
                 lines += [
@@ -238,6 +243,8 @@ class Executable:
         return lines, [expr(p) for p in outs], [expr(p) for p in writes]
 
     def __call__(self, inputs: list):
+        for i, n in self.index_checks:
+            _check_index(inputs[i], n)
         flats = []
         copied = None
         for a in inputs:
@@ -303,6 +310,36 @@ _GLOBAL_NAMES = {
 _NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
 _DIMS = re.compile(r"\bdims\[(\d+)\]")
 _CONSTS = re.compile(r"\bconsts\[(\d+)\]")
+
+
+def _index_checks(tape: Tape) -> list:
+    """(input position, axis size) for each input that a gather indexes with: compiled loops do
+    not check bounds, so the host checks those indices before every call. (Indices built in the
+    tape from constants were checked when traced; computed ones are in range by construction.)"""
+    producer = {e.out: e for e in tape.eqns}
+    position = {v: i for i, v in enumerate(tape.inputs)}
+    checks: dict = {}
+    for e in tape.eqns:
+        if e.prim.name not in ("take", "scatter_add"):
+            continue
+        v = e.inputs[1]
+        while v in producer and producer[v].prim.name in ("reshape", "expand", "permute"):
+            v = producer[v].inputs[0]  # views that keep every element
+        if v in position:
+            n = e.inputs[0].shape[e.kwargs["axis"]]
+            i = position[v]
+            checks[i] = min(n, checks.get(i, n))
+    return sorted(checks.items())
+
+
+def _check_index(a: np.ndarray, n: int) -> None:
+    if a.size and (a.min() < -n or a.max() >= n):
+        bad = a[(a < -n) | (a >= n)].flat[0]
+        raise IndexError(
+            f"index out of range in self: index {int(bad)} is outside [-{n}, {n}) for a gather "
+            f"over a dimension of size {n} in a compiled call; check the indices (labels, "
+            "token ids) against the size of what they index."
+        )
 
 
 def _bind(ns: dict, i: int, a: np.ndarray):

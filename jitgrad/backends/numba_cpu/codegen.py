@@ -349,11 +349,21 @@ class KernelGen:
             index = e.inputs[1]
             r = index.ndim
             pos = self.load(index, tuple(idx[axis : axis + r]), body)
+            pos = self.wrap_index(index, pos, self.vdim(x, axis), body)
             src = tuple(idx[:axis]) + (pos,) + tuple(idx[axis + r :])
             return self.load(x, src, body)
         if name == "rand":
             return self._rand(e, self.ravel(e.out, idx), body)
         raise NotImplementedError(f"numba backend: no inline rule for {name}")
+
+    def wrap_index(self, index: Var, pos: str, n: str, body: _Body) -> str:
+        """A gathered position as np.take reads it: negative ones count from the end. (Bounds
+        are checked before the call: see ``_index_checks``.) Constant indices that are all
+        non-negative need nothing."""
+        const = self.plan.tape.consts.get(index)
+        if const is not None and (const >= 0).all():
+            return pos
+        return body.temp(f"({pos} + {n} if {pos} < 0 else {pos})", "w")
 
     def _reshape_index(self, x: Var, out: Var, idx: tuple, body: _Body) -> tuple:
         # unit dims inserted or removed: a direct mapping; anything else goes through the

@@ -367,7 +367,7 @@ def scatter_kernel(plan: Plan, v: Var) -> Kernel:
     b = _Body(g)
     b.indent = body.indent
     r = index.ndim
-    pos = g.load(index, sidx[axis : axis + r], b)
+    pos = g.wrap_index(index, g.load(index, sidx[axis : axis + r], b), g.vdim(v, axis), b)
     val = g.load(src, sidx, b)
     body.lines.extend(b.lines)
     target = sidx[:axis] + (pos,) + sidx[axis + r :]
