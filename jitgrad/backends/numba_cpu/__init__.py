@@ -91,16 +91,23 @@ class Executable:
             names[v] = f"f{i}"
             lines.append(f"    f{i} = np.empty(D[{len(dims)}], np.{v.dtype.np.name})")
             dims.append(numel(v.shape))
+        shared: dict = {}  # a size's key -> its driver local, read from D once per call
         for j, k in enumerate(self.kernels):
-            a, c = len(dims), len(consts)  # where this kernel's sizes and constants start
-            dims += k.dims
+            c = len(consts)  # where this kernel's constants start
             consts += k.consts
             # no sizes in the source: a new batch size must reuse the compiled code
             lines.append(
                 f"    # kernel {j}: {k.kind} -> {k.root} ({k.root.dtype.name}, rank {k.root.ndim})"
             )
             bufs = {f"b{i}": names[x] for i, x in enumerate(k.buffers)}
-            lines += inline_body(k.body, f"k{j}_", bufs, a, c)
+            for i, key in enumerate(k.dim_keys):
+                if key not in shared:
+                    shared[key] = f"d{len(shared)}"
+                    lines.append(f"    {shared[key]} = D[{len(dims)}]")
+                    dims.append(k.dims[i])
+                bufs[f"n{i}"] = shared[key]
+            body = [line for line in k.body if not _DIM_LOAD.fullmatch(line.strip())]
+            lines += inline_body(body, f"k{j}_", bufs, None, c)
         ret = ", ".join(names[v] for v in fresh)
         lines.append(f"    return ({ret}{',' if len(fresh) == 1 else ''})")
         self.dims = np.array(dims, dtype=np.int64)
@@ -309,6 +316,7 @@ _GLOBAL_NAMES = {
 
 _NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
 _DIMS = re.compile(r"\bdims\[(\d+)\]")
+_DIM_LOAD = re.compile(r"n(\d+) = dims\[\1\]")
 _CONSTS = re.compile(r"\bconsts\[(\d+)\]")
 
 
@@ -354,17 +362,14 @@ def _bind(ns: dict, i: int, a: np.ndarray):
     return ns[f"_f{i}"]
 
 
-def inline_body(lines: list, prefix: str, buffers: dict, dims_at: int, consts_at: int) -> list:
-    """A kernel's body for pasting into the driver: buffer arguments renamed to the driver's
-    buffers, ``dims[i]``/``consts[i]`` read from the driver's ``D``/``C`` at the kernel's
-    offsets, and every local name prefixed (attributes and globals kept)."""
-    lines = [
-        _CONSTS.sub(
-            lambda m: f"C[{consts_at + int(m.group(1))}]",
-            _DIMS.sub(lambda m: f"D[{dims_at + int(m.group(1))}]", line),
-        )
-        for line in lines
-    ]
+def inline_body(lines: list, prefix: str, buffers: dict, dims_at, consts_at: int) -> list:
+    """A kernel's body for pasting into the driver: buffer arguments (and any other names in
+    ``buffers``) renamed to the driver's, ``consts[i]`` (and ``dims[i]``, unless ``dims_at`` is
+    None) read from the driver's ``C`` (``D``) at the kernel's offsets, and every other local
+    name prefixed (attributes and globals kept)."""
+    lines = [_CONSTS.sub(lambda m: f"C[{consts_at + int(m.group(1))}]", line) for line in lines]
+    if dims_at is not None:
+        lines = [_DIMS.sub(lambda m: f"D[{dims_at + int(m.group(1))}]", line) for line in lines]
     import jitgrad.backends.numba_cpu.runtime as rt
 
     keep = _GLOBAL_NAMES | set(keyword.kwlist) | {n for n in dir(rt) if not n.startswith("_")}

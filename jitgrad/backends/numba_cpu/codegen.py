@@ -97,6 +97,7 @@ class Kernel:
     parallel: bool = False
     roots: list = field(default_factory=list)  # every value it stores (a group has several)
     member_loads: dict = field(default_factory=dict)  # root -> {buffer Var: offsets}
+    dim_keys: list = field(default_factory=list)  # what each entry of ``dims`` is
 
 
 class _Body:
@@ -141,6 +142,7 @@ class KernelGen:
         self.buf_names: dict = {}
         self.dim_slots: dict = {}
         self.dims: list = []
+        self.dim_keys: list = []  # what each dims slot is (shared by kernels of one driver)
         self.consts: list = []
         self.const_slots: dict = {}
         self.prologue: list = []
@@ -178,6 +180,7 @@ class KernelGen:
             self.dim_slots[key] = name
             self.prologue.append(f"{name} = dims[{len(self.dims)}]")
             self.dims.append(int(value))
+            self.dim_keys.append(key)
         return name
 
     def vdim(self, v: Var, k: int) -> str:

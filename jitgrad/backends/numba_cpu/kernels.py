@@ -68,6 +68,7 @@ def _finish(g: KernelGen, body_lines: list, parallel: bool) -> Kernel:
         loads=g.loads_of,
     )
     kernel.body = ["    " + p for p in g.prologue] + body_lines
+    kernel.dim_keys = list(g.dim_keys)
     kernel.parallel = parallel
     kernel.roots = [g.root]
     return kernel
