@@ -429,14 +429,8 @@ class Tensor:
                 "Only Tensors created explicitly by the user (graph leaves) support the deepcopy "
                 "protocol at the moment. Call .detach() first to copy its value."
             )
-        t = type(self).__new__(type(self))
+        t = type(self)._wrap(np.array(self._data, copy=True), requires_grad=self._requires_grad)
         memo[id(self)] = t
-        t._data = np.array(self._data, copy=True)
-        t._grad = t._grad_fn = t._acc = t._base = t._hooks = None
-        t._output_nr = 0
-        t._retains_grad = False
-        t._vc = [0]
-        t._requires_grad = self._requires_grad
         if self._grad is not None:
             t._grad = copy.deepcopy(self._grad, memo)
         return t

@@ -144,13 +144,7 @@ def test_values_match_torch():
 
     def torch_run(make, lrs, n):
         ps = [{"params": [torch.zeros(2, requires_grad=True)], "lr": lr} for lr in lrs]
-        sched = make(torch.optim.SGD(ps), TL)
-        out = [sched.get_last_lr()]
-        for _ in range(n):
-            sched.optimizer.step()
-            sched.step()
-            out.append(sched.get_last_lr())
-        return np.array(out)
+        return _run(make(torch.optim.SGD(ps), TL), n)  # the same epoch loop on torch's classes
 
     cases = [
         lambda opt, M: M.StepLR(opt, step_size=3, gamma=0.3),

@@ -191,15 +191,10 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
         x = e.inputs[0]
         g.covers.append(e)
         idx = tuple(_loops(g, v, x, range(x.ndim), body, parallel))
-        val = g.load(x, idx, body)
-        off = g.ravel(x, idx)
-        body.emit(f"{out}[{off}] = {val}")
-        kernel = _finish(g, body.lines, parallel)
-        kernel.flat_index = off
-        return kernel
-    idx = tuple(_loops(g, v, v, range(v.ndim), body, parallel))
-    val = g.expr(e, idx, body)
-    off = g.ravel(v, idx)
+        val, off = g.load(x, idx, body), g.ravel(x, idx)
+    else:
+        idx = tuple(_loops(g, v, v, range(v.ndim), body, parallel))
+        val, off = g.expr(e, idx, body), g.ravel(v, idx)
     body.emit(f"{out}[{off}] = {val}")
     kernel = _finish(g, body.lines, parallel)
     kernel.flat_index = off
