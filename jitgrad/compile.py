@@ -35,6 +35,7 @@ from .compile_host import (
     _make_runner,
     _result,
     _unflatten,
+    guard_check,
 )
 from .ir import passes
 from .ir.tape import Binding, Tape
@@ -88,24 +89,7 @@ class _Entry:
         self.n_outputs = 0  # user outputs; an inside-mode forward returns residuals after them
         self.fetch = None  # the input bindings in order (filled on first run)
         self.runner = None  # generated straight-line host code for a whole-step call
-
-    def guards_hold(self) -> bool:
-        for kind, t, meta in self.guards:
-            if kind == "capture":
-                if t._data.shape != meta[0] or t._data.dtype != meta[1]:
-                    return False
-            elif kind == "grad_none":
-                if t._grad is not None:
-                    return False
-            elif kind == "option":
-                name, value = meta
-                if t.get(name) != value:
-                    return False
-            elif kind == "grad_like":
-                g = t._grad
-                if g is None or g._data.shape != t._data.shape:
-                    return False
-        return True
+        self.guards_hold = guard_check(guards)  # () -> bool
 
 
 def _collect_names(fn, args=()) -> dict:

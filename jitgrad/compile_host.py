@@ -105,7 +105,8 @@ MISS = object()  # what a runner returns when a guard fails: try the next entry,
 
 
 def _guard_source(i: int, guard, ns: dict) -> str:
-    """A condition that holds when the guard does (the expression of ``_Entry.guards_hold``)."""
+    """A condition that holds when the guard does: the one definition of what each kind of
+    guard checks, for runners and for ``guard_check``."""
     kind, t, meta = guard
     ns[f"_g{i}"] = t
     if kind == "capture":
@@ -119,6 +120,14 @@ def _guard_source(i: int, guard, ns: dict) -> str:
         ns[f"_o{i}"] = meta[1]
         return f"_g{i}.get({meta[0]!r}) == _o{i}"
     raise ValueError(f"unknown guard kind {kind!r}")
+
+
+def guard_check(guards: list):
+    """A function of no arguments telling whether all ``guards`` hold."""
+    ns: dict = {}
+    conds = [_guard_source(i, g, ns) for i, g in enumerate(guards)] or ["True"]
+    exec(f"def check():\n    return {' and '.join(conds)}\n", ns)  # noqa: S102
+    return ns["check"]
 
 
 def _make_runner(entry, slow):
