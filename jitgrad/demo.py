@@ -29,7 +29,6 @@ MODELS = ("mlp", "cnn")
 N_CLASSES = 10
 IMAGE = 8  # the digits are 8x8 pixels
 TEST_FRACTION = 0.25
-TIMING_STEPS = 30  # steps timed per engine for the time-per-step report
 
 
 def build_model(lib: ModuleType, kind: str) -> Any:
@@ -114,15 +113,10 @@ def accuracy(model: Any, x: jg.Tensor, y: jg.Tensor) -> float:
 
 
 # -- timing -------------------------------------------------------------------------------------
-def _seconds_per_step(run, steps: int = TIMING_STEPS) -> float:
-    run()  # warm up
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            run()
-        best = min(best, (time.perf_counter() - t0) / steps)
-    return best
+def _seconds_per_step(run) -> float:
+    from .bench import time_call  # the benchmarks' timer (bench imports this module)
+
+    return time_call(run, repeat=3)
 
 
 def _time_torch(kind: str, batch: int, lr: float) -> float | None:
