@@ -7,6 +7,7 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
+from test_compile import _make_step
 
 import jitgrad as jg
 import jitgrad.nn as nn
@@ -175,15 +176,7 @@ def test_partial_last_batch_retraces_once_without_recompiling(tmp_path, monkeypa
     jg.manual_seed(0)
     model = nn.Linear(3, 2)
     opt = optim.SGD(model.parameters(), lr=0.1)
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.mse_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    step = jg.compile(step, backend="numba")
+    step = jg.compile(_make_step(model, opt, F.mse_loss), backend="numba")
     dl = DataLoader(TensorDataset(jg.randn(10, 3), jg.randn(10, 2)), batch_size=4, shuffle=True)
     for x, y in dl:  # sizes 4, 4, 2
         step(x, y)
