@@ -71,6 +71,13 @@ def _cast_text(np_name: str, text: str) -> str:
     return f"{np_name}({text})"
 
 
+def at(buf: str, off: str) -> str:
+    """``buf[off]`` with the offset cast to unsigned. A signed index gets a wraparound test
+    (negative counts from the end) on every access, and that test keeps LLVM from vectorizing
+    the loop; generated offsets are never negative (gathers wrap theirs explicitly)."""
+    return f"{buf}[{off}]" if off.isdigit() else f"{buf}[u64({off})]"
+
+
 def numel(shape) -> int:
     n = 1
     for s in shape:
@@ -243,7 +250,7 @@ class KernelGen:
         if v in plan.materialized:
             off = idx.i if isinstance(idx, Flat) else self.ravel(v, idx)
             self.loads_of.setdefault(v, set()).add(off)
-            return body.temp(f"{self.buf(v)}[{off}]", "x")
+            return body.temp(at(self.buf(v), off), "x")
         return self.expr(plan.producer[v], idx, body)
 
     def expr(self, e, idx, body: _Body) -> str:

@@ -13,6 +13,7 @@ from .codegen import (
     KernelGen,
     Plan,
     _Body,
+    at,
     numel,
 )
 
@@ -151,7 +152,7 @@ def _transpose_kernel(g: KernelGen, v: Var, chain: list, m: Var, parallel: bool)
         dst = a if dst == "0" else f"({dst}) * {n} + {a}"
     off = " + ".join(src)
     g.loads_of.setdefault(m, set()).add(off)
-    body.emit(f"{g.buf(v)}[{dst}] = {g.buf(m)}[{off}]")
+    body.emit(f"{at(g.buf(v), dst)} = {at(g.buf(m), off)}")
     kernel = _finish(g, body.lines, parallel)
     kernel.flat_index = dst
     return kernel
@@ -177,7 +178,7 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
         body.emit(f"for i in {'prange' if parallel else 'range'}({n}):")
         body.indent += 1
         val = g.expr(e, Flat("i"), body)
-        body.emit(f"{out}[i] = {val}")
+        body.emit(f"{at(out, 'i')} = {val}")
         kernel = _finish(g, body.lines, parallel)
         kernel.flat_index = "i"
         return kernel
@@ -195,7 +196,7 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
     else:
         idx = tuple(_loops(g, v, v, range(v.ndim), body, parallel))
         val, off = g.expr(e, idx, body), g.ravel(v, idx)
-    body.emit(f"{out}[{off}] = {val}")
+    body.emit(f"{at(out, off)} = {val}")
     kernel = _finish(g, body.lines, parallel)
     kernel.flat_index = off
     return kernel
@@ -265,25 +266,25 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
             body.emit(_vec("acc = math.log(acc) + m"))
         off = _ravel_kept(g, x, kept, [full[k] for k in kept]) if kept else "0"
         result = "best" if name == "argmax" else "acc"
-        body.emit(f"{out}[{off}] = {_store_cast(v, result)}")
+        body.emit(f"{at(out, off)} = {_store_cast(v, result)}")
         return _finish(g, body.lines, parallel)
     # columns: the innermost axis is kept, so accumulate rows of an output-sized buffer
     n_out = g.dim(("numel", v), numel(v.shape))
     init = f"{acc_t}(0)" if name == "sum" else _lowest(x)
     body.emit(f"acc = np.empty({n_out}, {acc_t})")
     body.emit(f"for j in range({n_out}):")
-    body.emit(f"    acc[j] = {init}")
+    body.emit(f"    {at('acc', 'j')} = {init}")
     idx = tuple(_loops(g, v, x, range(x.ndim), body, False))
     val = inner(body, idx)
     off = body.temp(_ravel_kept(g, x, kept, [idx[k] for k in kept]), "o")
     if name == "sum":
-        body.emit(f"acc[{off}] += {val}")
+        body.emit(f"{at('acc', off)} += {val}")
     else:
-        body.emit(f"a = acc[{off}]")
-        body.emit(f"acc[{off}] = a if (a != a or a >= {val}) else {acc_t}({val})")
+        body.emit(f"a = {at('acc', off)}")
+        body.emit(f"{at('acc', off)} = a if (a != a or a >= {val}) else {acc_t}({val})")
     body.indent = 1
     body.emit(f"for j in range({n_out}):")
-    body.emit(f"    {out}[j] = {_store_cast(v, 'acc[j]')}")
+    body.emit(f"    {at(out, 'j')} = {_store_cast(v, at('acc', 'j'))}")
     return _finish(g, body.lines, False)
 
 
@@ -354,7 +355,7 @@ def scatter_kernel(plan: Plan, v: Var) -> Kernel:
     b.indent = body.indent
     val = g.load(x, idx, b)
     body.lines.extend(b.lines)
-    body.emit(f"{out}[{g.ravel(v, idx)}] = {val}")
+    body.emit(f"{at(out, g.ravel(v, idx))} = {val}")
     body.indent = 1
     sidx = tuple(f"j{k}" for k in range(src.ndim))
     for k in range(src.ndim):
@@ -367,7 +368,7 @@ def scatter_kernel(plan: Plan, v: Var) -> Kernel:
     val = g.load(src, sidx, b)
     body.lines.extend(b.lines)
     target = sidx[:axis] + (pos,) + sidx[axis + r :]
-    body.emit(f"{out}[{g.ravel(v, target)}] += {val}")
+    body.emit(f"{at(out, g.ravel(v, target))} += {val}")
     return _finish(g, body.lines, False)
 
 
@@ -398,7 +399,7 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
             body.emit(f"{accs[r]} += {val}")
         else:
             val = g.expr(e, Flat("i"), body)
-            body.emit(f"{g.buf_names[r]}[i] = {val}")
+            body.emit(f"{at(g.buf_names[r], 'i')} = {val}")
             g.stored[r] = ("i", val)
         member_loads[r] = {k: s - before.get(k, set()) for k, s in g.loads_of.items()}
     body.indent = 1

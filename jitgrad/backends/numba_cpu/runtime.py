@@ -9,6 +9,9 @@ from numba.extending import get_cython_function_address
 
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
 
+# the cast generated kernels put on buffer offsets (see codegen.at)
+u64 = types.uint64
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _COUNTER_MUL = np.uint64(0xD1B54A32D192ED03)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
