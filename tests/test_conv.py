@@ -213,6 +213,13 @@ def test_max_pool_dilation_integers_unbatched_and_indices():
     assert F.max_pool2d(_t(tie), 2, return_indices=True)[1].item() == 0  # the first of a tie
 
 
+def test_max_pool_gradient_goes_to_the_first_maximum_of_a_tie():
+    # as PyTorch: the whole gradient of a window goes to its first maximum, none to the others
+    x = jg.tensor([[[[1.0, 3.0, 2.0, 2.0], [3.0, 0.0, 2.0, 2.0]]]], requires_grad=True)
+    F.max_pool2d(x, 2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[[[0, 1, 1, 0], [0, 0, 0, 0]]]])
+
+
 # -- gradients -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "cfg",
@@ -384,8 +391,8 @@ def test_numba_conv_pool_forward_backward_match_interpreter(tmp_path, monkeypatc
         for p in params:
             p.grad = None
         y = F.relu(conv(x))
-        big = F.max_pool2d(y, 3, stride=2, padding=1, ceil_mode=True)  # gathered windows
-        y = F.max_pool2d(y, 2) + big[:, :, :2, 1:]  # 2x2: strided slices
+        big = F.max_pool2d(y, 3, stride=2, padding=1, ceil_mode=True)
+        y = F.max_pool2d(y, 2) + big[:, :, :2, 1:]
         z = F.avg_pool2d(y, 3, stride=1, padding=1, count_include_pad=False)
         loss = (z * z).sum() + conv2(y).sum()
         loss.backward()

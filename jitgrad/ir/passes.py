@@ -201,8 +201,29 @@ def simplify(tape: Tape) -> Tape:
     return dce(_substitute(tape, kept, mapping))
 
 
+def broadcast_uniform_constants(tape: Tape) -> Tape:
+    """A constant array whose elements are all equal (the zeros a gradient is scattered into,
+    say) becomes a scalar constant expanded: backends read the scalar instead of the array."""
+    from ..ops.registry import PRIMS  # (the IR does not import ops at module level)
+
+    ids = [v.id for v in tape.inputs] + [v.id for v in tape.consts] + [e.out.id for e in tape.eqns]
+    fresh = max(ids, default=-1) + 1
+    consts, head = {}, []
+    for v, arr in tape.consts.items():
+        if arr.ndim == 0 or arr.size <= 1 or not np.all(arr == arr.flat[0]):
+            consts[v] = arr
+            continue
+        scalar = Var(fresh, (), v.dtype)
+        fresh += 1
+        consts[scalar] = np.array(arr.flat[0], dtype=arr.dtype)
+        head.append(Eqn(PRIMS["expand"], (scalar,), (("shape", tuple(v.shape)),), v))
+    if not head:
+        return tape
+    return tape.copy(eqns=head + list(tape.eqns), consts=consts)
+
+
 # simplify runs twice: its rewrites (a transposed product) open up others (permute of permute)
-DEFAULT_PASSES = (fold_constants, simplify, simplify, cse, dce)
+DEFAULT_PASSES = (fold_constants, simplify, simplify, broadcast_uniform_constants, cse, dce)
 
 
 def optimize(tape: Tape, passes=DEFAULT_PASSES) -> Tape:

@@ -141,30 +141,39 @@ def max_pool2d(
 ):
     """Max over each window of (N, C, H, W) or (C, H, W) ``input``, as PyTorch's; padding
     never wins. With ``return_indices`` also the flat (h * W + w) position of each maximum (the
-    first one on ties, like PyTorch). NOTE: the gradient of a tie is shared evenly among the
-    tied elements (PyTorch gives it all to one)."""
+    first one on ties, like PyTorch, which is also the element that gets the gradient)."""
     x, unbatched = _batched(input, "max_pool2d", conv=False)
     if x.dtype is dtypes.bool_:
         raise RuntimeError("\"max_pool2d\" not implemented for 'Bool'; convert the input first.")
     geometry = _pool_geometry(x, "max_pool2d", kernel_size, stride, padding, dilation, ceil_mode)
-    n, c = x.shape[:2]
+    n, c, h, w = x.shape
     oh, ow = geometry[3]
     lowest = -math.inf if x.dtype.is_floating_point else int(np.iinfo(x.dtype.np).min)
-    if _by_slices(geometry):
-        out = functools.reduce(_F.maximum, _taps(x, geometry, lowest))
-    else:
-        out = _F.reshape(_F.amax(_pool_windows(x, geometry, lowest), 3), (n, c, oh, ow))
+    # The first maximum of each window (as PyTorch picks it), then one gather of those elements:
+    # the gradient goes to that element alone, as PyTorch's does, and is a scatter of one value
+    # per window rather than a comparison per window element.
+    length, taps = oh * ow, geometry[0][0] * geometry[0][1]
+    k = _F.argmax(_pool_windows(x, geometry, lowest), 3)
+    at = _F.add(k, Tensor._wrap(np.arange(length, dtype=np.int64) * taps))
+    table = Tensor._wrap(_argmax_table((h, w), geometry))
+    position = apply(_P.take_p, (table, at), {"axis": 0})  # (N, C, OH*OW), within the plane
+    planes = Tensor._wrap(_plane_starts(n * c, h * w).reshape(n, c, 1))
+    flat = _F.reshape(_F.add(position, planes), (n * c * length,))
+    out = apply(_P.take_p, (_F.reshape(x, (n * c * h * w,)), flat), {"axis": 0})
+    out = _F.reshape(out, (n, c, oh, ow))
     if unbatched:
         out = _F.squeeze(out, 0)
     if not return_indices:
         return out
-    # the first maximum of each window (as PyTorch reports it), from the gathered windows
-    length, taps = oh * ow, geometry[0][0] * geometry[0][1]
-    k = _F.argmax(_pool_windows(x, geometry, lowest), 3)
-    at = _F.add(k, Tensor._wrap(np.arange(length, dtype=np.int64) * taps))
-    table = Tensor._wrap(_argmax_table(tuple(x.shape[2:]), geometry))
-    indices = _F.reshape(apply(_P.take_p, (table, at), {"axis": 0}), (n, c, oh, ow))
+    indices = _F.reshape(position, (n, c, oh, ow))
     return out, (_F.squeeze(indices, 0) if unbatched else indices)
+
+
+@lru_cache(maxsize=128)
+def _plane_starts(planes: int, size: int) -> np.ndarray:
+    starts = np.arange(planes, dtype=np.int64) * size
+    starts.flags.writeable = False
+    return starts
 
 
 @lru_cache(maxsize=128)

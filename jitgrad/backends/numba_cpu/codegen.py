@@ -452,20 +452,11 @@ class Plan:
             if e.prim.name == "take":
                 # likewise a gather (im2col reads every element once per kernel tap): store the
                 # computed values under its movement ops
-                stack = [e.inputs[0]]
-                while stack:
-                    src = stack.pop()
-                    if src in self.scalars or src not in self.producer:
-                        continue
-                    p = self.producer[src]
-                    if p.prim.kind != "movement":
-                        must.add(src)
-                    elif p.prim.name == "reshape" and self._is_view(p.inputs[0]):
-                        # a reshape merging dims of a view (e.g. a transpose) would unravel
-                        # every gathered position with divisions: store it once, in order
-                        must.add(src)
-                    else:
-                        stack.extend(p.inputs)
+                self._store_below_views(e.inputs[0], must)
+            if e.prim.name in ("take", "scatter_add"):
+                # a computed index is read once per element moved, and computing it usually
+                # takes gathers or divisions of its own (e.g. max pooling's argmax positions)
+                self._store_below_views(e.inputs[1], must)
         # A value read by several kernels is recomputed in each (loops are memory-bound, so
         # recomputing beats a store and reloads) unless it is expensive.
         for e in tape.eqns:
@@ -480,6 +471,23 @@ class Plan:
                 for x in e.inputs:
                     if not self._matmul_operand_ok(x):
                         self.materialized.add(x)
+
+    def _store_below_views(self, v: Var, must: set) -> None:
+        """Add to ``must`` the computed values that ``v`` is a view (movement ops) of."""
+        stack = [v]
+        while stack:
+            src = stack.pop()
+            if src in self.scalars or src not in self.producer:
+                continue
+            p = self.producer[src]
+            if p.prim.kind != "movement":
+                must.add(src)
+            elif p.prim.name == "reshape" and self._is_view(p.inputs[0]):
+                # a reshape merging dims of a view (e.g. a transpose) would unravel every
+                # gathered position with divisions: store it once, in order
+                must.add(src)
+            else:
+                stack.extend(p.inputs)
 
     def _is_view(self, x: Var) -> bool:
         p = self.producer.get(x)

@@ -357,15 +357,29 @@ def scatter_kernel(plan: Plan, v: Var) -> Kernel:
     body.lines.extend(b.lines)
     body.emit(f"{at(out, g.ravel(v, idx))} = {val}")
     body.indent = 1
-    sidx = tuple(f"j{k}" for k in range(src.ndim))
-    for k in range(src.ndim):
-        body.emit(f"for j{k} in range({g.vdim(src, k)}):")
-        body.indent += 1
     b = _Body(g)
-    b.indent = body.indent
     r = index.ndim
+    merged = plan.producer.get(src)
+    if src.ndim == 1 and src not in plan.materialized and merged.prim.name == "reshape":
+        # a flat source merging the dims of a view (e.g. a transpose): loop over the view's
+        # dims, so its elements are read without unravelling the flat position
+        y = merged.inputs[0]
+        g.covers.append(merged)
+        fine = tuple(f"j{k}" for k in range(y.ndim))
+        for k in range(y.ndim):
+            body.emit(f"for j{k} in range({g.vdim(y, k)}):")
+            body.indent += 1
+        b.indent = body.indent
+        sidx = (b.temp(g.ravel(y, fine), "flat"),)
+        val = g.load(y, fine, b)
+    else:
+        sidx = tuple(f"j{k}" for k in range(src.ndim))
+        for k in range(src.ndim):
+            body.emit(f"for j{k} in range({g.vdim(src, k)}):")
+            body.indent += 1
+        b.indent = body.indent
+        val = g.load(src, sidx, b)
     pos = g.wrap_index(index, g.load(index, sidx[axis : axis + r], b), g.vdim(v, axis), b)
-    val = g.load(src, sidx, b)
     body.lines.extend(b.lines)
     target = sidx[:axis] + (pos,) + sidx[axis + r :]
     body.emit(f"{at(out, g.ravel(v, target))} += {val}")
