@@ -89,7 +89,7 @@ class _Entry:
         self.n_outputs = 0  # user outputs; an inside-mode forward returns residuals after them
         self.fetch = None  # the input bindings in order (filled on first run)
         self.runner = None  # generated straight-line host code for a whole-step call
-        self.guards_hold = guard_check(guards)  # () -> bool
+        self.guards_hold = guard_check(guards)  # (leaves) -> bool
 
 
 def _collect_names(fn, args=()) -> dict:
@@ -192,7 +192,7 @@ class CompiledFunction:
                 if out is not MISS:
                     self.stats.cache_hits += 1
                     return out
-            elif entry.guards_hold():
+            elif entry.guards_hold(leaves):
                 self.stats.cache_hits += 1
                 return self._run(entry, leaves)
         return self._trace_and_call(key, tree, leaves, args, kwargs)
@@ -502,7 +502,7 @@ class CompiledFunction:
         tree = _flatten((args, kwargs), leaves)
         key = (tree, tuple(_leaf_key(x) for x in leaves), STATE.grad_enabled)
         for entry in self._cache.get(key, ()):
-            if entry.guards_hold():
+            if entry.guards_hold(leaves):
                 return entry
         raise RuntimeError(
             f"{self.name} has not been traced for these arguments yet: call it once first "

@@ -81,7 +81,8 @@ def _fetch(binding: Binding, leaves: list):
     if kind == "hyper":
         return np.asarray(binding.ref(), dtype=np.float64)
     if kind == "grad":
-        return binding.ref._grad._data
+        leaf = binding.ref if binding.key is None else leaves[binding.key]
+        return leaf._grad._data
     raise AssertionError(f"cannot fetch a {kind} input")
 
 
@@ -108,14 +109,18 @@ def _guard_source(i: int, guard, ns: dict) -> str:
     """A condition that holds when the guard does: the one definition of what each kind of
     guard checks, for runners and for ``guard_check``."""
     kind, t, meta = guard
-    ns[f"_g{i}"] = t
+    if meta == "arg":  # a .grad guard on whichever tensor this call passes at position t
+        g = f"leaves[{t}]"
+    else:
+        g = f"_g{i}"
+        ns[g] = t
     if kind == "capture":
         ns[f"_m{i}"] = meta
         return f"(_g{i}._data.shape, _g{i}._data.dtype) == _m{i}"
     if kind == "grad_none":
-        return f"_g{i}._grad is None"
+        return f"{g}._grad is None"
     if kind == "grad_like":
-        return f"_g{i}._grad is not None and _g{i}._grad._data.shape == _g{i}._data.shape"
+        return f"{g}._grad is not None and {g}._grad._data.shape == {g}._data.shape"
     if kind == "option":
         ns[f"_o{i}"] = meta[1]
         return f"_g{i}.get({meta[0]!r}) == _o{i}"
@@ -123,10 +128,10 @@ def _guard_source(i: int, guard, ns: dict) -> str:
 
 
 def guard_check(guards: list):
-    """A function of no arguments telling whether all ``guards`` hold."""
+    """A function of the call's leaves telling whether all ``guards`` hold."""
     ns: dict = {}
     conds = [_guard_source(i, g, ns) for i, g in enumerate(guards)] or ["True"]
-    exec(f"def check():\n    return {' and '.join(conds)}\n", ns)  # noqa: S102
+    exec(f"def check(leaves):\n    return {' and '.join(conds)}\n", ns)  # noqa: S102
     return ns["check"]
 
 
@@ -164,6 +169,8 @@ def _make_runner(entry, slow):
             ns[f"_c{j}"] = b.ref
             fetch.append(f"_c{j}._data")
             stable[j] = (tuple(v.shape), v.dtype.np)
+        elif b.kind == "grad" and b.key is not None:
+            fetch.append(f"leaves[{b.key}]._grad._data")
         elif b.kind == "grad":
             ns[f"_c{j}"] = b.ref
             fetch.append(f"_c{j}._grad._data")
@@ -195,10 +202,11 @@ def _make_runner(entry, slow):
         ns[f"_w{w}"] = b.ref
         value = write_exprs[w]
         if b.kind == "grad":
+            leaf = f"_w{w}" if b.key is None else f"leaves[{b.key}]"
             if value in own:
-                lines.append(f"    _w{w}._grad = _result({value})")
+                lines.append(f"    {leaf}._grad = _result({value})")
             else:
-                lines.append(f"    _grad_write(_w{w}, {value}, given)")
+                lines.append(f"    _grad_write({leaf}, {value}, given)")
             continue
         target = f"leaves[{b.key}]" if b.kind == "arg" else f"_w{w}"
         if value != "_IN_PLACE":
@@ -247,7 +255,7 @@ def _apply_writes(writes, values, leaves) -> None:
             binding.ref._vc[0] += 1
             continue
         if kind == "grad":
-            leaf = binding.ref
+            leaf = binding.ref if binding.key is None else leaves[binding.key]
             if arr is None:
                 leaf._grad = None
             else:

@@ -399,9 +399,9 @@ def test_numba_conv_pool_forward_backward_match_interpreter(tmp_path, monkeypatc
         return (loss, x.grad, *[p.grad for p in params])
 
     step = jg.compile(f, backend="numba", check=True)  # check: every value vs the interpreter
-    for batch in (3, 3, 2):  # the second call runs the compiled step; 2: a new batch size
+    for i, batch in enumerate((3, 3, 2, 2)):  # each size: a trace, then the compiled step
         x = RNG.standard_normal((batch, 2, 5, 5)).astype(np.float32)
-        if batch == 2:
+        if i == 2:  # a new batch size
             compiles = step.stats.backend_compiles
         got = [t.detach().numpy().copy() for t in step(jg.tensor(x, requires_grad=True))]
         want = [t.detach().numpy() for t in f(jg.tensor(x, requires_grad=True))]
@@ -409,3 +409,4 @@ def test_numba_conv_pool_forward_backward_match_interpreter(tmp_path, monkeypatc
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     # a new batch size costs a retrace, not a Numba compile (sizes are runtime values)
     assert step.stats.backend_compiles == compiles, step.stats
+    assert step.stats.cache_hits == 2, step.stats  # the compiled step ran at both sizes

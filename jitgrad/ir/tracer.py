@@ -151,13 +151,26 @@ class Tracer:
         if id(leaf) in self.grad_state:
             return
         self.grad_state[id(leaf)] = leaf
-        if value is None:
-            self.guards.append(("grad_none", leaf))
-        else:
-            self.guards.append(("grad_like", leaf))
+        # an argument's .grad is that of the tensor passed on each call, not the traced one's
+        arg = self._arg_position(leaf)
+        kind = "grad_none" if value is None else "grad_like"
+        self.guards.append((kind, leaf) if arg is None else (kind, arg, "arg"))
+        if value is not None:
             name = (self.names.get(id(leaf)) or f"c{len(self.tape.inputs)}") + ".grad"
             if self.env.get(id(value), (None,))[0] is not value:
-                self.add_input(value, Binding("grad", ref=leaf, name=name))
+                self.add_input(value, self._grad_binding(leaf, arg, name))
+
+    def _arg_position(self, leaf):
+        """The argument position ``leaf`` was passed at, or None (a captured tensor)."""
+        entry = self.input_of.get(id(leaf))
+        return entry[0].key if entry is not None and entry[0].kind == "arg" else None
+
+    @staticmethod
+    def _grad_binding(leaf, arg, name: str) -> Binding:
+        # ``ref``: a captured leaf; ``key``: an argument position, so no traced argument is kept
+        if arg is None:
+            return Binding("grad", ref=leaf, name=name)
+        return Binding("grad", key=arg, name=name)
 
     def set_grad(self, leaf, value) -> None:
         # assigning without reading: the old value never matters, so no guard or input
@@ -196,12 +209,8 @@ class Tracer:
         writes = []
         for leaf in self.grad_state.values():
             g = leaf._grad
-            writes.append(
-                (
-                    Binding("grad", ref=leaf, name=self._name(leaf) + ".grad"),
-                    None if g is None else self.var_of(g),
-                )
-            )
+            binding = self._grad_binding(leaf, self._arg_position(leaf), self._name(leaf) + ".grad")
+            writes.append((binding, None if g is None else self.var_of(g)))
         return writes
 
     def state_writes(self) -> list:
