@@ -428,8 +428,11 @@ class KernelGen:
 class Plan:
     """Which values are materialized, and in what order kernels compute them."""
 
-    def __init__(self, tape: Tape):
+    def __init__(self, tape: Tape, segments: dict | None = None):
         self.tape = tape
+        # scatter_add output -> (offsets, positions) constants: its additions grouped by target
+        # (see numba_cpu.segment_tables)
+        self.segments = segments or {}
         self.producer = {e.out: e for e in tape.eqns}
         self.consumers: dict = {}
         for e in tape.eqns:

@@ -13,6 +13,7 @@ from .codegen import (
     KernelGen,
     Plan,
     _Body,
+    _cast_text,
     at,
     numel,
 )
@@ -96,7 +97,7 @@ def _loops(g: KernelGen, v: Var, dims_of: Var, axes, body: _Body, parallel: bool
 
 
 def _store_cast(v: Var, expr: str) -> str:
-    return expr if v.dtype.name == "bool" else f"{_NP[v.dtype.name]}({expr})"
+    return expr if v.dtype.name == "bool" else _cast_text(_NP[v.dtype.name], expr)
 
 
 def _transpose_source(plan: Plan, e):
@@ -210,6 +211,12 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
     x = e.inputs[0]
     p = e.kwargs
     axes = (p["axis"],) if name == "argmax" else tuple(p["axes"])
+    source = x
+    if name != "argmax" and plan.flat_ok(x, numel(x.shape)):
+        # every load is at the flat position: loop over runs of reduced (or kept) axes merged
+        # into one, so inner loops are long enough to vectorize (a conv bias gradient sums
+        # (N, C, H, W) over N and H*W, not over N, H and W)
+        x, axes = _merged_axes(x, axes)
     kept = [k for k in range(x.ndim) if k not in axes]
     body = _Body(g)
     floating = x.dtype.is_floating_point
@@ -222,7 +229,9 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
     def inner(level_body: _Body, idx) -> str:
         b = _Body(g)
         b.indent = level_body.indent
-        val = g.load(x, idx, b)
+        if x is not source:
+            idx = Flat(b.temp(g.ravel(x, idx), "f"))
+        val = g.load(source, idx, b)
         level_body.lines.extend(b.lines)
         return val
 
@@ -288,6 +297,28 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
     return _finish(g, body.lines, False)
 
 
+def _merged_axes(x: Var, axes: tuple) -> tuple:
+    """A stand-in for ``x`` (same elements in the same order) whose consecutive reduced axes,
+    and consecutive kept ones, are merged; and its reduced axes. Size-1 axes join either."""
+    shape: list = []
+    merged: list = []
+    last = None
+    for k, n in enumerate(x.shape):
+        reduced = k in axes
+        if n == 1 and shape:
+            reduced = last
+        if shape and reduced == last:
+            shape[-1] *= n
+        else:
+            shape.append(n)
+            if reduced:
+                merged.append(len(shape) - 1)
+            last = reduced
+    if len(shape) == x.ndim:
+        return x, axes
+    return Var(-1 - x.id, tuple(shape), x.dtype), tuple(merged)
+
+
 def _ravel_kept(g: KernelGen, x: Var, kept: list, names: list) -> str:
     expr = names[0]
     for k, name in zip(kept[1:], names[1:]):
@@ -322,6 +353,8 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
             operands.append((g.buf(src), cols, rows, True))
     if v.dtype.is_floating_point:  # BLAS; an operand stored transposed is a flag
         (ba, _, _, ta), (bb, _, _, tb) = operands
+        # (np.bool_: a literal True/False would make each combination a compile of its own)
+        ta, tb = (f"np.bool_({t})" for t in (ta, tb))
         body.emit(f"gemm({ba}, {bb}, {out}, {batch}, {m}, {n}, {k}, {ta}, {tb})")
         return _finish(g, body.lines, False)
     body.emit(f"o3 = {out}.reshape(({batch}, {m}, {n}))")
@@ -344,6 +377,8 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
 
 def scatter_kernel(plan: Plan, v: Var) -> Kernel:
     e = plan.producer[v]
+    if v in plan.segments and plan.flat_ok(e.inputs[2], numel(e.inputs[2].shape)):
+        return _segment_kernel(plan, v)
     g = KernelGen(plan, "scatter_add", v)
     out = g.buf(v)
     x, index, src = e.inputs
@@ -383,6 +418,36 @@ def scatter_kernel(plan: Plan, v: Var) -> Kernel:
     body.lines.extend(b.lines)
     target = sidx[:axis] + (pos,) + sidx[axis + r :]
     body.emit(f"{at(out, g.ravel(v, target))} += {val}")
+    return _finish(g, body.lines, False)
+
+
+def _segment_kernel(plan: Plan, v: Var) -> Kernel:
+    """scatter_add with a constant index, as a loop over targets that each sum their
+    contributions (listed by ``plan.segments``) onto the base value. The source is read at flat
+    positions (``Plan.flat_ok``)."""
+    e = plan.producer[v]
+    g = KernelGen(plan, "scatter_add", v)
+    out = g.buf(v)
+    x, index, src = e.inputs
+    axis = e.kwargs["axis"]
+    offsets, positions = (g.buf(t) for t in plan.segments[v])
+    body = _Body(g)
+    idx = tuple(_loops(g, v, v, range(v.ndim), body, False))
+    body.emit(f"acc = {_store_cast(v, g.load(x, idx, body))}")
+    pre = g.ravel(v, idx[:axis]) if axis else "0"
+    post = "0"
+    for k in range(axis + 1, v.ndim):
+        post = idx[k] if post == "0" else f"({post}) * {g.vdim(v, k)} + {idx[k]}"
+    n_index = g.dim(("numel", index), numel(index.shape))
+    n_post = g.dim(("numel", "after", v, axis), numel(v.shape[axis + 1 :]))
+    p = idx[axis]
+    body.emit(f"for seg in range({at(offsets, p)}, {at(offsets, f'{p} + 1')}):")
+    body.indent += 1
+    row = at(positions, "seg") if pre == "0" else f"({pre}) * {n_index} + {at(positions, 'seg')}"
+    flat = row if v.ndim == axis + 1 else f"({row}) * {n_post} + {post}"
+    body.emit(f"acc += {g.load(src, Flat(body.temp(flat, 'f')), body)}")
+    body.indent -= 1
+    body.emit(f"{at(out, g.ravel(v, idx))} = acc")
     return _finish(g, body.lines, False)
 
 

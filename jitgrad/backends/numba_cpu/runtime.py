@@ -65,7 +65,7 @@ def gemm(a, b, out, batch, m, n, k, ta, tb):
         # weight gradient, 32x1024 @ (144x1024)^T: 200 against 126 us) than on the transposed
         # product B @ A^T: compute that, then transpose it, which costs m*n against m*n*k.
         tmp = np.empty(batch * m * n, out.dtype)
-        _gemm(b, a, tmp, batch, n, m, k, False, True)
+        _gemm(b, a, tmp, batch, n, m, k, np.bool_(False), np.bool_(True))
         for q in range(batch):
             for i in range(m):
                 for j in range(n):

@@ -1,0 +1,113 @@
+"""Loop-level lowering choices of the Numba backend, each against NumPy: scatters with a constant
+index summed per target, reductions over merged axes, uniform constants read as scalars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_tape import trace
+
+import jitgrad as jg
+from jitgrad.backends.interpreter import evaluate
+from jitgrad.ir import passes
+from jitgrad.ops import functions as F
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jg-cache"))
+
+
+def _compiled(f, *arrays):
+    """The second call's result: the first call of a compiled function traces it eagerly."""
+    args = [jg.from_numpy(a) for a in arrays]
+    f(*args)
+    return f(*args)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scatter_with_a_constant_index_adds_like_numpy(dtype):
+    # duplicates, a negative index, a target nothing adds to, axis in the middle
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 6, 4)).astype(dtype)
+    src = rng.standard_normal((3, 2, 6, 4)).astype(dtype)
+    t = rng.standard_normal((3, 2, 6, 4)).astype(dtype)
+    idx = np.array([[0, 4, 4, -1, 2, 0], [1, 1, 3, 3, 3, 0]])
+
+    @jg.compile(backend="numba")
+    def f(a, s, u):
+        index = jg.tensor(idx)
+        # a stored source, and an elementwise one read at flat positions
+        return F.scatter_add(a, index, s, 1), F.scatter_add(a, index, s * u + 1, 1)
+
+    got = _compiled(f, x, src, t)
+    for g, s in zip(got, (src, src * t + 1)):
+        want = x.copy()
+        np.add.at(want, (slice(None), idx % 6), s)
+        tol = 1e-6 if dtype == np.float32 else 1e-14
+        np.testing.assert_allclose(g.numpy(), want, rtol=tol, atol=tol)
+
+
+def test_scatter_of_a_transposed_source_with_a_constant_index():
+    rng = np.random.default_rng(1)
+    s = rng.standard_normal((5, 4)).astype(np.float32)
+    idx = np.array([2, 0, 2, 1, 2])
+
+    @jg.compile(backend="numba")
+    def f(a):
+        return F.scatter_add(jg.zeros(3, 4), jg.tensor(idx), a.T.contiguous().T, 0)
+
+    want = np.zeros((3, 4), np.float32)
+    np.add.at(want, idx, s)
+    np.testing.assert_allclose(_compiled(f, s).numpy(), want, rtol=1e-6)
+
+
+def test_reductions_over_merged_axes_match_numpy():
+    # runs of reduced (or kept) axes are looped over as one axis; keepdim and size-1 axes too
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((6, 5, 1, 4, 3)).astype(np.float32)
+    cases = [((0, 3, 4), False), ((0, 2, 3, 4), True), ((1, 2), False), ((0, 1), True),
+             ((4,), False), ((0,), False), ((3, 4), False), ((0, 1, 2, 3, 4), False),
+             ((0, 4), True)]  # fmt: skip
+
+    @jg.compile(backend="numba")
+    def f(x):
+        out = []
+        for axes, keep in cases:
+            out.append((x * 2).sum(axes, keepdim=keep))
+            out.append(x.amax(axes, keepdim=keep))
+            out.append(x.logsumexp(axes, keepdim=keep))
+        return out
+
+    got = iter(_compiled(f, a))
+    for axes, keep in cases:
+        wants = [
+            (a * 2).sum(axes, keepdims=keep),
+            a.max(axes, keepdims=keep),
+            np.log(np.exp(a.astype(np.float64)).sum(axes, keepdims=keep)),
+        ]
+        for want in wants:
+            np.testing.assert_allclose(next(got).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_uniform_constants_become_expanded_scalars():
+    def f(x):
+        return F.scatter_add(jg.zeros(4, 3), jg.tensor([0, 2, 2]), x, 0) * jg.full((4, 3), 2.0)
+
+    x = np.arange(9, dtype=np.float32).reshape(3, 3)
+    tape = trace(f, jg.from_numpy(x))
+    out = passes.broadcast_uniform_constants(tape)
+    assert all(a.size == 1 or not (a == a.flat[0]).all() for a in out.consts.values())
+    assert sum(e.prim.name == "expand" for e in out.eqns) == 2  # the zeros and the twos
+    got = evaluate(out, [x])[out.outputs[0]]
+    want = np.zeros((4, 3), np.float32)
+    np.add.at(want, [0, 2, 2], x)
+    np.testing.assert_array_equal(got, want * 2)
+
+    @jg.compile(backend="numba")
+    def g(x):
+        return f(x)
+
+    np.testing.assert_array_equal(_compiled(g, x).numpy(), want * 2)
