@@ -1,8 +1,9 @@
 """2-D max and average pooling as composites of existing primitives.
 
-Up to 4 taps (2x2 windows), one strided ``slice`` of the input per tap, combined elementwise
-(``maximum``, or a sum and a division); larger windows are gathered like the convolution's
-(``take``, see ``conv.py``) and reduced (``max``, ``sum``). See ``_by_slices`` for why.
+Max pooling finds each window's first maximum (``argmax`` over the windows, gathered like the
+convolution's: ``take``, see ``conv.py``) and gathers those elements, so its gradient is one
+scatter per window. Average pooling sums up to 4 taps (2x2 windows) as strided ``slice``s of
+the input and gathers larger windows; see ``_by_slices``.
 """
 
 from __future__ import annotations
@@ -84,12 +85,9 @@ def _pool_geometry(x: Tensor, fn: str, kernel_size, stride, padding, dilation, c
 
 
 def _by_slices(geometry: tuple) -> bool:
-    # Up to 4 taps (2x2 windows, the common case): one strided slice per tap, combined
-    # elementwise. In a small CNN's training step that beat gathering both eagerly (NumPy's
-    # reductions over tiny axes are slow: 5.2 against 8.8 ms) and compiled (gradients are
-    # strided pads, not scatters: 2.2 against 2.8 ms). But a compiled gradient inlines every
-    # tap's maximum rule for each input element, so compile time grows fast with the taps
-    # (3x3 max pooling: 22 s against 4 s gathered): larger windows are gathered and reduced.
+    # Average pooling over up to 4 taps (2x2 windows, the common case): one strided slice per
+    # tap, summed. Eagerly that beat summing gathered windows (NumPy's reductions over tiny
+    # axes are slow); each slice's gradient is a strided pad. Larger windows are gathered.
     return geometry[0][0] * geometry[0][1] <= 4
 
 
