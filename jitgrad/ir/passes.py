@@ -78,7 +78,9 @@ def fold_constants(tape: Tape) -> Tape:
     for e in tape.eqns:
         if e.prim.kind != "random" and all(x in consts for x in e.inputs):
             size = int(np.prod(e.out.shape, dtype=np.int64))
-            if size <= FOLD_LIMIT:
+            # (not one that enlarges its constants, e.g. a broadcast: kernels compute those
+            # values for free, and a stored copy costs memory traffic on every call)
+            if size <= FOLD_LIMIT and size <= max((consts[x].size for x in e.inputs), default=size):
                 value = np.asarray(e.prim.impl(*[consts[x] for x in e.inputs], **e.kwargs))
                 consts[e.out] = np.array(value, copy=True)
                 continue

@@ -247,7 +247,6 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
         else:  # argmax
             body.emit(f"acc = {_lowest(x)}")
             body.emit("best = np.int64(0)")
-            body.emit("seen = False")
         depth = body.indent
         ridx = _loops(g, v, x, axes, body, parallel and not kept)
         full.update(zip(axes, ridx))
@@ -257,12 +256,11 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
             body.emit(f"acc += {val}")
         elif name in ("max", "logsumexp"):
             body.emit(f"acc = acc if (acc != acc or acc >= {val}) else {acc_t}({val})")
-        else:
+        else:  # the first maximum, or the first NaN; the first element if all are lowest
             r = ridx[0]
-            body.emit(f"if not seen or {val} > acc or ({val} != {val} and acc == acc):")
+            body.emit(f"if {val} > acc or ({val} != {val} and acc == acc):")
             body.emit(f"    acc = {val}")
             body.emit(f"    best = {r}")
-            body.emit("    seen = True")
         body.indent = depth
         if name == "logsumexp":
             # m = 0 where the max is infinite: all -inf gives -inf, +inf gives +inf
