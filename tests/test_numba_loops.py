@@ -129,3 +129,33 @@ def test_argmax_and_max_keep_numpy_rules_for_ties_nan_and_infinities():
     want = [a.argmax(1), a.max(1), a.argmax(0), ints.argmax(1), (ints > 0).argmax(1)]
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_maps_over_views_with_merged_loops_match_numpy():
+    # elementwise maps reading stored buffers through permutes, expands, reshapes and strided
+    # slices: dims whose strides line up in every buffer are looped over as one
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal((5, 3, 4, 6)).astype(np.float32)  # (C, N, H, W), as a matmul leaves
+    b = rng.standard_normal(5).astype(np.float32)
+    z = rng.standard_normal((3, 5, 4, 12)).astype(np.float32)
+    w = rng.standard_normal((3, 5, 24)).astype(np.float32)
+
+    @jg.compile(backend="numba")
+    def f(y, b, z, w):
+        nchw = y.permute(1, 0, 2, 3)
+        out1 = F.relu(nchw + b.reshape(1, 5, 1, 1))  # (N, C, H*W) runs merge
+        out2 = nchw * z[:, :, :, ::2] - w.reshape(3, 5, 4, 6)  # a strided slice: W stays apart
+        out3 = nchw.transpose(2, 3) * 2.0  # H and W swapped: nothing merges
+        out4 = (y + 1.0)[:, 1:, :, :] * b.reshape(5, 1, 1, 1)  # a sliced view, merged
+        return out1, out2, out3, out4
+
+    got = _compiled(f, y, b, z, w)
+    nchw = y.transpose(1, 0, 2, 3)
+    want = (
+        np.maximum(nchw + b.reshape(1, 5, 1, 1), 0),
+        nchw * z[:, :, :, ::2] - w.reshape(3, 5, 4, 6),
+        nchw.transpose(0, 1, 3, 2) * 2,
+        (y + 1)[:, 1:] * b.reshape(5, 1, 1, 1),
+    )
+    for g, w_ in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w_, rtol=1e-6, atol=1e-6)

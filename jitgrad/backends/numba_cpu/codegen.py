@@ -162,6 +162,7 @@ class KernelGen:
         self.own: set = set() if root is None else {root}  # values this kernel stores
         self.stored: dict = {}  # value -> (flat index, local) already stored in this iteration
         self.loads_of: dict = {}  # buffer Var -> set of index strings (for in-place checks)
+        self.affine: dict = {}  # value -> (stored buffer, offset): see kernels.affine_map_kernel
         self.covers: list = []
         self._counter = 0
 
@@ -239,6 +240,10 @@ class KernelGen:
         plan = self.plan
         if v in plan.scalars:
             return self.const(plan.scalars[v], v.dtype)
+        if v in self.affine:
+            buf, off = self.affine[v]
+            self.loads_of.setdefault(buf, set()).add(off)
+            return body.temp(at(self.buf(buf), off), "x")
         if body is not self.hoisted and v not in self.own and numel(v.shape) == 1:
             return self.load(v, ("0",) * v.ndim, self.hoisted)
         if v in self.stored and isinstance(idx, Flat) and self.stored[v][0] == idx.i:
