@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prim_specs import SPECS
-from test_compile import _make_step
+from test_compile import _compiled_call, _make_step
 from test_properties import _run, step
 
 import jitgrad as jg
@@ -34,13 +34,6 @@ def _cache_dir(tmp_path_factory, monkeypatch):
 def _spec_arrays(name, seed=0):
     rng = np.random.default_rng(seed)
     return [a.draw(rng) for a in SPECS[name].args]
-
-
-def _compiled_call(f, *args):
-    """The result of a compiled run: the first call of a compiled function traces it and
-    returns what eager execution computed."""
-    f(*args)
-    return f(*args)
 
 
 DIFF = sorted(n for n, s in SPECS.items() if s.ref is not None and s.differentiable)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_compile import _compiled_call
 from test_tape import trace
 
 import jitgrad as jg
@@ -21,10 +22,7 @@ def _cache_dir(tmp_path_factory, monkeypatch):
 
 
 def _compiled(f, *arrays):
-    """The second call's result: the first call of a compiled function traces it eagerly."""
-    args = [jg.from_numpy(a) for a in arrays]
-    f(*args)
-    return f(*args)
+    return _compiled_call(f, *[jg.from_numpy(a) for a in arrays])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
