@@ -387,9 +387,13 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
             body.emit("acc = np.float64(0.0)")
             _loops(g, v, x, axes, body, False)
             val = inner(body, idx)
-            body.emit(_vec(f"acc += math.exp(np.float64({val}) - m)"))
+            # float32 data: float32 exp (terms within an ulp or two, summed in float64), twice
+            # the SIMD width, and no float64 exp to compile for a float32 model. The log runs
+            # once per result, outside the loop: the C library's, with nothing to compile.
+            t = "np.float32" if x.dtype.name == "float32" else "np.float64"
+            body.emit(_vec(f"acc += math.exp({t}({val}) - {t}(m))"))
             body.indent = depth
-            body.emit(_vec("acc = math.log(acc) + m"))
+            body.emit("acc = math.log(acc) + m")
         off = _ravel_kept(g, x, kept, [full[k] for k in kept]) if kept else "0"
         result = "best" if name == "argmax" else "acc"
         body.emit(f"{at(out, off)} = {_store_cast(v, result)}")

@@ -60,47 +60,46 @@ _dgemm = types.ExternalFunction("jitgrad_dgemm", _GEMM_SIG)
 def gemm(a, b, out, batch, m, n, k, ta, tb):
     """``out[q] = A[q] @ B[q]`` for row-major flat buffers: A is (m, k), or stored as (k, m) when
     ``ta``; B is (k, n), or stored as (n, k) when ``tb``; out is (m, n)."""
-    if tb and not ta and m < n and k >= 256:
-        # OpenBLAS is up to 2x slower on A @ B^T with fewer rows than columns (a convolution's
-        # weight gradient, 32x1024 @ (144x1024)^T: 200 against 126 us) than on the transposed
-        # product B @ A^T: compute that, then transpose it, which costs m*n against m*n*k.
-        tmp = np.empty(batch * m * n, out.dtype)
-        _gemm(b, a, tmp, batch, n, m, k, np.bool_(False), np.bool_(True))
-        for q in range(batch):
-            for i in range(m):
-                for j in range(n):
-                    out[q * m * n + i * n + j] = tmp[q * m * n + j * m + i]
-        return
-    _gemm(a, b, out, batch, m, n, k, ta, tb)
-
-
-@njit(cache=True, nogil=True)
-def _gemm(a, b, out, batch, m, n, k, ta, tb):
-    # row-major out is column-major out^T = B^T A^T, so BLAS gets B first
-    ints = np.empty(6, np.int32)
-    ints[0] = n
-    ints[1] = m
-    ints[2] = k
-    ints[3] = k if tb else n  # leading dimension of B's buffer, read column-major
-    ints[4] = m if ta else k  # leading dimension of A's buffer
-    ints[5] = n
-    ops = np.empty(2, np.uint8)
-    ops[0] = 84 if tb else 78  # 'T' / 'N'
-    ops[1] = 84 if ta else 78
-    scal = np.zeros(2, a.dtype)
-    scal[0] = 1
+    # OpenBLAS is up to 2x slower on A @ B^T with fewer rows than columns (a convolution's
+    # weight gradient, 32x1024 @ (144x1024)^T: 200 against 126 us) than on the transposed
+    # product B @ A^T: compute that into scratch, then transpose it (m*n against m*n*k).
+    swap = tb and not ta and m < n and k >= 256
+    dst = out
+    if swap:
+        a, b, m, n, ta, tb = b, a, n, m, np.bool_(False), np.bool_(True)
+        dst = np.empty(batch * m * n, out.dtype)
+    # Row-major dst is column-major dst^T = B^T A^T, so BLAS gets B first. BLAS takes every
+    # argument by pointer: one int32 buffer holds them all (fewer array types to compile):
+    # [n, m, k, ldb, lda, ldc, op B, op A, alpha (2 words), beta (2 words)]
+    arg = np.zeros(12, np.int32)
+    arg[0] = n
+    arg[1] = m
+    arg[2] = k
+    arg[3] = k if tb else n  # leading dimension of B's buffer, read column-major
+    arg[4] = m if ta else k  # leading dimension of A's buffer
+    arg[5] = n
+    arg[6] = 84 if tb else 78  # 'T' / 'N' (the word's first byte: little-endian)
+    arg[7] = 84 if ta else 78
     size = a.itemsize
-    pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
-    pi, po, ps = ints.ctypes.data, ops.ctypes.data, scal.ctypes.data
+    if size == 4:
+        arg[8] = 0x3F800000  # float32 1.0
+    else:
+        arg[9] = 0x3FF00000  # float64 1.0: the high word
+    pa, pb, pc, p = a.ctypes.data, b.ctypes.data, dst.ctypes.data, arg.ctypes.data
     for q in range(batch):
         qa = pa + q * m * k * size
         qb = pb + q * k * n * size
         qc = pc + q * m * n * size
         if size == 4:
             _sgemm(
-                po, po + 1, pi, pi + 4, pi + 8, ps, qb, pi + 12, qa, pi + 16, ps + 4, qc, pi + 20
+                p + 24, p + 28, p, p + 4, p + 8, p + 32, qb, p + 12, qa, p + 16, p + 40, qc, p + 20
             )
         else:
             _dgemm(
-                po, po + 1, pi, pi + 4, pi + 8, ps, qb, pi + 12, qa, pi + 16, ps + 8, qc, pi + 20
+                p + 24, p + 28, p, p + 4, p + 8, p + 32, qb, p + 12, qa, p + 16, p + 40, qc, p + 20
             )
+    if swap:  # dst holds out^T, (n, m) per batch in the swapped names
+        for q in range(batch):
+            for i in range(n):
+                for j in range(m):
+                    out[q * m * n + i * m + j] = dst[q * m * n + j * n + i]
