@@ -166,22 +166,21 @@ class CompiledFunction:
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         self.stats.calls += 1
-        if not kwargs and not any(isinstance(a, _CONTAINERS) for a in args):
-            # the common case, flattened without recursion: positional leaves
+        sig = None
+        if not kwargs:  # the common case, flattened without recursion: positional leaves
+            sig = []
+            for a in args:
+                if type(a) is Tensor:
+                    sig.append((a._data.shape, a._data.dtype, a._requires_grad))
+                elif isinstance(a, _CONTAINERS):
+                    sig = None
+                    break
+                else:
+                    sig.append(_leaf_key(a))
+        if sig is not None:
             leaves = list(args)
             tree = _flat_tree(len(args))
-            key = (
-                tree,
-                tuple(
-                    [
-                        (a._data.shape, a._data.dtype, a._requires_grad)
-                        if type(a) is Tensor
-                        else _leaf_key(a)
-                        for a in args
-                    ]
-                ),
-                STATE.grad_enabled,
-            )
+            key = (tree, tuple(sig), STATE.grad_enabled)
         else:
             leaves = []
             tree = _flatten((args, kwargs), leaves)

@@ -264,8 +264,11 @@ class Executable:
         cond = [f"a{i}.flags.c_contiguous" for i in moving] + [f"v{i} is not False" for i in stable]
         if cond:  # a non-contiguous input takes the general path
             lines += [f"    if not ({' and '.join(cond)}):", "        return _slow(leaves)"]
+        # (a contiguous 1-D input is its own flat view)
+        one_d = {i for i, v in enumerate(self.tape.inputs) if v.ndim == 1}
         flat = "".join(
-            f"v{i}, " if i in stable else f"a{i}.reshape(-1), " for i in range(len(fetch))
+            f"v{i}, " if i in stable else f"a{i}, " if i in one_d else f"a{i}.reshape(-1), "
+            for i in range(len(fetch))
         )
         lines.append(f"    fresh = _drv({flat}*_tail)")
 
@@ -275,8 +278,8 @@ class Executable:
                 return "None"
             if kind == "in_place":
                 return "_IN_PLACE"
-            if kind == "fresh":
-                return f"fresh[{key}].reshape({v.shape!r})"
+            if kind == "fresh":  # (the driver's fresh arrays are flat)
+                return f"fresh[{key}]" if v.ndim == 1 else f"fresh[{key}].reshape({v.shape!r})"
             if kind == "input":
                 return f"a{key}.reshape({v.shape!r}).copy()"
             ns[f"_v{v.id}"] = key  # a workspace array or a constant
