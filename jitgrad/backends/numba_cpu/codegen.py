@@ -4,9 +4,12 @@ Every value of the tape is either *materialized* (a flat, C-ordered buffer: inpu
 reduction and matmul results, outputs, and values worth storing) or *virtual*: an expression,
 inlined into each kernel that reads it. Movement primitives (reshape, permute, expand, slice,
 pad, cat) and take are index arithmetic over their input; elementwise primitives paste their
-scalar templates. A kernel materializes one value: a map (elementwise loop nest, or a single
-flat loop when every load is at the same flat index), a reduction, logsumexp, argmax, a matmul
-(BLAS through ``np.dot``) or a scatter-add.
+scalar templates. A kernel materializes one value: a map (elementwise loop nest, a single flat
+loop when every load is at the same flat index, or merged loops when every load is an affine
+offset), a reduction, logsumexp, argmax, a matmul (BLAS, see ``runtime.gemm``) or a scatter-add
+(summed per target when its index is a constant, see ``numba_cpu.segment_tables``). Buffer
+offsets are cast to unsigned (``at``): Numba's wraparound test on signed indices would keep
+LLVM from vectorizing.
 
 Sizes, slice starts and non-trivial constants are runtime values read from ``dims``/``consts``
 arrays, so kernel and driver sources depend on the tape's structure only: a new batch size
