@@ -435,3 +435,12 @@ def test_gradients_at_kinks_follow_pytorch(name, fn, values, want):
     x = t64(values, True)
     fn(x).sum().backward()
     np.testing.assert_array_equal(np_of(x.grad), want)
+
+
+def test_relu_passes_nan_through_like_pytorch():
+    # forward and gradient: NaN stays NaN, and its gradient passes (PyTorch's threshold rule)
+    x = t64([np.nan, -1.0, 0.0, 2.0], True)
+    y = jg.relu(x)
+    y.sum().backward()
+    np.testing.assert_array_equal(np_of(y.detach()), [np.nan, 0.0, 0.0, 2.0])
+    np.testing.assert_array_equal(np_of(x.grad), [1.0, 0.0, 0.0, 1.0])

@@ -21,6 +21,7 @@ from .functions import (
     exp,
     expm1,
     gt,
+    le,
     log1p,
     logical_not,
     matmul,
@@ -47,8 +48,9 @@ def sigmoid(input):
 
 
 def relu(input):
-    # where(x > 0, x, 0): zero gradient at 0, as in PyTorch (maximum would split it).
-    return where(gt(input, 0), input, 0)
+    # where(x <= 0, 0, x), as PyTorch's: NaN passes through (forward and gradient), and the
+    # gradient at 0 is 0 (maximum would split it). (-0.0 gives +0.0; PyTorch keeps -0.0.)
+    return where(le(input, 0), 0, input)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
