@@ -258,3 +258,25 @@ def test_whole_step_returns_detached_outputs():
         assert out.grad_fn is None and not out.requires_grad
     # no zero_grad inside: gradients accumulate across calls, as they would eagerly
     np.testing.assert_array_equal(w.grad.numpy(), np.full(3, 3.0))
+
+
+@pytest.mark.parametrize("backend", ["interpreter", "numba"])
+def test_returned_constants_and_inputs_are_the_callers_own(backend, tmp_path, monkeypatch):
+    # a returned constant (zeros, full) is a writable array of its own, and modifying it (or a
+    # returned input) changes nothing for the next call
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path))
+
+    @jg.compile(backend=backend)
+    def f(x):
+        return x * 2, jg.zeros(3, 4), jg.full((2, 2), 3.0), x
+
+    x = jg.ones(2)
+    _, z, w, same = _compiled_call(f, x)
+    z += 5
+    w[0, 0] = 7.0
+    same += 1
+    _, z2, w2, _ = f(x)
+    np.testing.assert_array_equal(z.numpy(), np.full((3, 4), 5.0))
+    np.testing.assert_array_equal(z2.numpy(), np.zeros((3, 4)))
+    np.testing.assert_array_equal(w2.numpy(), np.full((2, 2), 3.0))
+    np.testing.assert_array_equal(x.numpy(), [1.0, 1.0])

@@ -36,8 +36,9 @@ class Executable:
 
     def __call__(self, inputs: list):
         env = evaluate(self.tape, inputs)
-        outs = [env[v] for v in self.tape.outputs]
-        writes = [None if v is None else env[v] for _, v in self.tape.writes]
+        shared = {id(a) for a in inputs} | {id(a) for a in self.tape.consts.values()}
+        outs = [_own(env[v], shared) for v in self.tape.outputs]
+        writes = [None if v is None else _own(env[v], shared) for _, v in self.tape.writes]
         return outs, writes
 
     def values(self, inputs: list) -> dict:
@@ -49,6 +50,14 @@ class Executable:
 
     def source(self) -> str:
         return str(self.tape)
+
+
+def _own(arr: np.ndarray, shared: set) -> np.ndarray:
+    """``arr``, or a copy when the caller must not get it as is: a constant of the tape or an
+    input (the next call reads it), or a view or broadcast of one (e.g. a returned ``zeros``)."""
+    if id(arr) in shared or arr.base is not None or not arr.flags.writeable:
+        return np.array(arr)
+    return arr
 
 
 def lower(tape: Tape) -> Executable:

@@ -210,9 +210,11 @@ def broadcast_uniform_constants(tape: Tape) -> Tape:
 
     ids = [v.id for v in tape.inputs] + [v.id for v in tape.consts] + [e.out.id for e in tape.eqns]
     fresh = max(ids, default=-1) + 1
+    # (not what the caller receives: a returned or written constant stays a real array)
+    kept = set(tape.outputs) | {v for _, v in tape.writes if v is not None}
     consts, head = {}, []
     for v, arr in tape.consts.items():
-        if arr.ndim == 0 or arr.size <= 1 or not np.all(arr == arr.flat[0]):
+        if v in kept or arr.ndim == 0 or arr.size <= 1 or not np.all(arr == arr.flat[0]):
             consts[v] = arr
             continue
         scalar = Var(fresh, (), v.dtype)
