@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jitgrad as jg
+import jitgrad.nn.functional as F
 
 
 def t64(values, requires_grad: bool = False) -> jg.Tensor:
@@ -435,6 +436,18 @@ def test_gradients_at_kinks_follow_pytorch(name, fn, values, want):
     x = t64(values, True)
     fn(x).sum().backward()
     np.testing.assert_array_equal(np_of(x.grad), want)
+
+
+def test_softplus_and_elu_gradients_at_zero_and_nan_follow_pytorch():
+    x = t64([0.0, -1.0, 2.0, np.nan, 60.0, -60.0], True)
+    F.softplus(x).sum().backward()  # sigmoid(x): 1/2 at 0 (not 0), 1 past the threshold
+    sig = 1.0 / (1.0 + np.exp(-np.array([0.0, -1.0, 2.0, np.nan, 60.0, -60.0])))
+    np.testing.assert_allclose(np_of(x.grad), sig, rtol=1e-12)
+    y = t64([0.0, -1.0, 2.0, np.nan, 800.0], True)
+    out = F.elu(y, alpha=1.5)
+    out.sum().backward()  # alpha * e^x up to and including 0, 1 above; NaN passes through
+    np.testing.assert_allclose(np_of(out.detach()), [0.0, 1.5 * np.expm1(-1.0), 2.0, np.nan, 800.0])
+    np.testing.assert_allclose(np_of(y.grad), [1.5, 1.5 * np.exp(-1.0), 1.0, 1.0, 1.0])
 
 
 def test_relu_passes_nan_through_like_pytorch():

@@ -55,8 +55,9 @@ def relu(input):
 
 def softplus(input, beta=1.0, threshold=20.0):
     x = mul(input, beta) if beta != 1 else input
-    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|)
-    out = add(relu(x), log1p(exp(neg(abs(x)))))
+    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|), with -|x| = min(x, -x). At x = 0 both ties
+    # split their gradient: 1/2 + 0, the true derivative sigmoid(0) (relu and abs give 0).
+    out = add(maximum(x, 0.0), log1p(exp(minimum(x, neg(x)))))
     out = div(out, beta) if beta != 1 else out
     return where(gt(x, threshold), input, out)
 
@@ -93,7 +94,10 @@ def leaky_relu(input, negative_slope=0.01):
 
 
 def elu(input, alpha=1.0):
-    return where(gt(input, 0), input, mul(expm1(minimum(input, 0.0)), alpha))
+    # as PyTorch's: the negative branch up to and including 0 (gradient alpha at 0), NaN
+    # passes through; the exponent sees 0 where x > 0, so large x cannot overflow it
+    neg_side = le(input, 0)
+    return where(neg_side, mul(expm1(where(neg_side, input, 0.0)), alpha), input)
 
 
 # -- reductions -----------------------------------------------------------------------------------
