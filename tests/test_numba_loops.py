@@ -111,7 +111,7 @@ def test_uniform_constants_become_expanded_scalars():
     np.testing.assert_array_equal(_compiled(g, x).numpy(), want * 2)
 
 
-def test_argmax_and_max_keep_numpy_rules_for_ties_nan_and_infinities():
+def test_argmax_max_and_sign_keep_their_rules_for_ties_nan_and_infinities():
     a = np.array(
         [[1.0, 3.0, 3.0, 2.0], [np.nan, 1.0, np.nan, 5.0], [-np.inf, -np.inf, -np.inf, -np.inf],
          [0.0, -1.0, np.inf, np.inf], [2.0, 5.0, np.nan, 7.0]],
@@ -121,10 +121,11 @@ def test_argmax_and_max_keep_numpy_rules_for_ties_nan_and_infinities():
 
     @jg.compile(backend="numba")
     def f(x, i):
-        return x.argmax(1), x.amax(1), x.argmax(0), i.argmax(1), (i > 0).argmax(1)
+        return x.argmax(1), x.amax(1), x.argmax(0), i.argmax(1), (i > 0).argmax(1), x.sign()
 
     got = [t.numpy() for t in _compiled(f, a, ints)]
     want = [a.argmax(1), a.max(1), a.argmax(0), ints.argmax(1), (ints > 0).argmax(1)]
+    want.append(np.where(np.isnan(a), 0, np.sign(a)))  # sign(NaN) = 0, as PyTorch's
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 

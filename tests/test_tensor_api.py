@@ -450,6 +450,13 @@ def test_softplus_and_elu_gradients_at_zero_and_nan_follow_pytorch():
     np.testing.assert_allclose(np_of(y.grad), [1.5, 1.5 * np.exp(-1.0), 1.0, 1.0, 1.0])
 
 
+def test_sign_of_nan_is_zero_like_pytorch():
+    x = t64([np.nan, -2.0, 0.0, 3.0], True)
+    np.testing.assert_array_equal(np_of(jg.sign(x)), [0.0, -1.0, 0.0, 1.0])
+    jg.abs(x).sum().backward()  # abs' = sign: 0 at NaN, as in PyTorch
+    np.testing.assert_array_equal(np_of(x.grad), [0.0, -1.0, 0.0, 1.0])
+
+
 def test_relu_passes_nan_through_like_pytorch():
     # forward and gradient: NaN stays NaN, and its gradient passes (PyTorch's threshold rule)
     x = t64([np.nan, -1.0, 0.0, 2.0], True)

@@ -97,10 +97,20 @@ sqrt_p = _unary(
     save_out=True,
 )
 abs_p = _unary("abs", np.abs, "abs({0})", lambda n, g: (F.mul(g, F.sign(n.inputs[0])),))
+
+
+def _sign_impl(x):
+    # PyTorch's sign(NaN) is 0 (NumPy's is NaN), as the compiled template's comparisons give
+    out = np.sign(x)
+    if out.dtype.kind == "f":
+        out = np.where(out != out, out.dtype.type(0), out)
+    return out
+
+
 # sign is piecewise constant: PyTorch gives it a zero gradient rather than none.
 sign_p = _unary(
     "sign",
-    np.sign,
+    _sign_impl,
     "(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0))",
     lambda n, g: (F.zeros_like(g),),
     saves=False,
