@@ -22,7 +22,8 @@ from ... import dtypes
 from ...ir.tape import Tape, Var
 from . import cache
 from .codegen import FASTMATH, Plan, numel
-from .kernels import HEADER, schedule
+from .kernels import schedule
+from .source import HEADER
 
 IN_PLACE = object()  # a write the executable already did in place
 

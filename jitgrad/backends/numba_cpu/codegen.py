@@ -165,7 +165,7 @@ class KernelGen:
         self.own: set = set() if root is None else {root}  # values this kernel stores
         self.stored: dict = {}  # value -> (flat index, local) already stored in this iteration
         self.loads_of: dict = {}  # buffer Var -> set of index strings (for in-place checks)
-        self.affine: dict = {}  # value -> (stored buffer, offset): see kernels.affine_map_kernel
+        self.affine: dict = {}  # value -> (stored buffer, offset): see affine.py
         self.covers: list = []
         self._counter = 0
 
