@@ -33,10 +33,11 @@ class Executable:
     def __init__(self, tape: Tape):
         self.tape = tape
         self.kernels: list = []
+        self._const_ids = {id(a) for a in tape.consts.values()}
 
     def __call__(self, inputs: list):
         env = evaluate(self.tape, inputs)
-        shared = {id(a) for a in inputs} | {id(a) for a in self.tape.consts.values()}
+        shared = self._const_ids | {id(a) for a in inputs}
         outs = [_own(env[v], shared) for v in self.tape.outputs]
         writes = [None if v is None else _own(env[v], shared) for _, v in self.tape.writes]
         return outs, writes

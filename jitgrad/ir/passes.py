@@ -108,8 +108,7 @@ def simplify(tape: Tape) -> Tape:
             uses[x] = uses.get(x, 0) + 1
     for v in tape.outputs + [v for _, v in tape.writes if v is not None]:
         uses[v] = uses.get(v, 0) + 1
-    ids = [v.id for v in tape.inputs] + [v.id for v in tape.consts] + [e.out.id for e in tape.eqns]
-    fresh = [max(ids, default=-1) + 1]
+    fresh = [tape.next_id()]
 
     def new_var(shape, dtype):
         fresh[0] += 1
@@ -208,8 +207,7 @@ def broadcast_uniform_constants(tape: Tape) -> Tape:
     say) becomes a scalar constant expanded: backends read the scalar instead of the array."""
     from ..ops.registry import PRIMS  # (the IR does not import ops at module level)
 
-    ids = [v.id for v in tape.inputs] + [v.id for v in tape.consts] + [e.out.id for e in tape.eqns]
-    fresh = max(ids, default=-1) + 1
+    fresh = tape.next_id()
     # (not what the caller receives: a returned or written constant stays a real array)
     kept = set(tape.outputs) | {v for _, v in tape.writes if v is not None}
     consts, head = {}, []

@@ -101,6 +101,11 @@ class Tape:
     writes: list = field(default_factory=list)  # (Binding, Var): store Var into the target
 
     # -- construction helpers ----------------------------------------------------------------
+    def next_id(self) -> int:
+        """An id no value of this tape has (passes that add values count up from it)."""
+        ids = [v.id for v in self.inputs] + [v.id for v in self.consts]
+        return max(ids + [e.out.id for e in self.eqns], default=-1) + 1
+
     def copy(self, **changes) -> Tape:
         t = Tape(
             name=self.name,

@@ -37,8 +37,7 @@ def segment_tables(tape: Tape) -> tuple:
     order as np.add.at adds them. Indices out of range keep the plain scatter (the host checks
     those, see ``_index_checks``)."""
     consts = dict(tape.consts)
-    ids = [v.id for v in tape.inputs] + [v.id for v in consts] + [e.out.id for e in tape.eqns]
-    fresh = max(ids, default=-1) + 1
+    fresh = tape.next_id()
     segments = {}
     for e in tape.eqns:
         if e.prim.name != "scatter_add" or e.inputs[1] not in consts:
