@@ -97,9 +97,9 @@ def _pool_windows(x: Tensor, geometry: tuple, fill=0) -> Tensor:
     return _take(_plane(x, geometry, "zeros", fill), index, 2)
 
 
-def _taps(x: Tensor, geometry: tuple, fill=0) -> list:
-    """One strided slice of the padded input per kernel tap, each (N, C, OH, OW): pooling is
-    then elementwise across them, and each slice's gradient a (strided) pad, with no gather
+def _taps(x: Tensor, geometry: tuple) -> list:
+    """One strided slice of the zero-padded input per kernel tap, each (N, C, OH, OW): pooling
+    is then elementwise across them, and each slice's gradient a (strided) pad, with no gather
     or scatter."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow), pads = geometry
     n, c, h, w = x.shape
@@ -107,8 +107,6 @@ def _taps(x: Tensor, geometry: tuple, fill=0) -> list:
     if pads != ((0, 0), (0, 0)):
         (t, b), (l, r) = pads
         y = _F.pad_interior(x, ((0, 0, 0), (0, 0, 0), (t, b, 0), (l, r, 0)))
-        if fill != 0:
-            y = _F.where(Tensor._wrap(_valid_mask((h, w), pads)), y, fill)
     out = []
     for i in range(kh):
         for j in range(kw):
@@ -116,16 +114,6 @@ def _taps(x: Tensor, geometry: tuple, fill=0) -> list:
             stop = (n, c, r0 + (oh - 1) * sh + 1, c0 + (ow - 1) * sw + 1)
             out.append(_F.slice_(y, (0, 0, r0, c0), stop, (1, 1, sh, sw)))
     return out
-
-
-@lru_cache(maxsize=128)
-def _valid_mask(size: tuple, pads: tuple) -> np.ndarray:
-    """True where the padded plane holds input (False on the padding)."""
-    (t, b), (l, r) = pads
-    mask = np.zeros((size[0] + t + b, size[1] + l + r), dtype=bool)
-    mask[t : t + size[0], l : l + size[1]] = True
-    mask.flags.writeable = False
-    return mask
 
 
 def max_pool2d(
