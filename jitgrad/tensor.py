@@ -32,6 +32,8 @@ NON_LEAF_GRAD_WARNING = (
 
 def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
     """Apply a primitive: eager result, autograd node if needed, tape equation if tracing."""
+    if prim.decompose is not None and STATE.tracer is not None:
+        return prim.decompose(*inputs, **params)  # tapes hold core primitives only
     n = len(inputs)
     if n == 2:
         data = prim.impl(inputs[0]._data, inputs[1]._data, **params)

@@ -72,6 +72,24 @@ def _cast_ref(x, dtype):
     return x.astype(dtype.np)
 
 
+def _softmax_ref(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _ce_ref(x, t, ignore_index, reduction):
+    keep = t != ignore_index
+    logp = np.log(_softmax_ref(x))
+    loss = np.where(keep, -logp[np.arange(len(t)), np.where(keep, t, 0)], 0.0)
+    return loss.sum() / keep.sum() if reduction == "mean" else loss
+
+
+def _ce_backward_ref(x, t, g, ignore_index, reduction):
+    keep = t != ignore_index
+    onehot = np.eye(x.shape[1])[np.where(keep, t, 0)]
+    return (_softmax_ref(x) - onehot) * np.where(keep, g, 0.0)[:, None]
+
+
 SPECS: dict[str, Spec] = {
     "neg": Spec([F(*S34)], np.negative, differentiable=(0,)),
     "exp": Spec([F(*S34)], np.exp, differentiable=(0,)),
@@ -173,6 +191,20 @@ SPECS: dict[str, Spec] = {
         [F(5, 3), Arg((4,), kind="int", lo=0, hi=5), F(4, 3)],
         _scatter_ref,
         params={"axis": 0},
+        differentiable=(0, 2),
+    ),
+    # fused primitives (composites run as one eager step); class 2 plays ignore_index
+    "linear": Spec([F(4, 3), F(5, 3), F(5)], lambda x, w, b: x @ w.T + b, differentiable=(0, 1, 2)),
+    "cross_entropy": Spec(
+        [F(6, 5), Arg((6,), kind="int", lo=0, hi=5)],
+        _ce_ref,
+        params={"ignore_index": 2, "reduction": "mean"},
+        differentiable=(0,),
+    ),
+    "cross_entropy_backward": Spec(
+        [F(6, 5), Arg((6,), kind="int", lo=0, hi=5), F(6)],
+        _ce_backward_ref,
+        params={"ignore_index": 2, "reduction": "none"},
         differentiable=(0, 2),
     ),
     # rand is checked for determinism and distribution in test_prims.py

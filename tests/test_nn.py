@@ -404,18 +404,25 @@ WEIGHT = np.array([0.5, 1.0, 2.0, 1.5])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("ls", [0.0, 0.2])
-def test_cross_entropy_vs_numpy_and_fd(reduction, weighted, ls):
+@pytest.mark.parametrize("ignore_index", [-100, 3], ids=["ignore-100", "ignore-class-3"])
+def test_cross_entropy_vs_numpy_and_fd(reduction, weighted, ls, ignore_index):
+    # ignore_index may name a real class: its targets are then left out, like -100's
     w = WEIGHT if weighted else None
     wt = t64(w) if weighted else None
-    tgt = jg.tensor(TARGETS)
+    targets = np.where(TARGETS == -100, ignore_index, TARGETS)
+    tgt = jg.tensor(targets)
 
     def loss_fn(x):
-        return F.cross_entropy(x, tgt, wt, reduction=reduction, label_smoothing=ls)
+        return F.cross_entropy(
+            x, tgt, wt, ignore_index=ignore_index, reduction=reduction, label_smoothing=ls
+        )
 
-    expected = np_cross_entropy(LOGITS, TARGETS, w, reduction=reduction, ls=ls)
+    expected = np_cross_entropy(LOGITS, targets, w, ignore_index, reduction=reduction, ls=ls)
     np.testing.assert_allclose(arr(loss_fn(t64(LOGITS))), expected, rtol=1e-12, atol=1e-14)
     check_grad(loss_fn, LOGITS)
-    module = nn.CrossEntropyLoss(weight=wt, reduction=reduction, label_smoothing=ls)
+    module = nn.CrossEntropyLoss(
+        weight=wt, ignore_index=ignore_index, reduction=reduction, label_smoothing=ls
+    )
     np.testing.assert_allclose(arr(module(t64(LOGITS), tgt)), expected, rtol=1e-12, atol=1e-14)
 
 

@@ -1,7 +1,9 @@
 """``jitgrad.nn.functional``: activations and losses as composites of jitgrad ops.
 
-Everything here is ordinary jitgrad code (no primitives of its own, no Python branches on tensor
-values), so eager runs, autograd and tracing share one path. The activations that already live in
+Everything here is ordinary jitgrad code (no Python branches on tensor values), so eager runs,
+autograd and tracing share one path. ``linear`` and the common case of ``cross_entropy`` apply a
+fused primitive (``jitgrad.ops.prims_fused``) for eager speed; traced, it decomposes into the
+same composite. The activations that already live in
 ``jitgrad.ops.functions`` are re-exported rather than rewritten.
 """
 
@@ -14,6 +16,7 @@ import numpy as np
 from .. import dtypes
 from .. import random as _random
 from ..ops import functions as _F
+from ..ops import prims as _P
 from ..ops.functions import (  # noqa: F401  (re-exported: the one definition of each)
     elu,
     gelu,
@@ -27,7 +30,7 @@ from ..ops.functions import log_softmax as _log_softmax
 from ..ops.functions import relu as _relu
 from ..ops.functions import silu as _silu
 from ..ops.functions import softmax as _softmax
-from ..tensor import Tensor
+from ..tensor import Tensor, apply
 
 __all__ = [
     "relu",
@@ -103,10 +106,19 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``input @ weight.T + bias``."""
-    w = _F.transpose(weight, 0, 1) if weight.ndim == 2 else weight
-    out = _F.matmul(input, w)
-    return out if bias is None else _F.add(out, bias)
+    """``input @ weight.T + bias``: one fused primitive for a batch of rows, else the composite."""
+    x, w = input._data, weight._data
+    if (
+        x.ndim == 2
+        and w.ndim == 2
+        and x.dtype.kind == "f"
+        and w.dtype == x.dtype
+        and x.shape[1] == w.shape[1]
+        and (bias is None or (bias._data.dtype == x.dtype and bias._data.shape == w.shape[:1]))
+    ):
+        args = (input, weight) if bias is None else (input, weight, bias)
+        return apply(_P.linear_p, args)
+    return _P.linear_composite(input, weight, bias)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -208,31 +220,17 @@ def _nll_terms(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index
     ``logp`` is (N, C, ...); ``target`` is (N, ...) class indices. Ignored targets are swapped for
     class 0 before the gather and masked out afterwards, so no value decides control flow.
     """
-    if target.dtype.category != 1:
-        raise RuntimeError(
-            f"expected scalar type Long but found {target.dtype}; class-index targets must be "
-            "integers (use target.long()), or pass class probabilities of the input's shape."
-        )
+    _check_index_target(logp, target, ignore_index)
     n_classes = logp.shape[1]
-    want = (logp.shape[0],) + tuple(logp.shape[2:])
-    if tuple(target.shape) != want:
-        if target.ndim >= 1 and target.shape[0] != logp.shape[0]:
-            raise ValueError(
-                f"Expected input batch_size ({logp.shape[0]}) to match target batch_size "
-                f"({target.shape[0]})."
-            )
-        raise RuntimeError(
-            f"size mismatch (got input: {list(logp.shape)}, target: {list(target.shape)}); the "
-            "target must have the input's shape without the class dimension."
-        )
-    _check_class_range(target, n_classes, ignore_index)
     keep = _F.ne(target, ignore_index)
-    # A one-hot mask picks logp[target]: ignored targets match no class, so they pick 0, and the
-    # backward is a multiplication rather than a scatter.
+    # A one-hot mask picks logp[target] (ignored targets pick 0), and the backward is a
+    # multiplication rather than a scatter.
     classes = Tensor._wrap(
         np.arange(n_classes, dtype=np.int64).reshape((1, n_classes) + (1,) * (logp.ndim - 2))
     )
     onehot = _F.cast(_F.eq(_F.unsqueeze(target, 1), classes), logp.dtype)
+    if 0 <= ignore_index < n_classes:  # an ignored target that names a class picks nothing
+        onehot = _F.mul(onehot, _F.unsqueeze(_F.cast(keep, logp.dtype), 1))
     if weight is not None:
         cw = _class_weight_view(_F.cast(weight, logp.dtype), logp.ndim, n_classes)
         onehot = _F.mul(onehot, cw)
@@ -242,10 +240,33 @@ def _nll_terms(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index
     return _F.neg(_F.sum(_F.mul(logp, onehot), 1)), w, keep
 
 
+def _check_index_target(logp: Tensor, target: Tensor, ignore_index: int) -> None:
+    """Class-index targets: integers, of the input's shape less the class dimension, in range."""
+    if target._data.dtype.kind not in "iu":
+        raise RuntimeError(
+            f"expected scalar type Long but found {target.dtype}; class-index targets must be "
+            "integers (use target.long()), or pass class probabilities of the input's shape."
+        )
+    shape = logp._data.shape
+    if target._data.shape != shape[:1] + shape[2:]:
+        if target.ndim >= 1 and target.shape[0] != logp.shape[0]:
+            raise ValueError(
+                f"Expected input batch_size ({logp.shape[0]}) to match target batch_size "
+                f"({target.shape[0]})."
+            )
+        raise RuntimeError(
+            f"size mismatch (got input: {list(logp.shape)}, target: {list(target.shape)}); the "
+            "target must have the input's shape without the class dimension."
+        )
+    _check_class_range(target, logp.shape[1], ignore_index)
+
+
 def _check_class_range(target: Tensor, n_classes: int, ignore_index: int) -> None:
     """Targets outside [0, C) other than ignore_index are an error, as in PyTorch (checked on
     the values at hand: under tracing, the traced call's)."""
     t = target._data
+    if t.size and 0 <= t.min() and t.max() < n_classes:
+        return
     bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
     if bad.any():
         raise IndexError(
@@ -302,6 +323,27 @@ def cross_entropy(
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     logits, tgt, unbatched = _batched(input, target)
+    if (
+        weight is None
+        and label_smoothing == 0.0
+        and logits.ndim == 2
+        and logits.dtype.is_floating_point
+        and not tgt.is_floating_point()
+    ):
+        _check_index_target(logits, tgt, ignore_index)
+        params = {"ignore_index": int(ignore_index), "reduction": reduction}
+        loss = apply(_P.cross_entropy_p, (logits, tgt), params)
+        return _F.squeeze(loss, 0) if unbatched and reduction == "none" else loss
+    loss = _cross_entropy_terms(logits, tgt, weight, ignore_index, reduction, label_smoothing)
+    return _F.squeeze(loss, 0) if unbatched and reduction == "none" else loss
+
+
+def _cross_entropy_composite(logits, target, ignore_index: int, reduction: str) -> Tensor:
+    """What the fused ``cross_entropy`` primitive computes, over core primitives."""
+    return _cross_entropy_terms(logits, target, None, ignore_index, reduction, 0.0)
+
+
+def _cross_entropy_terms(logits, tgt, weight, ignore_index, reduction, label_smoothing):
     n_classes = logits.shape[1]
     logp = _log_softmax(logits, 1)  # stable: x - logsumexp(x)
     if tgt.is_floating_point():
@@ -320,8 +362,6 @@ def cross_entropy(
                 _F.mul(loss, 1.0 - label_smoothing),
                 _F.mul(smooth, label_smoothing / n_classes),
             )
-    if unbatched and reduction == "none":
-        loss = _F.squeeze(loss, 0)
     if reduction == "mean" and denom is not None:
         return _F.div(_F.sum(loss), _F.sum(denom))
     return _reduce(loss, reduction)

@@ -1,7 +1,8 @@
 """The primitives: a small closed set, each declared once with all of its rules.
 
 Everything else (sigmoid, softmax, cross_entropy, var, ...) is a composite in ``functions.py`` or
-``nn/functional.py``. Front-end functions guarantee the invariants the rules below rely on:
+``nn/functional.py``; ``linear`` and ``cross_entropy`` also have a fused primitive
+(``prims_fused.py``) that eager mode applies in one step and tracing decomposes. Front-end functions guarantee the invariants the rules below rely on:
 elementwise inputs share one dtype (except ``where``'s condition and ``cast``) and have the
 output's shape, or are rank 0 and do not require grad (a rank-0 constant broadcasts implicitly;
 anything that needs a gradient is broadcast by an explicit ``expand``, whose VJP is ``sum_to``).
@@ -328,5 +329,7 @@ logsumexp_p = register(
 )
 
 
-# The movement, matmul, indexing and random primitives live next door (one registry, two files).
+# The movement, matmul, indexing and random primitives, and the fused ones, live next door (one
+# registry, three files).
+from .prims_fused import *  # noqa: E402,F401,F403
 from .prims_layout import *  # noqa: E402,F401,F403

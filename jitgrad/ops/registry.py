@@ -14,10 +14,15 @@ A primitive's rules, side by side:
     For elementwise primitives: a per-element expression template over ``{0}``, ``{1}``, ...
     (the inputs) using ``math`` functions only; the compiled backends paste it into fused loops.
 ``kind``
-    ``elementwise``, ``reduce``, ``movement``, ``matmul``, ``index``, ``random`` or ``other``.
+    ``elementwise``, ``reduce``, ``movement``, ``matmul``, ``index``, ``random``, ``other``, or
+    ``fused`` for a composite run as one eager step (see ``prims_fused``).
 ``shape``
     ``shape(avals, **params) -> (shape, dtype)``: the output's shape and dtype from the inputs'
     (anything with ``.shape`` and ``.dtype``), without computing anything.
+``decompose``
+    Fused primitives only: ``decompose(*tensors, **params) -> Tensor``, the composite over core
+    primitives that the fused one stands for. ``apply`` runs it instead while tracing, so tapes
+    and backends never meet a fused primitive.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 PRIMS: dict[str, Prim] = {}
 
-KINDS = ("elementwise", "reduce", "movement", "matmul", "index", "random", "other")
+KINDS = ("elementwise", "reduce", "movement", "matmul", "index", "random", "other", "fused")
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -46,6 +51,7 @@ class Prim:
     # Outputs of non-differentiable prims (comparisons, argmax, random draws) never require grad.
     differentiable: bool = True
     node_name: str = ""
+    decompose: Callable | None = None
 
     def __repr__(self) -> str:
         return f"<prim {self.name}>"
@@ -63,8 +69,11 @@ def register(name: str, **rules) -> Prim:
     differentiable = rules.get("differentiable", True)
     if differentiable and rules.get("vjp") is None:
         raise ValueError(f"differentiable primitive {name!r} needs a vjp rule")
+    if (kind == "fused") != (rules.get("decompose") is not None):
+        raise ValueError(f"primitive {name!r}: a fused primitive, and only one, needs decompose")
     camel = "".join(part.capitalize() for part in name.split("_"))
-    prim = Prim(name=name, node_name=f"{camel}Backward0", **rules)
+    rules.setdefault("node_name", f"{camel}Backward0")
+    prim = Prim(name=name, **rules)
     PRIMS[name] = prim
     return prim
 
