@@ -270,3 +270,20 @@ def test_fused_cross_entropy_all_targets_ignored_is_nan_like_pytorch():
     assert np.isnan(loss.item())
     loss.backward()
     assert x.grad.shape == (3, 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_where_with_a_zero_side_is_np_where_bit_for_bit(dtype):
+    # large where(c, 0, x) / where(c, x, 0) select bits instead of branching: same results,
+    # NaN, infinities and signed zeros included; -0.0 as the constant is not taken for +0.0
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(3000).astype(dtype)
+    x[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, -np.nan]
+    c = rng.random(3000) < 0.5
+    c[:6] = [True, False, True, False, True, False]
+    impl = PRIMS["where"].impl
+    for zero in (np.zeros((), dtype), np.array(-0.0, dtype), np.array(1.5, dtype)):
+        for a, b in ((zero, x), (x, zero)):
+            got, want = impl(c, a, b), np.where(c, a, b)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got.view(f"u{x.itemsize}"), want.view(f"u{x.itemsize}"))

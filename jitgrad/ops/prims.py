@@ -2,10 +2,12 @@
 
 Everything else (sigmoid, softmax, cross_entropy, var, ...) is a composite in ``functions.py`` or
 ``nn/functional.py``; ``linear`` and ``cross_entropy`` also have a fused primitive
-(``prims_fused.py``) that eager mode applies in one step and tracing decomposes. Front-end functions guarantee the invariants the rules below rely on:
-elementwise inputs share one dtype (except ``where``'s condition and ``cast``) and have the
-output's shape, or are rank 0 and do not require grad (a rank-0 constant broadcasts implicitly;
-anything that needs a gradient is broadcast by an explicit ``expand``, whose VJP is ``sum_to``).
+(``prims_fused.py``) that eager mode applies in one step and tracing decomposes.
+
+Front-end functions guarantee the invariants the rules below rely on: elementwise inputs share
+one dtype (except ``where``'s condition and ``cast``) and have the output's shape, or are rank 0
+and do not require grad (a rank-0 constant broadcasts implicitly; anything that needs a gradient
+is broadcast by an explicit ``expand``, whose VJP is ``sum_to``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
+from ..tensor import apply
 from . import functions as F
 from .registry import register
 
@@ -229,16 +232,46 @@ eq_p = _cmp("eq", np.equal, "==")
 ne_p = _cmp("ne", np.not_equal, "!=")
 
 
+_INT_OF_SIZE = {4: np.dtype(np.int32), 8: np.dtype(np.int64)}
+
+
+def _where_impl(c, a, b):
+    # where(c, 0, x) and where(c, x, 0) (relu and its gradient, masking) as bit operations:
+    # np.where branches per element, which costs twice as much on an unpredictable mask. The
+    # bits are the same: +0.0 is all zero bits, so x & (all ones where x is kept) selects.
+    for zero, x, keep_on in ((a, b, False), (b, a, True)):
+        if (
+            zero.ndim == 0
+            and x.size >= 1024
+            and x.shape == c.shape
+            and x.dtype == zero.dtype
+            and x.dtype.itemsize in _INT_OF_SIZE
+            and x.dtype.kind == "f"
+            and zero.tobytes() == bytes(zero.dtype.itemsize)
+        ):
+            it = _INT_OF_SIZE[x.dtype.itemsize]
+            mask = c.astype(it)  # 1 where c, 0 elsewhere
+            if keep_on:
+                np.negative(mask, out=mask)  # all ones where c
+            else:
+                mask -= 1  # all ones where not c
+            np.bitwise_and(mask, x.view(it), out=mask)
+            return mask.view(x.dtype)
+    return np.where(c, a, b)
+
+
 def _where_vjp(n, g):
+    # the incoming gradient has the output's shape, so the rank-0 zero needs no expand
     c = n.inputs[0]
-    ga = F.where(c, g, 0.0) if n.needs[1] else None
-    gb = F.where(c, 0.0, g) if n.needs[2] else None
+    zero = F._const_np(0, g._data.dtype)
+    ga = apply(where_p, (c, g, zero)) if n.needs[1] else None
+    gb = apply(where_p, (c, zero, g)) if n.needs[2] else None
     return None, ga, gb
 
 
 where_p = register(
     "where",
-    impl=np.where,
+    impl=_where_impl,
     vjp=_where_vjp,
     shape=_where_shape,
     kind="elementwise",

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tensor import apply
 from . import functions as F
+from .prims import _lse_impl, sum_p
+from .prims_layout import matmul_p, permute_p
 from .registry import register
 
 # ---------------------------------------------------------------------------------------------
@@ -47,16 +50,22 @@ def _linear_shape(avals):
     return (x.shape[0], w.shape[0]), x.dtype
 
 
+_T = {"perm": (1, 0)}
+
+
 def _linear_vjp(n, g):
+    # 2-D operands of one dtype by construction: the primitives are applied directly
     x, w = n.inputs[0], n.inputs[1]
     needs = n.needs
-    gx = F.matmul(g, w) if needs[0] else None
+    gx = apply(matmul_p, (g, w)) if needs[0] else None
     # (x.T g).T rather than g.T x: the decomposition's product, so eager and traced runs agree
     # bit for bit
-    gw = F.transpose(F.matmul(F.transpose(x, 0, 1), g), 0, 1) if needs[1] else None
+    gw = None
+    if needs[1]:
+        gw = apply(permute_p, (apply(matmul_p, (apply(permute_p, (x,), _T), g)),), _T)
     if len(needs) == 2:
         return gx, gw
-    return gx, gw, (F.sum(g, 0) if needs[2] else None)
+    return gx, gw, (apply(sum_p, (g,), {"axes": (0,), "keepdim": False}) if needs[2] else None)
 
 
 linear_p = register(
@@ -80,20 +89,24 @@ def _rows_and_keep(t, ignore_index):
     return np.arange(t.shape[0]), np.where(keep, t, 0), keep
 
 
-def _exp_shifted(x):
-    """``exp(x - m)`` and ``m``, with ``m`` the row max (0 on rows whose max is infinite)."""
+def _row_lse(x):
+    """``logsumexp(x, 1, keepdim=True)``, the same bits as the logsumexp primitive's."""
     m = np.maximum.reduce(x, axis=1, keepdims=True)
-    if not np.isfinite(m).all():
-        m = np.where(np.isfinite(m), m, np.zeros((), x.dtype))
-    return np.exp(x - m), m
+    if np.isfinite(m).all():  # each row's sum is then at least 1: log never sees 0
+        return np.log(np.add.reduce(np.exp(x - m), axis=1, keepdims=True)) + m
+    return _lse_impl(x, (1,), True)
+
+
+def _mean_of(total, count, dtype):
+    if count:
+        return np.true_divide(total, dtype.type(count))
+    with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: 0/0 = nan, as PyTorch
+        return np.true_divide(total, dtype.type(count))
 
 
 def _ce_impl(x, t, ignore_index, reduction):
     rows, cls, keep = _rows_and_keep(t, ignore_index)
-    e, m = _exp_shifted(x)
-    with np.errstate(divide="ignore"):  # a row of -inf: log 0
-        lse = np.log(np.add.reduce(e, axis=1)) + m[:, 0]
-    loss = lse - x[rows, cls]
+    loss = _row_lse(x)[:, 0] - x[rows, cls]
     if keep is not None:
         loss = np.where(keep, loss, np.zeros((), x.dtype))
     if reduction == "none":
@@ -102,8 +115,7 @@ def _ce_impl(x, t, ignore_index, reduction):
     if reduction == "sum":
         return np.asarray(total)
     count = x.shape[0] if keep is None else np.count_nonzero(keep)
-    with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: 0/0 = nan, as PyTorch
-        return np.asarray(total / x.dtype.type(count))
+    return np.asarray(_mean_of(total, count, x.dtype))
 
 
 def _ce_shape(avals, ignore_index, reduction):
@@ -134,8 +146,6 @@ cross_entropy_p = register(
 
 
 def apply_backward(x, t, g, params):
-    from ..tensor import apply
-
     return apply(cross_entropy_backward_p, (x, t, g), params)
 
 
@@ -143,9 +153,7 @@ def _row_scale_np(g, keep, reduction, dtype, n):
     """Per-row factor of the loss gradient: the upstream gradient, divided by the number of
     kept rows for ``mean``, and zero on ignored rows; shape (N, 1), or () if all rows share it."""
     if reduction == "mean":
-        count = n if keep is None else np.count_nonzero(keep)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            g = np.true_divide(g, dtype.type(count))
+        g = _mean_of(g, n if keep is None else np.count_nonzero(keep), dtype)
     if keep is not None:
         g = np.where(keep, g, np.zeros((), dtype))
     return g[:, None] if g.ndim else g
@@ -155,11 +163,8 @@ def _ce_backward_impl(x, t, g, ignore_index, reduction):
     # the decomposition's arithmetic, operation for operation (eager == interpreter bit for
     # bit): scale * exp(x - logsumexp(x)), minus the scale at each row's target
     rows, cls, keep = _rows_and_keep(t, ignore_index)
-    e, m = _exp_shifted(x)
-    with np.errstate(divide="ignore"):
-        lse = np.log(np.add.reduce(e, axis=1, keepdims=True)) + m
     scale = _row_scale_np(g, keep, reduction, x.dtype, x.shape[0])
-    out = scale * np.exp(x - lse)
+    out = scale * np.exp(x - _row_lse(x))
     out[rows, cls] -= scale[:, 0] if scale.ndim else scale
     return out
 
