@@ -149,18 +149,21 @@ class Executable:
         lines.append(f"    return ({ret}{',' if len(fresh) == 1 else ''})")
         self.dims = np.array(dims, dtype=np.int64)
         self.consts = np.array(consts, dtype=np.float64)
+        # the words BLAS reads its arguments from (runtime.gemm), when some kernel calls it
+        self.blas_args = np.zeros(12 if any(k.uses_blas for k in self.kernels) else 0, np.int32)
         # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS calls
         # of a wide MLP step 5x (17 ms vs 3.5 ms): with a matmul in the step, BLAS gets the
         # threads and the loops run serially (prange then acts as range).
         parallel = any(k.parallel for k in self.kernels) and not any(
             k.kind == "matmul" for k in self.kernels
         )
+        tail = ["D", "C"] + (["G"] if self.blas_args.size else [])
         self.driver_source = (
             HEADER
             + f"\n\n@njit(cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', nogil=True"
             + (", parallel=True" if parallel else "")
             + ")\n"
-            + f"def driver({', '.join(args + ['D', 'C'])}):\n"
+            + f"def driver({', '.join(args + tail)}):\n"
             + "\n".join(lines)
             + "\n"
         )
@@ -178,6 +181,7 @@ class Executable:
         sig = [typeof(np.empty(0, v.dtype.np)) for v in tape.inputs]
         sig += [typeof(a) for a in self.const_arrays + self.work_arrays]
         sig += [typeof(self.dims), typeof(self.consts)]
+        sig += [typeof(self.blas_args)] if self.blas_args.size else []
         misses = sum(self.driver.stats.cache_misses.values())
         self.driver.compile(tuple(sig))
         # 1 when Numba compiled (no disk or memory cache had this driver), else 0
@@ -232,6 +236,8 @@ class Executable:
         self._out_get = [getter(p) for p in outs]
         self._write_get = [getter(p) for p in writes]
         self._args_tail = (*self.const_arrays, *self.work_arrays, self.dims, self.consts)
+        if self.blas_args.size:
+            self._args_tail += (self.blas_args,)
 
     def direct_call(self, fetch: list, ns: dict, stable: dict):
         """Source for calling the driver inline from generated host code: statements, and one
@@ -351,6 +357,7 @@ _GLOBAL_NAMES = {
     "None",
     "D",
     "C",
+    "G",
 }
 
 

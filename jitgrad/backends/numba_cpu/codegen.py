@@ -90,7 +90,7 @@ def numel(shape) -> int:
 
 @dataclass
 class Kernel:
-    """One generated function: ``kernel(<buffers>, dims, consts)``."""
+    """One generated function: ``kernel(<buffers>, dims, consts)`` (and ``G`` if it calls BLAS)."""
 
     kind: str
     root: Var
@@ -108,6 +108,7 @@ class Kernel:
     roots: list = field(default_factory=list)  # every value it stores (a group has several)
     member_loads: dict = field(default_factory=dict)  # root -> {buffer Var: offsets}
     dim_keys: list = field(default_factory=list)  # what each entry of ``dims`` is
+    uses_blas: bool = False  # takes G, the int32 scratch BLAS reads its arguments from
 
 
 class _Body:
@@ -149,6 +150,7 @@ class KernelGen:
         self.kind = kind
         self.root = root
         self.buffers: list = []
+        self.uses_blas = False  # whether the body calls gemm (which reads the scratch G)
         self.buf_names: dict = {}
         self.dim_slots: dict = {}
         self.dims: list = []

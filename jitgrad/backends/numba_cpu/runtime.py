@@ -5,7 +5,7 @@ from __future__ import annotations
 import llvmlite.binding as _llvm
 import numpy as np
 from numba import njit, types
-from numba.extending import get_cython_function_address
+from numba.extending import get_cython_function_address, register_jitable
 
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
 
@@ -57,35 +57,29 @@ _dgemm = types.ExternalFunction("jitgrad_dgemm", _GEMM_SIG)
 
 
 @njit(cache=True, nogil=True)
-def gemm(a, b, out, batch, m, n, k, ta, tb):
+def gemm(a, b, out, args, batch, m, n, k, ta, tb):
     """``out[q] = A[q] @ B[q]`` for row-major flat buffers: A is (m, k), or stored as (k, m) when
-    ``ta``; B is (k, n), or stored as (n, k) when ``tb``; out is (m, n)."""
-    # OpenBLAS is up to 2x slower on A @ B^T with fewer rows than columns (a convolution's
-    # weight gradient, 32x1024 @ (144x1024)^T: 200 against 126 us) than on the transposed
-    # product B @ A^T: compute that into scratch, then transpose it (m*n against m*n*k).
-    swap = tb and not ta and m < n and k >= 256
-    dst = out
-    if swap:
-        a, b, m, n, ta, tb = b, a, n, m, np.bool_(False), np.bool_(True)
-        dst = np.empty(batch * m * n, out.dtype)
-    # Row-major dst is column-major dst^T = B^T A^T, so BLAS gets B first. BLAS takes every
-    # argument by pointer: one int32 buffer holds them all (fewer array types to compile):
-    # [n, m, k, ldb, lda, ldc, op B, op A, alpha (2 words), beta (2 words)]
-    arg = np.zeros(12, np.int32)
-    arg[0] = n
-    arg[1] = m
-    arg[2] = k
-    arg[3] = k if tb else n  # leading dimension of B's buffer, read column-major
-    arg[4] = m if ta else k  # leading dimension of A's buffer
-    arg[5] = n
-    arg[6] = 84 if tb else 78  # 'T' / 'N' (the word's first byte: little-endian)
-    arg[7] = 84 if ta else 78
+    ``ta``; B is (k, n), or stored as (n, k) when ``tb``; out is (m, n). BLAS takes every
+    argument by pointer: ``args`` (12 int32 words, the caller's scratch) holds them. Nothing here
+    allocates, which keeps this function quick to compile (a cold start compiles it)."""
+    # Row-major out is column-major out^T = B^T A^T, so BLAS gets B first.
+    # args: [n, m, k, ldb, lda, ldc, op B, op A, alpha (2 words), beta (2 words)]
+    args[0] = n
+    args[1] = m
+    args[2] = k
+    args[3] = k if tb else n  # leading dimension of B's buffer, read column-major
+    args[4] = m if ta else k  # leading dimension of A's buffer
+    args[5] = n
+    args[6] = 84 if tb else 78  # 'T' / 'N' (the word's first byte: little-endian)
+    args[7] = 84 if ta else 78
     size = a.itemsize
+    args[9] = args[10] = args[11] = 0
     if size == 4:
-        arg[8] = 0x3F800000  # float32 1.0
+        args[8] = 0x3F800000  # float32 1.0
     else:
-        arg[9] = 0x3FF00000  # float64 1.0: the high word
-    pa, pb, pc, p = a.ctypes.data, b.ctypes.data, dst.ctypes.data, arg.ctypes.data
+        args[8] = 0
+        args[9] = 0x3FF00000  # float64 1.0: the high word
+    pa, pb, pc, p = a.ctypes.data, b.ctypes.data, out.ctypes.data, args.ctypes.data
     for q in range(batch):
         qa = pa + q * m * k * size
         qb = pb + q * k * n * size
@@ -98,8 +92,26 @@ def gemm(a, b, out, batch, m, n, k, ta, tb):
             _dgemm(
                 p + 24, p + 28, p, p + 4, p + 8, p + 32, qb, p + 12, qa, p + 16, p + 40, qc, p + 20
             )
-    if swap:  # dst holds out^T, (n, m) per batch in the swapped names
-        for q in range(batch):
-            for i in range(n):
-                for j in range(m):
-                    out[q * m * n + i * m + j] = dst[q * m * n + j * n + i]
+
+
+@register_jitable
+def gemm_swaps(m, n, k, ta, tb):
+    """Whether ``gemm_swapped`` transposes a product of these sizes (also asked at trace time)."""
+    return tb and not ta and m < n and k >= 256
+
+
+@njit(cache=True, nogil=True)
+def gemm_swapped(a, b, out, args, batch, m, n, k, ta, tb):
+    """``gemm``, except that A @ B^T with fewer rows than columns and a long inner dimension is
+    computed as (B @ A^T)^T. OpenBLAS is up to 2x slower on the first form (a convolution's
+    weight gradient, 32x1024 @ (144x1024)^T: 200 against 126 us); the transpose costs m*n
+    against m*n*k. Generated code calls it only where the traced shapes have that form."""
+    if not gemm_swaps(m, n, k, ta, tb):
+        gemm(a, b, out, args, batch, m, n, k, ta, tb)
+        return
+    dst = np.empty(batch * m * n, out.dtype)  # out^T, (n, m) per batch
+    gemm(b, a, dst, args, batch, n, m, k, np.bool_(False), np.bool_(True))
+    for q in range(batch):
+        for i in range(m):
+            for j in range(n):
+                out[q * m * n + i * n + j] = dst[q * m * n + j * m + i]

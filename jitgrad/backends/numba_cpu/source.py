@@ -49,7 +49,8 @@ def _finish(g: KernelGen, body_lines: list, parallel: bool) -> Kernel:
     args = ", ".join(g.buf_names[v] for v in g.buffers)
     deco = f"@njit(cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', nogil=True"
     deco += ", parallel=True)" if parallel else ")"
-    lines = [HEADER, "", deco, f"def kernel({args}, dims, consts):"]
+    tail = ", G" if g.uses_blas else ""  # G: scratch for BLAS's by-pointer arguments
+    lines = [HEADER, "", deco, f"def kernel({args}, dims, consts{tail}):"]
     lines += ["    " + p for p in g.prologue]
     lines += body_lines
     if len(lines) == 4 + len(g.prologue):
@@ -68,6 +69,7 @@ def _finish(g: KernelGen, body_lines: list, parallel: bool) -> Kernel:
     kernel.body = ["    " + p for p in g.prologue] + body_lines
     kernel.dim_keys = list(g.dim_keys)
     kernel.parallel = parallel
+    kernel.uses_blas = g.uses_blas
     kernel.roots = [g.root]
     return kernel
 
