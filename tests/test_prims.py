@@ -287,3 +287,20 @@ def test_where_with_a_zero_side_is_np_where_bit_for_bit(dtype):
             got, want = impl(c, a, b), np.where(c, a, b)
             assert got.dtype == want.dtype
             np.testing.assert_array_equal(got.view(f"u{x.itemsize}"), want.view(f"u{x.itemsize}"))
+
+
+def test_fused_linear_saves_input_and_weight_not_bias():
+    # as PyTorch's addmm node: the bias may change in place before backward, the weight may not
+    lin = jg.nn.Linear(3, 2)
+    x = jg.randn(4, 3)
+    out = lin(x)
+    with jg.no_grad():
+        lin.bias.add_(1.0)
+    out.sum().backward()
+    np.testing.assert_array_equal(lin.bias.grad.numpy(), np.full(2, 4.0, np.float32))
+    np.testing.assert_allclose(lin.weight.grad.numpy(), np.tile(x.numpy().sum(0), (2, 1)))
+    out = lin(x)
+    with jg.no_grad():
+        lin.weight.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()

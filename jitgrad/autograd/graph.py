@@ -135,7 +135,13 @@ class PrimNode(Node):
             self._out_vc = (out_vc, out_vc[0]) if out_vc is not None else None
         else:
             self._out_data = self._out_vc = None
-        self._versions = tuple([t._vc[0] for t in inputs]) if prim.saves else None
+        saves = prim.saves
+        if saves is True:
+            self._versions = tuple([t._vc[0] for t in inputs])
+        elif saves:  # only these inputs are saved: in-place changes to the others are fine
+            self._versions = tuple([t._vc[0] if i in saves else None for i, t in enumerate(inputs)])
+        else:
+            self._versions = None
         self._freed = False
 
     @property
@@ -170,7 +176,7 @@ class PrimNode(Node):
         if self._versions is None:
             return
         for i, (t, v) in enumerate(zip(self.inputs, self._versions)):
-            if t._vc[0] != v:
+            if v is not None and t._vc[0] != v:
                 kind = {"float32": "Float", "float64": "Double", "int64": "Long"}.get(
                     t.dtype.name, t.dtype.name
                 )

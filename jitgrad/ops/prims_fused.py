@@ -74,6 +74,7 @@ linear_p = register(
     vjp=_linear_vjp,
     shape=_linear_shape,
     kind="fused",
+    saves=(0, 1),  # like PyTorch's addmm node: the bias is not saved
     decompose=linear_composite,
     node_name="AddmmBackward0",
 )

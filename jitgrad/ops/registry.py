@@ -44,8 +44,9 @@ class Prim:
     kind: str
     scalar: str | Callable | None = None
     # Whether PyTorch's node for this op keeps tensors for backward: a second backward through
-    # a freed graph only fails for nodes that saved something (add/reshape nodes never do).
-    saves: bool = True
+    # a freed graph only fails for nodes that saved something (add/reshape nodes never do). A
+    # tuple names the saved inputs: changing another one in place before backward is allowed.
+    saves: bool | tuple = True
     # Whether vjp reads ``node.out`` (the primal result), so the node keeps the output's buffer.
     save_out: bool = False
     # Outputs of non-differentiable prims (comparisons, argmax, random draws) never require grad.
