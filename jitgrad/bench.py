@@ -287,13 +287,19 @@ def compiled_runner(key: str, backend: str) -> Callable[[], Any] | None:
     return make_runner(workload(key), compiled_engine(backend))
 
 
-def time_call(run: Callable[[], Any], repeat: int = 5) -> float:
-    """Best time of one call in seconds: timeit's autorange picks the loop count (>= 0.2 s per
-    measurement), then the minimum over `repeat` measurements discards scheduler noise.
-    Autorange's last measurement is a full one, so it counts as the first of the `repeat`."""
+def _calibrate(run: Callable[[], Any]) -> tuple[timeit.Timer, int, float]:
+    """Warm ``run`` up, then let timeit's autorange pick a loop count (>= 0.2 s per
+    measurement); returns the timer, the count and that first full measurement's seconds."""
     run()  # warm up: first-call costs (allocations, lazy imports, compiles) are not steady state
     timer = timeit.Timer(run)
     number, first = timer.autorange()
+    return timer, number, first
+
+
+def time_call(run: Callable[[], Any], repeat: int = 5) -> float:
+    """Best time of one call in seconds: the minimum over `repeat` measurements discards
+    scheduler noise. Autorange's last measurement is a full one, so it counts as the first."""
+    timer, number, first = _calibrate(run)
     best = min([first, *timer.repeat(repeat=max(1, repeat) - 1, number=number)])
     return best / number
 
@@ -307,19 +313,42 @@ def run_table(
     workloads: Sequence[Workload], engines: Sequence[Engine], repeat: int
 ) -> list[list[float | None]]:
     """Microseconds per iteration, one row per workload, one column per engine (None: n/a,
-    NaN: the engine failed on that workload; the error goes to stderr)."""
-    rows = []
-    for w in workloads:
-        row: list[float | None] = []
-        for e in engines:
+    NaN: the engine failed on that workload; the error goes to stderr).
+
+    A workload's engines are measured in turns: each of the `repeat` rounds times every engine
+    once, and each cell keeps its best round. On a busy machine a slow spell then reaches every
+    column of the row alike instead of whichever engine ran during it, so the ratios are not
+    skewed by when each engine happened to run."""
+    return [_time_row(w, engines, repeat) for w in workloads]
+
+
+def _time_row(w: Workload, engines: Sequence[Engine], repeat: int) -> list[float | None]:
+    row: list[float | None] = [None] * len(engines)
+    timers: dict[int, tuple[timeit.Timer, int]] = {}
+
+    def failed(k: int, exc: Exception) -> None:
+        # one failing cell should not hide the rest of the table
+        print(f"{w.key} on {engines[k].name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        row[k] = float("nan")
+        timers.pop(k, None)
+
+    for k, e in enumerate(engines):
+        try:
+            run = make_runner(w, e)
+            if run is not None:
+                timer, number, first = _calibrate(run)
+                timers[k] = (timer, number)
+                row[k] = first / number * 1e6
+        except Exception as exc:
+            failed(k, exc)
+    for _ in range(max(1, repeat) - 1):
+        for k in list(timers):
+            timer, number = timers[k]
             try:
-                run = make_runner(w, e)
-                row.append(None if run is None else time_call(run, repeat) * 1e6)
-            except Exception as exc:  # one failing cell should not hide the rest of the table
-                print(f"{w.key} on {e.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-                row.append(float("nan"))
-        rows.append(row)
-    return rows
+                row[k] = min(row[k], timer.timeit(number) / number * 1e6)
+            except Exception as exc:
+                failed(k, exc)
+    return row
 
 
 def _grid(table: list[list[str]], left: int = 1) -> str:
@@ -497,6 +526,7 @@ def main(args: argparse.Namespace) -> int:
     engines, ratios = build_engines(backends, args.torch_compile)
     available = available_backends()
     print("Best time per iteration in microseconds; ratio > 1 means jitgrad is faster.")
+    print("A workload's engines are timed in turns, best of --repeat rounds each.")
     print("Compiled columns run the whole step (zero_grad, forward, loss, backward, optimizer")
     print("step) as one compiled call, after warm-up; compile times are in the second table.")
     for b in backends:

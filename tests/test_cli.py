@@ -225,3 +225,21 @@ def test_readme_python_examples_run(capsys):
         exec(compile(block, "README.md", "exec"), {})
     # x.grad = 6x at x = 1, 2, 3 (whatever the print precision)
     assert re.search(r"6\.?0*,\s+12\.?0*,\s+18\.?0*\]", capsys.readouterr().out)
+
+
+def test_run_table_measures_the_engines_of_a_workload_in_turns():
+    # each repeat round times every engine once: drift on a busy machine reaches all columns
+    log = []
+
+    def logging_engine(name):
+        def prepare(fn, args):
+            return lambda: log.append(name)
+
+        return bench.Engine(name, lambda: jitgrad, prepare)
+
+    engines = [logging_engine("a"), logging_engine("b")]
+    rows = bench.run_table([bench.WORKLOADS[2]], engines, repeat=3)
+    assert all(t > 0 for t in rows[0])
+    runs = [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]  # one per block
+    # a: warm-up and calibration, b: the same, then the two remaining rounds in turn
+    assert runs == ["a", "b", "a", "b", "a", "b"]
