@@ -225,12 +225,7 @@ def _nll_terms(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index
     keep = _F.ne(target, ignore_index)
     # A one-hot mask picks logp[target] (ignored targets pick 0), and the backward is a
     # multiplication rather than a scatter.
-    classes = Tensor._wrap(
-        np.arange(n_classes, dtype=np.int64).reshape((1, n_classes) + (1,) * (logp.ndim - 2))
-    )
-    onehot = _F.cast(_F.eq(_F.unsqueeze(target, 1), classes), logp.dtype)
-    if 0 <= ignore_index < n_classes:  # an ignored target that names a class picks nothing
-        onehot = _F.mul(onehot, _F.unsqueeze(_F.cast(keep, logp.dtype), 1))
+    onehot = _class_onehot(target, keep, n_classes, logp.ndim, logp.dtype, ignore_index)
     if weight is not None:
         cw = _class_weight_view(_F.cast(weight, logp.dtype), logp.ndim, n_classes)
         onehot = _F.mul(onehot, cw)
@@ -238,6 +233,18 @@ def _nll_terms(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index
     else:
         w = _F.cast(keep, logp.dtype)
     return _F.neg(_F.sum(_F.mul(logp, onehot), 1)), w, keep
+
+
+def _class_onehot(target, keep, n_classes: int, ndim: int, dtype, ignore_index: int) -> Tensor:
+    """(N, C, ...) one-hot rows of class indices ``target`` (N, ...) in ``dtype``; ignored targets
+    (``keep`` False) match no class."""
+    classes = Tensor._wrap(
+        np.arange(n_classes, dtype=np.int64).reshape((1, n_classes) + (1,) * (ndim - 2))
+    )
+    onehot = _F.cast(_F.eq(_F.unsqueeze(target, 1), classes), dtype)
+    if 0 <= ignore_index < n_classes:  # an ignored target that names a class picks nothing
+        onehot = _F.mul(onehot, _F.unsqueeze(_F.cast(keep, dtype), 1))
+    return onehot
 
 
 def _check_index_target(logp: Tensor, target: Tensor, ignore_index: int) -> None:
@@ -333,8 +340,8 @@ def cross_entropy(
         _check_index_target(logits, tgt, ignore_index)
         params = {"ignore_index": int(ignore_index), "reduction": reduction}
         loss = apply(_P.cross_entropy_p, (logits, tgt), params)
-        return _F.squeeze(loss, 0) if unbatched and reduction == "none" else loss
-    loss = _cross_entropy_terms(logits, tgt, weight, ignore_index, reduction, label_smoothing)
+    else:
+        loss = _cross_entropy_terms(logits, tgt, weight, ignore_index, reduction, label_smoothing)
     return _F.squeeze(loss, 0) if unbatched and reduction == "none" else loss
 
 

@@ -340,9 +340,12 @@ argmax_p = register(
 def _lse_impl(x, axes, keepdim):
     # m + log sum exp(x - m) with m the max; m = 0 where it is infinite so that all -inf gives -inf
     m = np.maximum.reduce(x, axis=axes, keepdims=True)
-    m = np.where(np.isfinite(m), m, np.zeros((), x.dtype))
-    with np.errstate(divide="ignore"):
+    if np.isfinite(m).all():  # every sum is then at least 1: no log of 0 to silence
         out = np.log(np.add.reduce(np.exp(x - m), axis=axes, keepdims=True)) + m
+    else:
+        m = np.where(np.isfinite(m), m, np.zeros((), x.dtype))
+        with np.errstate(divide="ignore"):
+            out = np.log(np.add.reduce(np.exp(x - m), axis=axes, keepdims=True)) + m
     return out if keepdim else out.reshape(_reduced(x.shape, axes, False))
 
 

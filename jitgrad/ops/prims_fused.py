@@ -90,14 +90,6 @@ def _rows_and_keep(t, ignore_index):
     return np.arange(t.shape[0]), np.where(keep, t, 0), keep
 
 
-def _row_lse(x):
-    """``logsumexp(x, 1, keepdim=True)``, the same bits as the logsumexp primitive's."""
-    m = np.maximum.reduce(x, axis=1, keepdims=True)
-    if np.isfinite(m).all():  # each row's sum is then at least 1: log never sees 0
-        return np.log(np.add.reduce(np.exp(x - m), axis=1, keepdims=True)) + m
-    return _lse_impl(x, (1,), True)
-
-
 def _mean_of(total, count, dtype):
     if count:
         return np.true_divide(total, dtype.type(count))
@@ -107,7 +99,7 @@ def _mean_of(total, count, dtype):
 
 def _ce_impl(x, t, ignore_index, reduction):
     rows, cls, keep = _rows_and_keep(t, ignore_index)
-    loss = _row_lse(x)[:, 0] - x[rows, cls]
+    loss = _lse_impl(x, (1,), False) - x[rows, cls]
     if keep is not None:
         loss = np.where(keep, loss, np.zeros((), x.dtype))
     if reduction == "none":
@@ -132,7 +124,7 @@ def _ce_decompose(x, t, ignore_index, reduction):
 
 def _ce_vjp(n, g):
     x, t = n.inputs
-    return apply_backward(x, t, g, n.params), None
+    return apply(cross_entropy_backward_p, (x, t, g), n.params), None
 
 
 cross_entropy_p = register(
@@ -144,10 +136,6 @@ cross_entropy_p = register(
     decompose=_ce_decompose,
     node_name="NllLossBackward0",
 )
-
-
-def apply_backward(x, t, g, params):
-    return apply(cross_entropy_backward_p, (x, t, g), params)
 
 
 def _row_scale_np(g, keep, reduction, dtype, n):
@@ -165,7 +153,7 @@ def _ce_backward_impl(x, t, g, ignore_index, reduction):
     # bit): scale * exp(x - logsumexp(x)), minus the scale at each row's target
     rows, cls, keep = _rows_and_keep(t, ignore_index)
     scale = _row_scale_np(g, keep, reduction, x.dtype, x.shape[0])
-    out = scale * np.exp(x - _row_lse(x))
+    out = scale * np.exp(x - _lse_impl(x, (1,), True))
     out[rows, cls] -= scale[:, 0] if scale.ndim else scale
     return out
 
@@ -185,11 +173,9 @@ def _row_scale(t, g, ignore_index, reduction, dtype):
 
 def _onehot(x, t, ignore_index):
     """One-hot rows of ``t`` in ``x``'s dtype; ignored targets match no class."""
-    classes = np.arange(x.shape[1], dtype=np.int64).reshape(1, x.shape[1])
-    onehot = F.cast(F.eq(F.unsqueeze(t, 1), F.as_tensor_operand(classes)), x.dtype)
-    if 0 <= ignore_index < x.shape[1]:
-        onehot = F.mul(onehot, F.unsqueeze(F.cast(F.ne(t, ignore_index), x.dtype), 1))
-    return onehot
+    from ..nn.functional import _class_onehot
+
+    return _class_onehot(t, F.ne(t, ignore_index), x.shape[1], 2, x.dtype, ignore_index)
 
 
 def _ce_backward_decompose(x, t, g, ignore_index, reduction):
