@@ -12,7 +12,6 @@ from .. import dtypes
 from ..tensor import Tensor, _wrap_dim, apply
 from . import prims as P
 from .functions import (
-    _const_np,
     _float,
     abs,
     add,
@@ -51,9 +50,6 @@ def sigmoid(input):
 def relu(input):
     # where(x <= 0, 0, x), as PyTorch's: NaN passes through (forward and gradient), and the
     # gradient at 0 is 0 (maximum would split it). (-0.0 gives +0.0; PyTorch keeps -0.0.)
-    if type(input) is Tensor and input._data.dtype.kind == "f":  # where() without its checks
-        zero = _const_np(0, input._data.dtype)
-        return apply(P.where_p, (apply(P.le_p, (input, zero)), zero, input))
     return where(le(input, 0), 0, input)
 
 

@@ -304,27 +304,27 @@ def minimum(input, other):
 
 # -- comparisons ----------------------------------------------------------------------------------
 def lt(input, other):
-    return _binary(P.lt_p, input, other, result_type(input, other))
+    return _binary(P.lt_p, input, other)
 
 
 def le(input, other):
-    return _binary(P.le_p, input, other, result_type(input, other))
+    return _binary(P.le_p, input, other)
 
 
 def gt(input, other):
-    return _binary(P.lt_p, other, input, result_type(input, other))
+    return _binary(P.lt_p, other, input)
 
 
 def ge(input, other):
-    return _binary(P.le_p, other, input, result_type(input, other))
+    return _binary(P.le_p, other, input)
 
 
 def eq(input, other):
-    return _binary(P.eq_p, input, other, result_type(input, other))
+    return _binary(P.eq_p, input, other)
 
 
 def ne(input, other):
-    return _binary(P.ne_p, input, other, result_type(input, other))
+    return _binary(P.ne_p, input, other)
 
 
 less, less_equal, greater, greater_equal, equal_elementwise, not_equal = lt, le, gt, ge, eq, ne
@@ -356,6 +356,10 @@ def isfinite(input):
 
 
 def where(condition, input, other):
+    if type(condition) is Tensor and condition._data.dtype == np.bool_:
+        fast = _where_operands(condition._data.shape, input, other)
+        if fast is not None:
+            return apply(P.where_p, (condition, *fast))
     condition = as_tensor_operand(condition)
     if condition.dtype is not dtypes.bool_:
         condition = ne(condition, 0)
@@ -363,6 +367,26 @@ def where(condition, input, other):
     a, b = _operand(input, dtype), _operand(other, dtype)
     c, a, b = _align([condition, a, b])
     return apply(P.where_p, (c, a, b))
+
+
+def _where_operands(shape: tuple, a, b):
+    """``where``'s operands as they are when they need no promotion and no broadcast: two
+    tensors of ``shape`` and one dtype, or one such tensor and a Python number that keeps its
+    dtype (a rank-0 constant). None otherwise."""
+    ta, tb = type(a) is Tensor, type(b) is Tensor
+    if ta and tb:
+        same = a._data.shape == shape == b._data.shape and a._data.dtype == b._data.dtype
+        return (a, b) if same else None
+    if ta == tb:
+        return None
+    t, n = (a, b) if ta else (b, a)
+    kind = t._data.dtype.kind
+    if t._data.shape != shape or not (
+        (type(n) is float and kind == "f") or (type(n) is int and kind in "fiu")
+    ):
+        return None
+    c = _const_np(n, t._data.dtype)
+    return (t, c) if ta else (c, t)
 
 
 def clamp(input, min=None, max=None):  # noqa: A002,F811
