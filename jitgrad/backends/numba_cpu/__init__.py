@@ -144,7 +144,7 @@ class Executable:
                     dims.append(k.dims[i])
                 bufs[f"n{i}"] = shared[key]
             body = [line for line in k.body if not _DIM_LOAD.fullmatch(line.strip())]
-            lines += inline_body(body, f"k{j}_", bufs, None, c)
+            lines += inline_body(body, f"k{j}_", bufs, c)
         ret = ", ".join(names[v] for v in fresh)
         lines.append(f"    return ({ret}{',' if len(fresh) == 1 else ''})")
         self.dims = np.array(dims, dtype=np.int64)
@@ -362,7 +362,6 @@ _GLOBAL_NAMES = {
 
 
 _NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
-_DIMS = re.compile(r"\bdims\[(\d+)\]")
 _DIM_LOAD = re.compile(r"n(\d+) = dims\[\1\]")
 _CONSTS = re.compile(r"\bconsts\[(\d+)\]")
 
@@ -409,14 +408,12 @@ def _bind(ns: dict, i: int, a: np.ndarray):
     return ns[f"_f{i}"]
 
 
-def inline_body(lines: list, prefix: str, buffers: dict, dims_at, consts_at: int) -> list:
+def inline_body(lines: list, prefix: str, buffers: dict, consts_at: int) -> list:
     """A kernel's body for pasting into the driver: buffer arguments (and any other names in
-    ``buffers``) renamed to the driver's, ``consts[i]`` (and ``dims[i]``, unless ``dims_at`` is
-    None) read from the driver's ``C`` (``D``) at the kernel's offsets, and every other local
-    name prefixed (attributes and globals kept)."""
+    ``buffers``, such as its sizes) renamed to the driver's, ``consts[i]`` read from the
+    driver's ``C`` at the kernel's offset, and every other local name prefixed (attributes and
+    globals kept)."""
     lines = [_CONSTS.sub(lambda m: f"C[{consts_at + int(m.group(1))}]", line) for line in lines]
-    if dims_at is not None:
-        lines = [_DIMS.sub(lambda m: f"D[{dims_at + int(m.group(1))}]", line) for line in lines]
     import jitgrad.backends.numba_cpu.runtime as rt
 
     keep = _GLOBAL_NAMES | set(keyword.kwlist) | {n for n in dir(rt) if not n.startswith("_")}

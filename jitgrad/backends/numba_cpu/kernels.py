@@ -161,16 +161,16 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
     for j, (buf, rows, cols, transposed) in enumerate(operands):
         body.emit(f"m{j} = {buf}.reshape(({batch}, {rows}, {cols}))")
         names.append(f"m{j}[q].T" if transposed else f"m{j}[q]")
+    # integer matmul: plain loops
     body.emit(f"for q in range({batch}):")
-    if True:  # integer matmul: plain loops
-        body.emit(f"    x0 = {names[0]}")
-        body.emit(f"    x1 = {names[1]}")
-        body.emit(f"    for r in range({m}):")
-        body.emit(f"        for c in range({n}):")
-        body.emit(f"            s = {_NP[v.dtype.name]}(0)")
-        body.emit(f"            for t in range({k}):")
-        body.emit("                s += x0[r, t] * x1[t, c]")
-        body.emit("            o3[q, r, c] = s")
+    body.emit(f"    x0 = {names[0]}")
+    body.emit(f"    x1 = {names[1]}")
+    body.emit(f"    for r in range({m}):")
+    body.emit(f"        for c in range({n}):")
+    body.emit(f"            s = {_NP[v.dtype.name]}(0)")
+    body.emit(f"            for t in range({k}):")
+    body.emit("                s += x0[r, t] * x1[t, c]")
+    body.emit("            o3[q, r, c] = s")
     return _finish(g, body.lines, False)
 
 

@@ -73,12 +73,9 @@ def gemm(a, b, out, args, batch, m, n, k, ta, tb):
     args[6] = 84 if tb else 78  # 'T' / 'N' (the word's first byte: little-endian)
     args[7] = 84 if ta else 78
     size = a.itemsize
-    args[9] = args[10] = args[11] = 0
-    if size == 4:
-        args[8] = 0x3F800000  # float32 1.0
-    else:
-        args[8] = 0
-        args[9] = 0x3FF00000  # float64 1.0: the high word
+    args[8] = 0x3F800000 if size == 4 else 0  # alpha 1.0: float32's word, float64's low word
+    args[9] = 0 if size == 4 else 0x3FF00000  # float64's high word
+    args[10] = args[11] = 0  # beta 0.0
     pa, pb, pc, p = a.ctypes.data, b.ctypes.data, out.ctypes.data, args.ctypes.data
     for q in range(batch):
         qa = pa + q * m * k * size

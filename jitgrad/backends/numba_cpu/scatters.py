@@ -41,18 +41,12 @@ def scatter_kernel(plan: Plan, v: Var) -> Kernel:
         # dims, so its elements are read without unravelling the flat position
         y = merged.inputs[0]
         g.covers.append(merged)
-        fine = tuple(f"j{k}" for k in range(y.ndim))
-        for k in range(y.ndim):
-            body.emit(f"for j{k} in range({g.vdim(y, k)}):")
-            body.indent += 1
+        fine = tuple(_loops(g, y, y, range(y.ndim), body, False))
         b.indent = body.indent
         sidx = (b.temp(g.ravel(y, fine), "flat"),)
         val = g.load(y, fine, b)
     else:
-        sidx = tuple(f"j{k}" for k in range(src.ndim))
-        for k in range(src.ndim):
-            body.emit(f"for j{k} in range({g.vdim(src, k)}):")
-            body.indent += 1
+        sidx = tuple(_loops(g, src, src, range(src.ndim), body, False))
         b.indent = body.indent
         val = g.load(src, sidx, b)
     pos = g.wrap_index(index, g.load(index, sidx[axis : axis + r], b), g.vdim(v, axis), b)
