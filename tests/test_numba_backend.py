@@ -370,7 +370,9 @@ def test_products_with_a_transposed_right_operand_match_numpy(dtype):
     def f(x, y, z):
         return x @ y.transpose(1, 2), z @ x[0].T, x[1] @ z.T
 
-    got = _compiled_call(f, jg.from_numpy(a), jg.from_numpy(b), jg.from_numpy(c))
+    args = (jg.from_numpy(a), jg.from_numpy(b), jg.from_numpy(c))
+    got = _compiled_call(f, *args)
+    assert "gemm_swapped(" in f.source(*args)  # the traced shapes have the transposed form
     want = (a @ b.transpose(0, 2, 1), c @ a[0].T, a[1] @ c.T)
     tol = 1e-4 if dtype == np.float32 else 1e-12
     for g, w in zip(got, want):

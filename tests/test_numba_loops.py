@@ -160,25 +160,6 @@ def test_maps_over_views_with_merged_loops_match_numpy():
         np.testing.assert_allclose(g.numpy(), w_, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_wide_products_with_a_transposed_operand_computed_transposed(dtype):
-    # A @ B^T with fewer rows than columns and a long inner dimension runs as (B @ A^T)^T
-    # (gemm_swapped); a batched product of that form too
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((2, 8, 300)).astype(dtype)
-    b = rng.standard_normal((2, 20, 300)).astype(dtype)
-
-    @jg.compile(backend="numba")
-    def f(x, y):
-        return x @ y.transpose(1, 2), x[0] @ y[1].T
-
-    got = _compiled(f, a, b)
-    assert "gemm_swapped(" in f.source(jg.from_numpy(a), jg.from_numpy(b))
-    rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got[0].numpy(), a @ b.transpose(0, 2, 1), rtol=rtol, atol=rtol)
-    np.testing.assert_allclose(got[1].numpy(), a[0] @ b[1].T, rtol=rtol, atol=rtol)
-
-
 def test_gemm_swapped_computes_other_shapes_directly():
     from jitgrad.backends.numba_cpu.runtime import gemm_swapped
 
