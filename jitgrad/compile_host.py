@@ -70,6 +70,12 @@ def _leaf_key(x):
     return ("o", id(x))
 
 
+def _grad_owner(binding: Binding, leaves: list):
+    """The tensor whose ``.grad`` a grad binding names: a captured one (``ref``), or whichever
+    tensor this call passes at argument position ``key``."""
+    return binding.ref if binding.key is None else leaves[binding.key]
+
+
 def _fetch(binding: Binding, leaves: list):
     kind = binding.kind
     if kind == "arg":
@@ -81,8 +87,7 @@ def _fetch(binding: Binding, leaves: list):
     if kind == "hyper":
         return np.asarray(binding.ref(), dtype=np.float64)
     if kind == "grad":
-        leaf = binding.ref if binding.key is None else leaves[binding.key]
-        return leaf._grad._data
+        return _grad_owner(binding, leaves)._grad._data
     raise AssertionError(f"cannot fetch a {kind} input")
 
 
@@ -255,7 +260,7 @@ def _apply_writes(writes, values, leaves) -> None:
             binding.ref._vc[0] += 1
             continue
         if kind == "grad":
-            leaf = binding.ref if binding.key is None else leaves[binding.key]
+            leaf = _grad_owner(binding, leaves)
             if arr is None:
                 leaf._grad = None
             else:
