@@ -161,8 +161,12 @@ def test_maps_over_views_with_merged_loops_match_numpy():
 
 
 def test_gemm_swapped_computes_other_shapes_directly():
-    from jitgrad.backends.numba_cpu.runtime import gemm_swapped
+    from numba import njit
 
+    from jitgrad.backends.numba_cpu.runtime import gemm_swapped as _gemm_swapped
+
+    # (called from jitted code, as generated code calls it: it has no CPython wrapper)
+    gemm_swapped = njit(lambda *a: _gemm_swapped(*a))
     rng = np.random.default_rng(1)
     args = np.zeros(12, np.int32)
     for m, n, k, ta, tb in [(8, 20, 300, False, True), (20, 8, 300, False, True),

@@ -171,9 +171,9 @@ def _kernel(fn):
     """Compile ``fn`` with NumPy's error model (no ZeroDivisionError branches) and return an
     intrinsic that calls it, always inlined. Only callable from jitted code."""
     try:
-        compiled = njit(error_model="numpy", cache=True)(fn)
+        compiled = njit(error_model="numpy", cache=True, no_cpython_wrapper=True)(fn)
     except RuntimeError:  # no writable cache location (read-only install, no home directory)
-        compiled = njit(error_model="numpy")(fn)
+        compiled = njit(error_model="numpy", no_cpython_wrapper=True)(fn)
     return _inlined_call(compiled)
 
 

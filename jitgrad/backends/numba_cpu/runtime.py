@@ -56,7 +56,9 @@ _sgemm = types.ExternalFunction("jitgrad_sgemm", _GEMM_SIG)
 _dgemm = types.ExternalFunction("jitgrad_dgemm", _GEMM_SIG)
 
 
-@njit(cache=True, nogil=True)
+# gemm and gemm_swapped are called only from jitted code: no CPython wrapper to compile
+# (calling them from Python is not supported).
+@njit(cache=True, nogil=True, no_cpython_wrapper=True)
 def gemm(a, b, out, args, batch, m, n, k, ta, tb):
     """``out[q] = A[q] @ B[q]`` for row-major flat buffers: A is (m, k), or stored as (k, m) when
     ``ta``; B is (k, n), or stored as (n, k) when ``tb``; out is (m, n). BLAS takes every
@@ -97,7 +99,7 @@ def gemm_swaps(m, n, k, ta, tb):
     return tb and not ta and m < n and k >= 256
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cpython_wrapper=True)
 def gemm_swapped(a, b, out, args, batch, m, n, k, ta, tb):
     """``gemm``, except that A @ B^T with fewer rows than columns and a long inner dimension is
     computed as (B @ A^T)^T. OpenBLAS is up to 2x slower on the first form (a convolution's
