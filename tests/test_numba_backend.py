@@ -408,3 +408,31 @@ def test_gathers_wrap_negative_indices_and_reject_out_of_range_ones():
     with pytest.raises(IndexError, match="index -6"):
         step(jg.tensor([1, -6, 0, 2]))
     np.testing.assert_array_equal(table.detach().numpy(), kept)
+
+
+def test_a_cheap_computed_index_is_recomputed_in_its_gather():
+    # max pooling offsets each window's argmax (argmax + tap offsets: one add on a stored
+    # value) before gathering a table with it; the add is fused into that gather, while the
+    # final flat position (itself a gather) is stored for the gathers that read it
+    from jitgrad.backends.numba_cpu.codegen import Plan
+    from jitgrad.nn import functional as F
+
+    f = jg.compile(lambda x: F.max_pool2d(x, 2).sum(), backend="numba", check=True)
+    x = jg.randn(2, 3, 4, 4)
+    got = _compiled_call(f, x)
+    want = x.numpy().reshape(2, 3, 2, 2, 2, 2).max(axis=(3, 5)).sum()
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
+    tape = f.tape(x)
+    plan = Plan(tape)
+    producer = {e.out: e for e in tape.eqns}
+
+    def computed(v):  # the value under an index's views
+        while v in producer and producer[v].prim.kind == "movement":
+            v = producer[v].inputs[0]
+        return producer.get(v)
+
+    indices = [computed(e.inputs[1]) for e in tape.eqns if e.prim.name == "take"]
+    offset, flat = [p for p in indices if p is not None and p.prim.name == "add"]
+    assert computed(offset.inputs[0]).prim.name == "argmax"
+    assert offset.out not in plan.materialized
+    assert computed(flat.inputs[0]).prim.name == "take" and flat.out in plan.materialized

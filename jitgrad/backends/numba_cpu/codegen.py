@@ -41,6 +41,8 @@ _NP = {
 }
 _TRANSCENDENTAL = ("exp", "log", "tanh", "sin", "cos", "pow", "log1p", "sqrt")
 RECOMPUTE_LIMIT = 40  # cost units (1 per arithmetic op, 6 per transcendental)
+# a computed gather/scatter index is stored unless it is about one op on stored values
+INDEX_RECOMPUTE_LIMIT = 2
 PARALLEL_MIN = 1 << 18  # elements: smaller loops run serially (threads cost more than they save)
 # NOTE: "reassoc" lets LLVM vectorize reductions (and so whole fused loops); never add "nsz":
 # with it LLVM folds (x + C) - C to x in the inlined vecmath code, whose range reduction rounds
@@ -466,10 +468,12 @@ class Plan:
                 # likewise a gather (im2col reads every element once per kernel tap): store the
                 # computed values under its movement ops
                 self._store_below_views(e.inputs[0], must)
+        for e in tape.eqns:
             if e.prim.name in ("take", "scatter_add"):
                 # a computed index is read once per element moved, and computing it usually
-                # takes gathers or divisions of its own (e.g. max pooling's argmax positions)
-                self._store_below_views(e.inputs[1], must)
+                # takes gathers or divisions of its own (e.g. max pooling's argmax positions);
+                # a few arithmetic ops on stored values are recomputed instead
+                self._store_below_views(e.inputs[1], must, INDEX_RECOMPUTE_LIMIT)
         # A value read by several kernels is recomputed in each (loops are memory-bound, so
         # recomputing beats a store and reloads) unless it is expensive.
         for e in tape.eqns:
@@ -485,8 +489,9 @@ class Plan:
                     if not self._matmul_operand_ok(x):
                         self.materialized.add(x)
 
-    def _store_below_views(self, v: Var, must: set) -> None:
-        """Add to ``must`` the computed values that ``v`` is a view (movement ops) of."""
+    def _store_below_views(self, v: Var, must: set, cheap: float = -1.0) -> None:
+        """Add to ``must`` the computed values that ``v`` is a view (movement ops) of, except
+        those whose expression over values stored (or in ``must``) costs at most ``cheap``."""
         stack = [v]
         while stack:
             src = stack.pop()
@@ -494,7 +499,8 @@ class Plan:
                 continue
             p = self.producer[src]
             if p.prim.kind != "movement":
-                must.add(src)
+                if self.cost(src, stored=must) > cheap:
+                    must.add(src)
             elif p.prim.name == "reshape" and self._is_view(p.inputs[0]):
                 # a reshape merging dims of a view (e.g. a transpose) would unravel every
                 # gathered position with divisions: store it once, in order
@@ -518,14 +524,22 @@ class Plan:
             return perm == swap and (src not in self.producer or src in self.materialized)
         return False
 
-    def cost(self, v: Var, depth: int = 0) -> float:
-        if v in self.materialized or v in self.scalars or v not in self.producer or depth > 20:
+    def cost(self, v: Var, depth: int = 0, stored: set = frozenset()) -> float:
+        """Cost units of computing ``v`` inline: a load (0.5) for stored values (and those
+        in ``stored``), else its op plus its inputs'."""
+        if (
+            v in self.materialized
+            or v in stored
+            or v in self.scalars
+            or v not in self.producer
+            or depth > 20
+        ):
             return 0.5
         e = self.producer[v]
         own = 6.0 if any(t in e.prim.name for t in _TRANSCENDENTAL) else 1.0
         if e.prim.kind == "movement":
             own = 0.0
-        return own + sum(self.cost(x, depth + 1) for x in e.inputs)
+        return own + sum(self.cost(x, depth + 1, stored) for x in e.inputs)
 
     def groupable(self, v: Var):
         """The flat domain size if ``v``'s kernel can share one flat loop with others: an
