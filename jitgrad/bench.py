@@ -49,6 +49,10 @@ CHAIN_SIZE = 1_000_000
 TINY_SIZE = 10
 # The compile-time table's retrace case: W1 with this batch instead of MLP_BATCH.
 RETRACE_BATCH = 32
+# Idle time before each timed round: BLAS and OpenMP worker threads keep spinning for a while
+# after their last call (OpenBLAS about 0.1 s), and on a 2-core machine another engine's
+# spinning threads would take a core from the one being timed.
+QUIET_S = float(os.environ.get("JITGRAD_BENCH_QUIET_S", "0.2"))
 
 
 def _setup_mlp(lib: ModuleType, sizes: Sequence[int], batch: int, seed: int) -> tuple[Step, tuple]:
@@ -345,6 +349,7 @@ def _time_row(w: Workload, engines: Sequence[Engine], repeat: int) -> list[float
         for k in list(timers):
             timer, number = timers[k]
             try:
+                time.sleep(QUIET_S)
                 row[k] = min(row[k], timer.timeit(number) / number * 1e6)
             except Exception as exc:
                 failed(k, exc)

@@ -227,9 +227,11 @@ def test_readme_python_examples_run(capsys):
     assert re.search(r"6\.?0*,\s+12\.?0*,\s+18\.?0*\]", capsys.readouterr().out)
 
 
-def test_run_table_measures_the_engines_of_a_workload_in_turns():
+def test_run_table_measures_the_engines_of_a_workload_in_turns(monkeypatch):
     # each repeat round times every engine once: drift on a busy machine reaches all columns
     log = []
+    # and each timed round starts after an idle gap (other engines' worker threads go quiet)
+    monkeypatch.setattr(bench.time, "sleep", lambda s: log.append(("sleep", s)))
 
     def logging_engine(name):
         def prepare(fn, args):
@@ -242,4 +244,5 @@ def test_run_table_measures_the_engines_of_a_workload_in_turns():
     assert all(t > 0 for t in rows[0])
     runs = [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]  # one per block
     # a: warm-up and calibration, b: the same, then the two remaining rounds in turn
-    assert runs == ["a", "b", "a", "b", "a", "b"]
+    gap = ("sleep", bench.QUIET_S)
+    assert runs == ["a", "b", gap, "a", gap, "b", gap, "a", gap, "b"] and bench.QUIET_S > 0
