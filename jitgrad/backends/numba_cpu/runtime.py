@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import llvmlite.binding as _llvm
 import numpy as np
+from llvmlite import ir as _ir
 from numba import njit, types
+from numba.core import cgutils as _cgutils
 from numba.extending import get_cython_function_address, register_jitable
+from numba.extending import intrinsic as _intrinsic
 
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
 
@@ -51,46 +54,87 @@ for _name in ("sgemm", "dgemm"):
     _llvm.add_symbol(
         f"jitgrad_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name)
     )
-_GEMM_SIG = types.void(*([types.intp] * 13))
-_sgemm = types.ExternalFunction("jitgrad_sgemm", _GEMM_SIG)
-_dgemm = types.ExternalFunction("jitgrad_dgemm", _GEMM_SIG)
 
 
-# gemm and gemm_swapped are called only from jitted code: no CPython wrapper to compile
-# (calling them from Python is not supported).
-@njit(cache=True, nogil=True, no_cpython_wrapper=True)
-def gemm(a, b, out, args, batch, m, n, k, ta, tb):
+def _gemm_typer(a, b, out, args, ints, flags):
+    floats = (types.float32, types.float64)
+    arrays = (a, b, out, args)
+    if not all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in arrays):
+        return None
+    if a.dtype not in floats or b.dtype != a.dtype or out.dtype != a.dtype:
+        return None
+    if args.dtype != types.int32 or not all(isinstance(x, types.Integer) for x in ints):
+        return None
+    if not all(isinstance(x, types.Boolean) for x in flags):
+        return None
+    return types.void(a, b, out, args, *ints, *flags)
+
+
+@_intrinsic
+def gemm(typingctx, a, b, out, args, batch, m, n, k, ta, tb):
     """``out[q] = A[q] @ B[q]`` for row-major flat buffers: A is (m, k), or stored as (k, m) when
     ``ta``; B is (k, n), or stored as (n, k) when ``tb``; out is (m, n). BLAS takes every
-    argument by pointer: ``args`` (12 int32 words, the caller's scratch) holds them. Nothing here
-    allocates, which keeps this function quick to compile (a cold start compiles it)."""
-    # Row-major out is column-major out^T = B^T A^T, so BLAS gets B first.
-    # args: [n, m, k, ldb, lda, ldc, op B, op A, alpha (2 words), beta (2 words)]
-    args[0] = n
-    args[1] = m
-    args[2] = k
-    args[3] = k if tb else n  # leading dimension of B's buffer, read column-major
-    args[4] = m if ta else k  # leading dimension of A's buffer
-    args[5] = n
-    args[6] = 84 if tb else 78  # 'T' / 'N' (the word's first byte: little-endian)
-    args[7] = 84 if ta else 78
-    size = a.itemsize
-    args[8] = 0x3F800000 if size == 4 else 0  # alpha 1.0: float32's word, float64's low word
-    args[9] = 0 if size == 4 else 0x3FF00000  # float64's high word
-    args[10] = args[11] = 0  # beta 0.0
-    pa, pb, pc, p = a.ctypes.data, b.ctypes.data, out.ctypes.data, args.ctypes.data
-    for q in range(batch):
-        qa = pa + q * m * k * size
-        qb = pb + q * k * n * size
-        qc = pc + q * m * n * size
-        if size == 4:
-            _sgemm(
-                p + 24, p + 28, p, p + 4, p + 8, p + 32, qb, p + 12, qa, p + 16, p + 40, qc, p + 20
+    argument by pointer: ``args`` (12 int32 words, the caller's scratch) holds them.
+
+    Written as LLVM IR at each call site (a few stores, a loop, the BLAS call) rather than as
+    a jitted function: nothing extra for a cold start to compile, and nothing allocated."""
+    sig = _gemm_typer(a, b, out, args, (batch, m, n, k), (ta, tb))
+    if sig is None:
+        return None
+    size = a.dtype.bitwidth // 8
+    name = "jitgrad_sgemm" if size == 4 else "jitgrad_dgemm"
+
+    def codegen(context, builder, signature, llargs):
+        intp = context.get_value_type(types.intp)
+        i32 = _ir.IntType(32)
+        tys = signature.args
+        ptrs = [
+            builder.ptrtoint(context.make_array(t)(context, builder, v).data, intp)
+            for t, v in zip(tys[:4], llargs[:4])
+        ]
+        pa, pb, pc, p = ptrs
+        batch_, m_, n_, k_ = (
+            context.cast(builder, v, t, types.intp) for t, v in zip(tys[4:8], llargs[4:8])
+        )
+        ta_, tb_ = (context.cast(builder, v, t, types.boolean) for t, v in zip(tys[8:], llargs[8:]))
+        words = context.make_array(tys[3])(context, builder, llargs[3]).data
+
+        def word(i, value):
+            builder.store(value, builder.gep(words, [i32(i)]))
+
+        # Row-major out is column-major out^T = B^T A^T, so BLAS gets B first.
+        # words: [n, m, k, ldb, lda, ldc, op B, op A, alpha (2 words), beta (2 words)]
+        n32, m32, k32 = (builder.trunc(x, i32) for x in (n_, m_, k_))
+        for i, value in enumerate((n32, m32, k32)):
+            word(i, value)
+        word(3, builder.select(tb_, k32, n32))  # leading dimension of B's buffer
+        word(4, builder.select(ta_, m32, k32))  # leading dimension of A's buffer
+        word(5, n32)
+        word(6, builder.select(tb_, i32(84), i32(78)))  # 'T' / 'N' (little-endian first byte)
+        word(7, builder.select(ta_, i32(84), i32(78)))
+        word(8, i32(0x3F800000 if size == 4 else 0))  # alpha 1.0: float32's word, float64's
+        word(9, i32(0 if size == 4 else 0x3FF00000))  # low and high words
+        word(10, i32(0))  # beta 0.0
+        word(11, i32(0))
+        fnty = _ir.FunctionType(_ir.VoidType(), [intp] * 13)
+        fn = _cgutils.get_or_insert_function(builder.module, fnty, name)
+        at = [builder.add(p, intp(off)) for off in range(0, 48, 4)]
+        step_a = builder.mul(builder.mul(m_, k_), intp(size))
+        step_b = builder.mul(builder.mul(k_, n_), intp(size))
+        step_c = builder.mul(builder.mul(m_, n_), intp(size))
+        with _cgutils.for_range(builder, batch_) as loop:
+            q = loop.index
+            qa = builder.add(pa, builder.mul(q, step_a))
+            qb = builder.add(pb, builder.mul(q, step_b))
+            qc = builder.add(pc, builder.mul(q, step_c))
+            # transa transb m n k alpha A lda B ldb beta C ldc (B and A swapped, see above)
+            builder.call(
+                fn,
+                [at[6], at[7], at[0], at[1], at[2], at[8], qb, at[3], qa, at[4], at[10], qc, at[5]],
             )
-        else:
-            _dgemm(
-                p + 24, p + 28, p, p + 4, p + 8, p + 32, qb, p + 12, qa, p + 16, p + 40, qc, p + 20
-            )
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @register_jitable
@@ -99,6 +143,7 @@ def gemm_swaps(m, n, k, ta, tb):
     return tb and not ta and m < n and k >= 256
 
 
+# called only from jitted code: no CPython wrapper to compile
 @njit(cache=True, nogil=True, no_cpython_wrapper=True)
 def gemm_swapped(a, b, out, args, batch, m, n, k, ta, tb):
     """``gemm``, except that A @ B^T with fewer rows than columns and a long inner dimension is
