@@ -161,7 +161,7 @@ class Executable:
         self.driver_source = (
             HEADER
             + f"\n\n@njit(cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', nogil=True"
-            + (", parallel=True" if parallel else "")
+            + (", parallel=True" if parallel else ", pipeline_class=LeanPipeline")
             + ")\n"
             + f"def driver({', '.join(args + tail)}):\n"
             + "\n".join(lines)

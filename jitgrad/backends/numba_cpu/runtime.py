@@ -11,6 +11,7 @@ from numba.extending import get_cython_function_address, register_jitable
 from numba.extending import intrinsic as _intrinsic
 
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
+from .pipeline import LeanPipeline  # noqa: F401  (named in the drivers' decorators)
 
 # the cast generated kernels put on buffer offsets (see codegen.at)
 u64 = types.uint64

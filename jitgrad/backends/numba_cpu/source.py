@@ -23,7 +23,7 @@ def _runtime_digest() -> str:
 
     here = pathlib.Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in (here / "runtime.py", here.parent / "vecmath.py"):
+    for path in (here / "runtime.py", here / "pipeline.py", here.parent / "vecmath.py"):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
