@@ -4,7 +4,8 @@
 stored value, and a driver that calls them in order; the driver and each kernel are separate
 generated files (``cache.load_module``), compiled with Numba's ``cache=True``. One call of the
 executable is one call of the driver from Python. Buffers that cross kernels live in a workspace
-allocated once per executable; outputs and new ``.grad`` arrays are allocated fresh per call;
+allocated once per executable (as are kernels' scratch buffers); outputs and new ``.grad``
+arrays are allocated fresh per call, by the caller, so the driver allocates nothing;
 parameter and optimizer-state updates are written in place when no later kernel reads the old
 value.
 """
@@ -109,12 +110,16 @@ class Executable:
                 self.in_place[v] = target
                 k.in_place = target
         self.workspace = [v for v in produced if v not in fresh and v not in self.in_place]
+        self.workspace += [v for k in self.kernels for v in k.scratch]
         # driver source
         names = {}
         args = []
         for i, v in enumerate(tape.inputs):
             names[v] = f"in{i}"
             args.append(f"in{i}")
+        for i, v in enumerate(fresh):  # allocated by the caller, per call
+            names[v] = f"f{i}"
+            args.append(f"f{i}")
         for i, v in enumerate(self.const_vars):
             names[v] = f"k{i}"
             args.append(f"k{i}")
@@ -124,10 +129,6 @@ class Executable:
         for v, target in self.in_place.items():
             names[v] = names[target]
         dims, consts, lines = [], [], []
-        for i, v in enumerate(fresh):
-            names[v] = f"f{i}"
-            lines.append(f"    f{i} = np.empty(D[{len(dims)}], np.{v.dtype.np.name})")
-            dims.append(numel(v.shape))
         shared: dict = {}  # a size's key -> its driver local, read from D once per call
         for j, k in enumerate(self.kernels):
             c = len(consts)  # where this kernel's constants start
@@ -145,8 +146,6 @@ class Executable:
                 bufs[f"n{i}"] = shared[key]
             body = [line for line in k.body if not _DIM_LOAD.fullmatch(line.strip())]
             lines += inline_body(body, f"k{j}_", bufs, c)
-        ret = ", ".join(names[v] for v in fresh)
-        lines.append(f"    return ({ret}{',' if len(fresh) == 1 else ''})")
         self.dims = np.array(dims, dtype=np.int64)
         self.consts = np.array(consts, dtype=np.float64)
         # the words BLAS reads its arguments from (runtime.gemm), when some kernel calls it
@@ -178,7 +177,7 @@ class Executable:
             np.ascontiguousarray(tape.consts[v]).reshape(-1) for v in self.const_vars
         ]
         self.work_arrays = [np.empty(numel(v.shape), v.dtype.np) for v in self.workspace]
-        sig = [typeof(np.empty(0, v.dtype.np)) for v in tape.inputs]
+        sig = [typeof(np.empty(0, v.dtype.np)) for v in tape.inputs + self.fresh]
         sig += [typeof(a) for a in self.const_arrays + self.work_arrays]
         sig += [typeof(self.dims), typeof(self.consts)]
         sig += [typeof(self.blas_args)] if self.blas_args.size else []
@@ -211,6 +210,11 @@ class Executable:
             return ("const", np.array(tape.consts[v]), v)
 
         return [plan(v) for v in tape.outputs], [plan(v) for _, v in tape.writes]
+
+    def new_fresh(self) -> list:
+        """New flat arrays for the outputs and ``.grad`` values a call returns (the driver
+        fills them)."""
+        return [np.empty(numel(v.shape), v.dtype.np) for v in self.fresh]
 
     def _prepare_call(self) -> None:
         """One getter per output and write (from ``_value_plans``), so a call does no lookups."""
@@ -276,7 +280,13 @@ class Executable:
             f"v{i}, " if i in stable else f"a{i}, " if i in one_d else f"a{i}.reshape(-1), "
             for i in range(len(fetch))
         )
-        lines.append(f"    fresh = _drv({flat}*_tail)")
+        ns["_empty"] = np.empty
+        made = []
+        for i, v in enumerate(self.fresh):
+            ns[f"_ft{i}"] = v.dtype.np
+            made.append(f"_empty({numel(v.shape)}, _ft{i})")
+        lines.append(f"    fresh = [{', '.join(made)}]")
+        lines.append(f"    _drv({flat}*fresh, *_tail)")
 
         def expr(plan):
             kind, key, v = plan
@@ -308,7 +318,8 @@ class Executable:
                     copied = []
                 copied.append((len(flats), a))
                 flats.append(np.ascontiguousarray(a).reshape(-1))
-        fresh = self.driver(*flats, *self._args_tail)
+        fresh = self.new_fresh()
+        self.driver(*flats, *fresh, *self._args_tail)
         self._last_call = (flats, fresh)
         if copied:  # a non-contiguous captured buffer written in place: copy the result back
             for i, original in copied:

@@ -171,6 +171,7 @@ class KernelGen:
         self.loads_of: dict = {}  # buffer Var -> set of index strings (for in-place checks)
         self.affine: dict = {}  # value -> (stored buffer, offset): see affine.py
         self.covers: list = []
+        self.scratch: list = []  # buffers only this kernel uses (see scratch())
         self._counter = 0
 
     def fresh(self, prefix: str) -> str:
@@ -186,6 +187,13 @@ class KernelGen:
             self.buf_names[v] = name
             self.buffers.append(v)
         return name
+
+    def scratch_buf(self, size: int, dtype) -> str:
+        """A buffer of ``size`` elements for this kernel's own use (e.g. a column reduction's
+        accumulators): the executable allocates it once, as it does its workspace."""
+        v = self.plan.new_var((size,), dtype)
+        self.scratch.append(v)
+        return self.buf(v)
 
     def dim(self, key, value: int) -> str:
         """A runtime integer (a size, a start), loaded once from ``dims``."""
@@ -451,6 +459,7 @@ class Plan:
             for x in e.inputs:
                 self.consumers.setdefault(x, []).append(e)
         self.scalars = {v: a.item() for v, a in tape.consts.items() if a.ndim == 0}
+        self._next_id = tape.next_id()  # for values of the plan's own (scratch buffers)
         self.materialized = set(tape.inputs) | {v for v in tape.consts if v not in self.scalars}
         must = set(tape.outputs) | {v for _, v in tape.writes if v is not None}
         for e in tape.eqns:
@@ -488,6 +497,11 @@ class Plan:
                 for x in e.inputs:
                     if not self._matmul_operand_ok(x):
                         self.materialized.add(x)
+
+    def new_var(self, shape: tuple, dtype) -> Var:
+        """A value that is not in the tape (its id is past the tape's)."""
+        self._next_id += 1
+        return Var(self._next_id - 1, shape, dtype)
 
     def _store_below_views(self, v: Var, must: set, cheap: float = -1.0) -> None:
         """Add to ``must`` the computed values that ``v`` is a view (movement ops) of, except

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ... import dtypes
 from ...ir.tape import Var
 from .codegen import (
     PARALLEL_MIN,
@@ -95,20 +96,20 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
     # columns: the innermost axis is kept, so accumulate rows of an output-sized buffer
     n_out = g.dim(("numel", v), numel(v.shape))
     init = f"{acc_t}(0)" if name == "sum" else _lowest(x)
-    body.emit(f"acc = np.empty({n_out}, {acc_t})")
+    acc = g.scratch_buf(numel(v.shape), dtypes.float64 if floating else dtypes.int64)
     body.emit(f"for j in range({n_out}):")
-    body.emit(f"    {at('acc', 'j')} = {init}")
+    body.emit(f"    {at(acc, 'j')} = {init}")
     idx = tuple(_loops(g, v, x, range(x.ndim), body, False))
     val = inner(body, idx)
     off = body.temp(_ravel_kept(g, x, kept, [idx[k] for k in kept]), "o")
     if name == "sum":
-        body.emit(f"{at('acc', off)} += {val}")
+        body.emit(f"{at(acc, off)} += {val}")
     else:
-        body.emit(f"a = {at('acc', off)}")
-        body.emit(f"{at('acc', off)} = a if (a != a or a >= {val}) else {acc_t}({val})")
+        body.emit(f"a = {at(acc, off)}")
+        body.emit(f"{at(acc, off)} = a if (a != a or a >= {val}) else {acc_t}({val})")
     body.indent = 1
     body.emit(f"for j in range({n_out}):")
-    body.emit(f"    {at(out, 'j')} = {_store_cast(v, at('acc', 'j'))}")
+    body.emit(f"    {at(out, 'j')} = {_store_cast(v, at(acc, 'j'))}")
     return _finish(g, body.lines, False)
 
 

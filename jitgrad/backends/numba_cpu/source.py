@@ -71,6 +71,7 @@ def _finish(g: KernelGen, body_lines: list, parallel: bool) -> Kernel:
     kernel.parallel = parallel
     kernel.uses_blas = g.uses_blas
     kernel.roots = [g.root]
+    kernel.scratch = list(g.scratch)
     return kernel
 
 
