@@ -220,6 +220,8 @@ def test_source_is_readable_and_names_its_kernels():
     f(x)
     src = f.source(x)
     assert "def driver(" in src and "# kernel 0: reduce" in src and "vexp(" in src
+    # a serial driver compiles with the lean pipeline, and allocates nothing itself
+    assert "pipeline_class=LeanPipeline" in src and "np.empty" not in src
 
 
 def test_sum_and_gradient_share_one_fused_loop():
@@ -282,7 +284,8 @@ def test_large_loops_run_in_parallel_and_agree():
     want = chain(jg.tensor(np.linspace(-3, 3, n), requires_grad=True))
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-10)
-    assert "prange(" in f.source(x)
+    src = f.source(x)
+    assert "prange(" in src and "LeanPipeline" not in src  # parfors need the full pipeline
 
 
 def test_a_backend_failure_falls_back_to_the_interpreter(monkeypatch):

@@ -1,13 +1,13 @@
 """The Numba CPU backend: a tape lowered to fused loop kernels and one generated driver.
 
 ``lower(tape)`` plans which values are stored (see ``codegen.Plan``), generates one kernel per
-stored value, and a driver that calls them in order; the driver and each kernel are separate
-generated files (``cache.load_module``), compiled with Numba's ``cache=True``. One call of the
-executable is one call of the driver from Python. Buffers that cross kernels live in a workspace
-allocated once per executable (as are kernels' scratch buffers); outputs and new ``.grad``
-arrays are allocated fresh per call, by the caller, so the driver allocates nothing;
-parameter and optimizer-state updates are written in place when no later kernel reads the old
-value.
+stored value, and pastes the kernels, in order, into one generated driver (a real file, see
+``cache.load_module``, compiled with Numba's ``cache=True``; serial drivers with the lean
+pipeline of ``pipeline.py``). One call of the executable is one call of the driver from
+Python. Buffers that cross kernels live in a workspace allocated once per executable (as do
+kernels' scratch buffers); outputs and new ``.grad`` arrays are allocated fresh per call, by
+the caller, so the driver allocates nothing; parameter and optimizer-state updates are written
+in place when no later kernel reads the old value.
 """
 
 from __future__ import annotations
