@@ -59,7 +59,7 @@ from collections.abc import Callable
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic, overload, register_jitable
+from numba.extending import intrinsic, lower_builtin, register_jitable, type_callable
 
 __all__ = ["vexp", "vexpm1", "vlog", "vlog1p", "vtanh", "vsigmoid", "REPLACEMENTS", "rewrite"]
 
@@ -142,28 +142,38 @@ def _pow2_split(typingctx, shifted):
 # Forced inlining
 
 
+def _call_inlined(context, builder, impl, argtype, value):
+    """IR calling ``impl`` (a dispatcher), compiled on its own for ``argtype``, at ``value``,
+    with LLVM's ``alwaysinline``."""
+    cres = impl.overloads[(argtype,)]
+    context.add_linking_libs([cres.library])
+    fn = context.declare_function(builder.module, cres.fndesc)
+    # The call-site attribute overrides LLVM's size heuristic: without it a long body (tanh:
+    # exp + polynomial + division) stays a call, and the caller's loop stays scalar. The status
+    # is ignored: the implementations cannot raise.
+    _, res = context.call_conv.call_function(
+        builder, fn, cres.signature.return_type, (argtype,), (value,), attrs=("alwaysinline",)
+    )
+    return res
+
+
+def _compiled_for(impl, argtype) -> types.Type:
+    """Compile ``impl`` for ``argtype`` (with its own flags, not the caller's); its result type."""
+    impl.compile((argtype,))
+    return impl.overloads[(argtype,)].signature.return_type
+
+
 def _inlined_call(impl):
     """An intrinsic calling ``impl``, compiled on its own, with LLVM's ``alwaysinline``."""
 
     @intrinsic
     def call(typingctx, x):
-        impl.compile((x,))  # with impl's own flags, not the caller's
-        restype = impl.overloads[(x,)].signature.return_type
-
         def codegen(context, builder, signature, args):
-            cres = impl.overloads[signature.args]
-            context.add_linking_libs([cres.library])
-            fn = context.declare_function(builder.module, cres.fndesc)
-            # The call-site attribute overrides LLVM's size heuristic: without it a long body
-            # (tanh: exp + polynomial + division) stays a call, and the caller's loop stays
-            # scalar. The status is ignored: the implementations cannot raise.
-            _, res = context.call_conv.call_function(
-                builder, fn, signature.return_type, signature.args, args, attrs=("alwaysinline",)
-            )
-            return res
+            return _call_inlined(context, builder, impl, x, args[0])
 
-        return restype(x), codegen
+        return _compiled_for(impl, x)(x), codegen
 
+    call.impl = impl
     return call
 
 
@@ -431,16 +441,28 @@ def _register(name: str, impl32, impl64) -> Callable:
 
     stub.__name__ = stub.__qualname__ = name
 
-    # Inlined at the Numba IR level (it is one call): compiled apart, this wrapper would hold
-    # the whole always-inlined body and be too big for LLVM to inline into the loop.
-    @overload(stub, inline="always")
-    def _typed(x):
+    def pick(x):  # (implementation, the type it takes) for an argument type
         if isinstance(x, types.Float):
-            fn = impl32 if x.bitwidth == 32 else impl64
-            return lambda x: fn(x)
+            return (impl32 if x.bitwidth == 32 else impl64).impl, x
         if isinstance(x, types.Integer):
-            return lambda x: impl64(float(x))
-        return None
+            return impl64.impl, types.float64
+        return None, None
+
+    # Typed and lowered directly (a typing rule and a lowering, no overload): a call is one
+    # always-inlined call of the compiled implementation, with nothing else to compile.
+    @type_callable(stub)
+    def _type(context):
+        def typer(x):
+            impl, argtype = pick(x)
+            return None if impl is None else _compiled_for(impl, argtype)
+
+        return typer
+
+    @lower_builtin(stub, types.Number)
+    def _lower(context, builder, sig, args):
+        impl, argtype = pick(sig.args[0])
+        value = context.cast(builder, args[0], sig.args[0], argtype)
+        return _call_inlined(context, builder, impl, argtype, value)
 
     return stub
 
