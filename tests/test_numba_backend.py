@@ -373,13 +373,18 @@ def test_products_with_a_transposed_right_operand_match_numpy(dtype):
     def f(x, y, z):
         return x @ y.transpose(1, 2), z @ x[0].T, x[1] @ z.T
 
-    args = (jg.from_numpy(a), jg.from_numpy(b), jg.from_numpy(c))
-    got = _compiled_call(f, *args)
-    assert "gemm_swapped(" in f.source(*args)  # the traced shapes have the transposed form
-    want = (a @ b.transpose(0, 2, 1), c @ a[0].T, a[1] @ c.T)
     tol = 1e-4 if dtype == np.float32 else 1e-12
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g.numpy(), w, rtol=tol, atol=tol)
+    # the sizes pick the form at run time: a short inner dim (10) reuses the same compiled code
+    for k in (300, 10):
+        ak, bk, ck = a[..., :k].copy(), b[..., :k].copy(), c[:, :k].copy()
+        args = (jg.from_numpy(ak), jg.from_numpy(bk), jg.from_numpy(ck))
+        got = _compiled_call(f, *args)
+        assert "gemm_swapped(" in f.source(*args)  # a right operand stored transposed
+        want = (ak @ bk.transpose(0, 2, 1), ck @ ak[0].T, ak[1] @ ck.T)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), w, rtol=tol, atol=tol)
+    first, second = (f._cache[key][0].exe for key in f._cache)
+    assert f.stats.traces == 2 and second.driver is first.driver
 
 
 def test_gathers_wrap_negative_indices_and_reject_out_of_range_ones():

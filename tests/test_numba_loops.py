@@ -174,6 +174,7 @@ def test_gemm_swapped_computes_other_shapes_directly():
         a = rng.standard_normal((k, m) if ta else (m, k))
         b = rng.standard_normal((n, k) if tb else (k, n))
         out = np.full(m * n, np.nan)
-        gemm_swapped(a.ravel(), b.ravel(), out, args, 1, m, n, k, np.bool_(ta), np.bool_(tb))
+        tmp = np.full(m * n, np.nan)
+        gemm_swapped(a.ravel(), b.ravel(), out, args, 1, m, n, k, np.bool_(ta), np.bool_(tb), tmp)
         want = (a.T if ta else a) @ (b.T if tb else b)
         np.testing.assert_allclose(out.reshape(m, n), want, rtol=1e-12, atol=1e-12)

@@ -18,7 +18,6 @@ from .codegen import (
     numel,
 )
 from .reductions import reduce_kernel
-from .runtime import gemm_swaps
 from .scatters import scatter_kernel
 from .source import _finish, _loops, _store_cast
 
@@ -148,12 +147,17 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
             operands.append((g.buf(src), cols, rows, True))
     if v.dtype.is_floating_point:  # BLAS; an operand stored transposed is a flag
         (ba, _, _, ta), (bb, _, _, tb) = operands
+        # B stored transposed, A not: gemm_swapped picks the faster form by the sizes, at run
+        # time (a choice at trace time would make a new batch size a new source to compile)
+        swappable = tb and not ta
         # (np.bool_: a literal True/False would make each combination a compile of its own)
-        traced = (v.shape[-2], v.shape[-1], a.shape[-1], ta, tb)
-        fn = "gemm_swapped" if gemm_swaps(*traced) else "gemm"
         ta, tb = (f"np.bool_({t})" for t in (ta, tb))
         # G: the driver's scratch for BLAS's by-pointer arguments
-        body.emit(f"{fn}({ba}, {bb}, {out}, G, {batch}, {m}, {n}, {k}, {ta}, {tb})")
+        args = f"{ba}, {bb}, {out}, G, {batch}, {m}, {n}, {k}, {ta}, {tb}"
+        if swappable:
+            body.emit(f"gemm_swapped({args}, {g.scratch_buf(numel(v.shape), v.dtype)})")
+        else:
+            body.emit(f"gemm({args})")
         g.uses_blas = True
         return _finish(g, body.lines, False)
     body.emit(f"o3 = {out}.reshape(({batch}, {m}, {n}))")
