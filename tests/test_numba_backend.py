@@ -422,7 +422,7 @@ def test_a_cheap_computed_index_is_recomputed_in_its_gather():
     # max pooling offsets each window's argmax (argmax + tap offsets: one add on a stored
     # value) before gathering a table with it; the add is fused into that gather, while the
     # final flat position (itself a gather) is stored for the gathers that read it
-    from jitgrad.backends.numba_cpu.codegen import Plan
+    from jitgrad.backends.numba_cpu.plan import Plan
     from jitgrad.nn import functional as F
 
     f = jg.compile(lambda x: F.max_pool2d(x, 2).sum(), backend="numba", check=True)

@@ -1,6 +1,6 @@
 """The Numba CPU backend: a tape lowered to fused loop kernels and one generated driver.
 
-``lower(tape)`` plans which values are stored (see ``codegen.Plan``), generates one kernel per
+``lower(tape)`` plans which values are stored (see ``plan.Plan``), generates one kernel per
 stored value, and pastes the kernels, in order, into one generated driver (a real file, see
 ``cache.load_module``, compiled with Numba's ``cache=True``; serial drivers with the lean
 pipeline of ``pipeline.py``). One call of the executable is one call of the driver from
@@ -22,8 +22,9 @@ from numba import typeof
 from ... import dtypes
 from ...ir.tape import Tape, Var
 from . import cache
-from .codegen import FASTMATH, Plan, numel
+from .codegen import FASTMATH, numel
 from .kernels import schedule
+from .plan import Plan
 from .source import HEADER
 
 IN_PLACE = object()  # a write the executable already did in place

@@ -9,11 +9,11 @@ from ...ir.tape import Var
 from .codegen import (
     Kernel,
     KernelGen,
-    Plan,
     _Body,
     at,
     numel,
 )
+from .plan import Plan
 from .source import _finish
 
 # An elementwise map whose every load reads a stored buffer through reshapes, permutes, expands

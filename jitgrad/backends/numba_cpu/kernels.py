@@ -12,11 +12,11 @@ from .codegen import (
     Flat,
     Kernel,
     KernelGen,
-    Plan,
     _Body,
     at,
     numel,
 )
+from .plan import Plan
 from .reductions import reduce_kernel
 from .scatters import scatter_kernel
 from .source import _finish, _loops, _store_cast

@@ -10,11 +10,11 @@ from .codegen import (
     Flat,
     Kernel,
     KernelGen,
-    Plan,
     _Body,
     at,
     numel,
 )
+from .plan import Plan
 from .source import _finish, _loops, _store_cast, _vec
 
 

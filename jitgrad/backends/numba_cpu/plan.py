@@ -1,0 +1,175 @@
+"""Which values of a tape the Numba backend stores, and which it recomputes where read.
+
+Every value is either *materialized* (a flat, C-ordered buffer: inputs, constants, reduction
+and matmul results, outputs, and values worth storing) or *virtual*: an expression that each
+kernel reading it computes inline (see codegen.py). Loops are memory-bound, so recomputing a
+cheap expression beats storing it and loading it back; expensive ones, broadcast ones and the
+operands of gathers are stored.
+"""
+
+from __future__ import annotations
+
+from ...ir.tape import Tape, Var
+from .codegen import numel
+
+_TRANSCENDENTAL = ("exp", "log", "tanh", "sin", "cos", "pow", "log1p", "sqrt")
+RECOMPUTE_LIMIT = 40  # cost units (1 per arithmetic op, 6 per transcendental)
+# a computed gather/scatter index is stored unless it is about one op on stored values
+INDEX_RECOMPUTE_LIMIT = 2
+
+
+class Plan:
+    """Which values are materialized, and in what order kernels compute them."""
+
+    def __init__(self, tape: Tape, segments: dict | None = None):
+        self.tape = tape
+        # scatter_add output -> (offsets, positions) constants: its additions grouped by target
+        # (see numba_cpu.segment_tables)
+        self.segments = segments or {}
+        self.producer = {e.out: e for e in tape.eqns}
+        self.consumers: dict = {}
+        for e in tape.eqns:
+            for x in e.inputs:
+                self.consumers.setdefault(x, []).append(e)
+        self.scalars = {v: a.item() for v, a in tape.consts.items() if a.ndim == 0}
+        self._next_id = tape.next_id()  # for values of the plan's own (scratch buffers)
+        self.materialized = set(tape.inputs) | {v for v in tape.consts if v not in self.scalars}
+        must = set(tape.outputs) | {v for _, v in tape.writes if v is not None}
+        for e in tape.eqns:
+            kind = e.prim.kind
+            if kind in ("reduce", "matmul") or e.prim.name in ("scatter_add", "copy"):
+                # (copy: .contiguous()/.clone() ask for memory in order, e.g. a transposed
+                # result read by several kernels is transposed once instead of in each)
+                must.add(e.out)
+            if e.prim.name == "expand" and e.inputs[0] not in self.scalars:
+                # broadcasting a computed value would recompute it per copy
+                src = e.inputs[0]
+                if src in self.producer and self.producer[src].prim.kind != "movement":
+                    must.add(src)
+            if e.prim.name == "take":
+                # likewise a gather (im2col reads every element once per kernel tap): store the
+                # computed values under its movement ops
+                self._store_below_views(e.inputs[0], must)
+        for e in tape.eqns:
+            if e.prim.name in ("take", "scatter_add"):
+                # a computed index is read once per element moved, and computing it usually
+                # takes gathers or divisions of its own (e.g. max pooling's argmax positions);
+                # a few arithmetic ops on stored values are recomputed instead
+                self._store_below_views(e.inputs[1], must, INDEX_RECOMPUTE_LIMIT)
+        # A value read by several kernels is recomputed in each (loops are memory-bound, so
+        # recomputing beats a store and reloads) unless it is expensive.
+        for e in tape.eqns:
+            v = e.out
+            uses = len(self.consumers.get(v, ()))
+            if uses > 1 and e.prim.kind != "movement" and self.cost(v) > RECOMPUTE_LIMIT:
+                must.add(v)
+        self.materialized |= {v for v in must if v not in self.scalars}
+        # matmul reads stored matrices (or transposed views of them)
+        for e in tape.eqns:
+            if e.prim.kind == "matmul":
+                for x in e.inputs:
+                    if not self._matmul_operand_ok(x):
+                        self.materialized.add(x)
+
+    def new_var(self, shape: tuple, dtype) -> Var:
+        """A value that is not in the tape (its id is past the tape's)."""
+        self._next_id += 1
+        return Var(self._next_id - 1, shape, dtype)
+
+    def _store_below_views(self, v: Var, must: set, cheap: float = -1.0) -> None:
+        """Add to ``must`` the computed values that ``v`` is a view (movement ops) of, except
+        those whose expression over values stored (or in ``must``) costs at most ``cheap``."""
+        stack = [v]
+        while stack:
+            src = stack.pop()
+            if src in self.scalars or src not in self.producer:
+                continue
+            p = self.producer[src]
+            if p.prim.kind != "movement":
+                if self.cost(src, stored=must) > cheap:
+                    must.add(src)
+            elif p.prim.name == "reshape" and self._is_view(p.inputs[0]):
+                # a reshape merging dims of a view (e.g. a transpose) would unravel every
+                # gathered position with divisions: store it once, in order
+                must.add(src)
+            else:
+                stack.extend(p.inputs)
+
+    def _is_view(self, x: Var) -> bool:
+        p = self.producer.get(x)
+        return p is not None and p.prim.kind == "movement"
+
+    def _matmul_operand_ok(self, x: Var) -> bool:
+        if x in self.materialized or x not in self.producer:
+            return True
+        e = self.producer[x]
+        if e.prim.name == "permute":
+            perm = e.kwargs["perm"]
+            n = len(perm)
+            swap = tuple(range(n - 2)) + (n - 1, n - 2)
+            src = e.inputs[0]
+            return perm == swap and (src not in self.producer or src in self.materialized)
+        return False
+
+    def cost(self, v: Var, depth: int = 0, stored: set = frozenset()) -> float:
+        """Cost units of computing ``v`` inline: a load (0.5) for stored values (and those
+        in ``stored``), else its op plus its inputs'."""
+        if (
+            v in self.materialized
+            or v in stored
+            or v in self.scalars
+            or v not in self.producer
+            or depth > 20
+        ):
+            return 0.5
+        e = self.producer[v]
+        own = 6.0 if any(t in e.prim.name for t in _TRANSCENDENTAL) else 1.0
+        if e.prim.kind == "movement":
+            own = 0.0
+        return own + sum(self.cost(x, depth + 1, stored) for x in e.inputs)
+
+    def groupable(self, v: Var):
+        """The flat domain size if ``v``'s kernel can share one flat loop with others: an
+        elementwise map whose loads are all at the loop index, or a full sum of one."""
+        e = self.producer[v]
+        size = numel(v.shape)
+        if e.prim.kind == "elementwise" and v.ndim:
+            if all(x.ndim == 0 or self.flat_ok(x, size) for x in e.inputs):
+                return size
+        if e.prim.name == "sum" and len(e.kwargs["axes"]) == e.inputs[0].ndim and v.ndim == 0:
+            x = e.inputs[0]
+            if x.ndim and self.flat_ok(x, numel(x.shape)):
+                return numel(x.shape)
+        return None
+
+    def reads(self, v: Var) -> set:
+        """The stored values ``v``'s inlined expression reads."""
+        out, stack, seen = set(), [v], set()
+        while stack:
+            x = stack.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            if x is not v and (x in self.materialized or x not in self.producer):
+                out.add(x)
+                continue
+            if x in self.producer:
+                stack.extend(self.producer[x].inputs)
+        return out
+
+    def flat_ok(self, v: Var, size: int) -> bool:
+        """Every load under ``v`` is at the same flat position (or a scalar)."""
+        if v in self.scalars:
+            return True
+        if v in self.materialized:
+            return v.ndim == 0 or numel(v.shape) == size
+        e = self.producer[v]
+        if e.prim.kind == "elementwise":
+            return all(x.ndim == 0 or self.flat_ok(x, size) for x in e.inputs)
+        if e.prim.name == "reshape":
+            return self.flat_ok(e.inputs[0], size)
+        if e.prim.name == "rand":
+            return numel(e.out.shape) == size
+        if e.prim.name == "expand":  # a single value broadcast: every position reads it
+            return numel(e.inputs[0].shape) == 1
+        return False
