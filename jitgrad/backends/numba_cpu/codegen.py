@@ -90,15 +90,14 @@ def numel(shape) -> int:
 
 @dataclass
 class Kernel:
-    """One generated function: ``kernel(<buffers>, dims, consts)`` (and ``G`` if it calls BLAS)."""
+    """One fused loop nest: a body over buffers ``b0, b1, ...``, sizes ``n0, n1, ...`` (from
+    ``dims``) and ``consts``, pasted into the driver with the driver's names for them."""
 
     kind: str
     root: Var
-    buffers: list  # Vars passed in, in argument order (the output first)
+    buffers: list  # Vars it reads and writes, in the order of their names (the output first)
     dims: list  # concrete ints for the dims array
     consts: list  # concrete floats for the consts array
-    source: str = ""
-    name: str = ""
     in_place: Var | None = None  # a captured input buffer this kernel writes into
     covers: list = field(default_factory=list)  # equations computed inside (for reports)
     loads: dict = field(default_factory=dict)  # buffer Var -> offsets it is read at
@@ -108,7 +107,8 @@ class Kernel:
     roots: list = field(default_factory=list)  # every value it stores (a group has several)
     member_loads: dict = field(default_factory=dict)  # root -> {buffer Var: offsets}
     dim_keys: list = field(default_factory=list)  # what each entry of ``dims`` is
-    uses_blas: bool = False  # takes G, the int32 scratch BLAS reads its arguments from
+    uses_blas: bool = False  # reads G, the int32 scratch BLAS reads its arguments from
+    scratch: list = field(default_factory=list)  # buffers (Vars) of its own, in the workspace
 
 
 class _Body:
@@ -169,7 +169,7 @@ class KernelGen:
         self.loads_of: dict = {}  # buffer Var -> set of index strings (for in-place checks)
         self.affine: dict = {}  # value -> (stored buffer, offset): see affine.py
         self.covers: list = []
-        self.scratch: list = []  # buffers only this kernel uses (see scratch())
+        self.scratch: list = []  # buffers only this kernel uses (see scratch_buf())
         self._counter = 0
 
     def fresh(self, prefix: str) -> str:

@@ -1,5 +1,5 @@
-"""What every generated kernel's source shares: the header (with a digest of the runtime it
-calls into), the decorator and argument list, loop nests, and store casts."""
+"""What generated code shares: the driver's header (with a digest of the runtime it calls
+into), the finished kernel, loop nests, and store casts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from ...ir.tape import Var
 from .codegen import (
     _NP,
     _VEC,
-    FASTMATH,
     Kernel,
     KernelGen,
     _Body,
@@ -46,33 +45,23 @@ def _vec(text: str) -> str:
 
 
 def _finish(g: KernelGen, body_lines: list, parallel: bool) -> Kernel:
-    args = ", ".join(g.buf_names[v] for v in g.buffers)
-    deco = f"@njit(cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', nogil=True"
-    deco += ", parallel=True)" if parallel else ")"
-    tail = ", G" if g.uses_blas else ""  # G: scratch for BLAS's by-pointer arguments
-    lines = [HEADER, "", deco, f"def kernel({args}, dims, consts{tail}):"]
-    lines += ["    " + p for p in g.prologue]
-    lines += body_lines
-    if len(lines) == 4 + len(g.prologue):
-        lines.append("    pass")
-    source = "\n".join(lines) + "\n"
-    kernel = Kernel(
+    """The kernel ``g`` built: its body (prologue first), buffers, sizes and constants, ready
+    for pasting into the driver (``numba_cpu.inline_body``)."""
+    return Kernel(
         g.kind,
         g.root,
         list(g.buffers),
         g.dims,
         g.consts,
-        source,
         covers=g.covers,
         loads=g.loads_of,
+        body=["    " + p for p in g.prologue] + body_lines,
+        parallel=parallel,
+        roots=[g.root],
+        dim_keys=list(g.dim_keys),
+        uses_blas=g.uses_blas,
+        scratch=list(g.scratch),
     )
-    kernel.body = ["    " + p for p in g.prologue] + body_lines
-    kernel.dim_keys = list(g.dim_keys)
-    kernel.parallel = parallel
-    kernel.uses_blas = g.uses_blas
-    kernel.roots = [g.root]
-    kernel.scratch = list(g.scratch)
-    return kernel
 
 
 def _loops(g: KernelGen, v: Var, dims_of: Var, axes, body: _Body, parallel: bool) -> list:
