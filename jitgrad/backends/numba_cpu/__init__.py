@@ -150,14 +150,14 @@ class Executable:
         self.dims = np.array(dims, dtype=np.int64)
         self.consts = np.array(consts, dtype=np.float64)
         # the words BLAS reads its arguments from (runtime.gemm), when some kernel calls it
-        self.blas_args = np.zeros(12 if any(k.uses_blas for k in self.kernels) else 0, np.int32)
+        self.blas_args = (np.zeros(12, np.int32),) if any(k.uses_blas for k in self.kernels) else ()
         # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS calls
         # of a wide MLP step 5x (17 ms vs 3.5 ms): with a matmul in the step, BLAS gets the
         # threads and the loops run serially (prange then acts as range).
         parallel = any(k.parallel for k in self.kernels) and not any(
             k.kind == "matmul" for k in self.kernels
         )
-        tail = ["D", "C"] + (["G"] if self.blas_args.size else [])
+        tail = ["D", "C"] + ["G"] * len(self.blas_args)
         self.driver_source = (
             HEADER
             + f"\n\n@njit(cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', nogil=True"
@@ -180,8 +180,7 @@ class Executable:
         self.work_arrays = [np.empty(numel(v.shape), v.dtype.np) for v in self.workspace]
         sig = [typeof(np.empty(0, v.dtype.np)) for v in tape.inputs + self.fresh]
         sig += [typeof(a) for a in self.const_arrays + self.work_arrays]
-        sig += [typeof(self.dims), typeof(self.consts)]
-        sig += [typeof(self.blas_args)] if self.blas_args.size else []
+        sig += [typeof(a) for a in (self.dims, self.consts, *self.blas_args)]
         misses = sum(self.driver.stats.cache_misses.values())
         self.driver.compile(tuple(sig))
         # 1 when Numba compiled (no disk or memory cache had this driver), else 0
@@ -215,7 +214,7 @@ class Executable:
     def new_fresh(self) -> list:
         """New flat arrays for the outputs and ``.grad`` values a call returns (the driver
         fills them)."""
-        return [np.empty(numel(v.shape), v.dtype.np) for v in self.fresh]
+        return [np.empty(n, dt) for n, dt in self._fresh_specs]
 
     def _prepare_call(self) -> None:
         """One getter per output and write (from ``_value_plans``), so a call does no lookups."""
@@ -241,8 +240,8 @@ class Executable:
         self._out_get = [getter(p) for p in outs]
         self._write_get = [getter(p) for p in writes]
         self._args_tail = (*self.const_arrays, *self.work_arrays, self.dims, self.consts)
-        if self.blas_args.size:
-            self._args_tail += (self.blas_args,)
+        self._args_tail += self.blas_args
+        self._fresh_specs = [(numel(v.shape), v.dtype.np) for v in self.fresh]
 
     def direct_call(self, fetch: list, ns: dict, stable: dict):
         """Source for calling the driver inline from generated host code: statements, and one
@@ -283,9 +282,9 @@ class Executable:
         )
         ns["_empty"] = np.empty
         made = []
-        for i, v in enumerate(self.fresh):
-            ns[f"_ft{i}"] = v.dtype.np
-            made.append(f"_empty({numel(v.shape)}, _ft{i})")
+        for i, (n, dt) in enumerate(self._fresh_specs):  # (new_fresh, inline)
+            ns[f"_ft{i}"] = dt
+            made.append(f"_empty({n}, _ft{i})")
         lines.append(f"    fresh = [{', '.join(made)}]")
         lines.append(f"    _drv({flat}*fresh, *_tail)")
 
