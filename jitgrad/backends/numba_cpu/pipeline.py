@@ -31,25 +31,31 @@ from numba.core.untyped_passes import (
     TranslateByteCode,
 )
 
+# In order: bytecode to IR, inlining of ``inline="always"`` functions (the random draw) and
+# of overloads declared inline, SSA, typing, legalization and lowering.
+_PASSES = (
+    TranslateByteCode,
+    FixupArgs,
+    IRProcessing,
+    InlineInlinables,
+    ReconstructSSA,
+    NopythonTypeInference,
+    PreLowerStripPhis,
+    InlineOverloads,
+    NoPythonSupportedFeatureValidation,
+    IRLegalization,
+    AnnotateTypes,
+    NativeLowering,
+    NoPythonBackend,
+)
+
 
 class LeanPipeline(CompilerBase):
-    """Bytecode to IR, inlining of ``inline="always"`` functions and overloads (the random
-    draw, the vectorizable math), SSA, typing, legalization and lowering."""
+    """Numba's nopython pipeline, less the rewrites generated code has no use for."""
 
     def define_pipelines(self):
         pm = PassManager("nopython")  # (the name Numba's timers and metadata expect)
-        pm.add_pass(TranslateByteCode, "analyzing bytecode")
-        pm.add_pass(FixupArgs, "fix up args")
-        pm.add_pass(IRProcessing, "processing IR")
-        pm.add_pass(InlineInlinables, "inline inlinable functions")
-        pm.add_pass(ReconstructSSA, "ssa")
-        pm.add_pass(NopythonTypeInference, "nopython frontend")
-        pm.add_pass(PreLowerStripPhis, "remove phis nodes")
-        pm.add_pass(InlineOverloads, "inline overloaded functions")
-        pm.add_pass(NoPythonSupportedFeatureValidation, "ensure supported features")
-        pm.add_pass(IRLegalization, "ensure IR is legal prior to lowering")
-        pm.add_pass(AnnotateTypes, "annotate types")
-        pm.add_pass(NativeLowering, "native lowering")
-        pm.add_pass(NoPythonBackend, "nopython mode backend")
+        for cls in _PASSES:
+            pm.add_pass(cls, cls.__name__)
         pm.finalize()
         return [pm]

@@ -1,4 +1,5 @@
-"""Helpers that generated kernels import: the counter-based random draw, vectorizable math."""
+"""What generated drivers import: the counter-based random draw, vectorizable math, BLAS
+products written as LLVM IR (``gemm``, ``gemm_swapped``) and the compiler pipeline."""
 
 from __future__ import annotations
 
@@ -189,14 +190,14 @@ def gemm_swapped(typingctx, a, b, out, args, batch, m, n, k, ta, tb, tmp):
                 copy = _cgutils.get_or_insert_function(builder.module, fnty, name)
                 width = intp(size)
                 plane = builder.mul(builder.mul(m_, n_), width)
+                # copy(n, x, incx, y, incy): n, incx (m) and incy (1) are words 0-2
+                incx, incy = builder.add(p, intp(4)), builder.add(p, intp(8))
                 with _cgutils.for_range(builder, batch_) as qq:
                     at_t = builder.add(pt, builder.mul(qq.index, plane))
                     at_c = builder.add(pc, builder.mul(qq.index, plane))
                     with _cgutils.for_range(builder, m_) as ii:
                         src = builder.add(at_t, builder.mul(ii.index, width))
                         dst = builder.add(at_c, builder.mul(builder.mul(ii.index, n_), width))
-                        # copy(n, x, incx, y, incy): n, incx (m) and incy (1) are words 0-2
-                        incx, incy = builder.add(p, intp(4)), builder.add(p, intp(8))
                         builder.call(copy, [p, src, incx, dst, incy])
             with direct:
                 _emit_gemm(context, builder, size, (pa, pb, pc, p), sizes, (ta_, tb_))
