@@ -543,9 +543,13 @@ def main(args: argparse.Namespace) -> int:
     torch = _load_torch()
     if torch is not None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
+    import numba
+
+    print(f"jitgrad numba: {numba.config.NUMBA_NUM_THREADS} threads for large steps")
     if "OMP_NUM_THREADS" not in os.environ:
         print("(threads not pinned: on a busy machine OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1")
-        print(" steadies small workloads, where BLAS threads waking up can cost milliseconds)")
+        print(" NUMBA_NUM_THREADS=1 steadies small workloads, where BLAS threads waking up can")
+        print(" cost milliseconds)")
     jax = _load_jax()
     if jax is not None:
         print(f"jax {jax.__version__} on {jax.default_backend()}")

@@ -387,6 +387,37 @@ def test_products_with_a_transposed_right_operand_match_numpy(dtype):
     assert f.stats.traces == 2 and second.driver is first.driver
 
 
+def test_large_products_split_across_the_drivers_threads():
+    # a parallel driver runs BLAS on one thread per part (and restores BLAS's own count
+    # after the call); its large products are split across its threads
+    import ctypes
+
+    from jitgrad.backends.numba_cpu import runtime
+
+    if not runtime.BLAS_THREADS:
+        pytest.skip("this BLAS's thread count cannot be set")
+    blas_threads = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((128, 256)).astype(np.float32)
+    w = rng.standard_normal((64, 256)).astype(np.float32)
+
+    def f(x, w):
+        y = jg.relu(x @ w.T)  # 128 x 256 x 64: above the split size
+        (gw,) = jg.autograd.grad((y * y).sum(), w)
+        return y, gw
+
+    cf = jg.compile(f, backend="numba", check=True)
+    before = blas_threads()
+    args = (jg.from_numpy(x), jg.tensor(w, requires_grad=True))
+    y, gw = _compiled_call(cf, *args)
+    assert blas_threads() == before
+    src = cf.source(*args)
+    assert "gemm_swapped_part(" in src and "gemm_part(" in src and "blas_threads(1)" in src
+    want_y = np.maximum(x @ w.T, 0)
+    np.testing.assert_allclose(y.numpy(), want_y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw.numpy(), (2 * want_y).T @ x, rtol=1e-4, atol=1e-2)
+
+
 def test_gathers_wrap_negative_indices_and_reject_out_of_range_ones():
     # compiled loops do not bounds-check: the host checks gather indices that come from the
     # arguments before each call, and a failed call changes nothing

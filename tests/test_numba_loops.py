@@ -178,3 +178,43 @@ def test_gemm_swapped_computes_other_shapes_directly():
         gemm_swapped(a.ravel(), b.ravel(), out, args, 1, m, n, k, np.bool_(ta), np.bool_(tb), tmp)
         want = (a.T if ta else a) @ (b.T if tb else b)
         np.testing.assert_allclose(out.reshape(m, n), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_product_parts_together_compute_the_whole_product(parts):
+    # each part computes its share (of the batch, else of the rows or the columns, whichever
+    # are more), in either form of gemm_swapped, with argument words and tmp of its own
+    from numba import njit
+
+    from jitgrad.backends.numba_cpu import runtime
+
+    @njit
+    def run(a, b, out, args, batch, m, n, k, ta, tb, tmp, parts):
+        for p in range(parts):
+            if tmp.size:
+                runtime.gemm_swapped_part(a, b, out, args, batch, m, n, k, ta, tb, tmp, p, parts)
+            else:
+                runtime.gemm_part(a, b, out, args, batch, m, n, k, ta, tb, p, parts)
+
+    rng = np.random.default_rng(2)
+    cases = [
+        (1, 8, 40, 300, False, True),  # columns split, each part's rows < columns: swapped
+        (1, 40, 8, 300, False, True),  # rows split, direct
+        (1, 9, 7, 5, True, False),  # rows split with A stored transposed
+        (1, 7, 9, 5, True, True),  # columns split with B stored transposed
+        (4, 6, 5, 3, False, False),  # the batch split
+        (1, 1, 2, 4, False, False),  # fewer rows than parts: a part may get nothing
+    ]
+    for batch, m, n, k, ta, tb in cases:
+        a = rng.standard_normal((batch, k, m) if ta else (batch, m, k))
+        b = rng.standard_normal((batch, n, k) if tb else (batch, k, n))
+        want = (a.swapaxes(1, 2) if ta else a) @ (b.swapaxes(1, 2) if tb else b)
+        for swapped in (False, True):
+            out = np.full(batch * m * n, np.nan)
+            tmp = np.full(batch * m * n if swapped else 0, np.nan)
+            args = np.zeros(12 * parts, np.int32)
+            flags = np.bool_(ta), np.bool_(tb)
+            run(a.ravel(), b.ravel(), out, args, batch, m, n, k, *flags, tmp, parts)
+            np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
+            if swapped and (m, n) == (8, 40):  # every part swapped: their regions tile tmp
+                assert not np.isnan(tmp).any()

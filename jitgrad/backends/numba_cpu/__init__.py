@@ -14,20 +14,28 @@ from __future__ import annotations
 
 import functools
 import keyword
+import os
 import re
 
+import numba
 import numpy as np
 from numba import typeof
 
 from ... import dtypes
 from ...ir.tape import Tape, Var
-from . import cache
+from . import cache, runtime
 from .codegen import FASTMATH, numel
 from .kernels import schedule
 from .plan import Plan
 from .source import HEADER
 
 IN_PLACE = object()  # a write the executable already did in place
+
+# NOTE: a driver's parallel loops are short (tens of microseconds), so the fork/join cost of the
+# threading layer counts: with TBB the demo CNN step took 1.6 ms, with OpenMP 0.83 ms (TBB is
+# Numba's first choice when installed). OpenMP is asked for first unless the user chose.
+if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 
 def segment_tables(tape: Tape) -> tuple:
@@ -149,14 +157,24 @@ class Executable:
             lines += inline_body(body, f"k{j}_", bufs, c)
         self.dims = np.array(dims, dtype=np.int64)
         self.consts = np.array(consts, dtype=np.float64)
-        # the words BLAS reads its arguments from (runtime.gemm), when some kernel calls it
-        self.blas_args = (np.zeros(12, np.int32),) if any(k.uses_blas for k in self.kernels) else ()
+        # the words BLAS reads its arguments from (runtime.gemm), 12 per thread
+        blas = any(k.uses_blas for k in self.kernels)
+        words = 12 * numba.config.NUMBA_NUM_THREADS
+        self.blas_args = (np.zeros(words, np.int32),) if blas else ()
         # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS calls
-        # of a wide MLP step 5x (17 ms vs 3.5 ms): with a matmul in the step, BLAS gets the
-        # threads and the loops run serially (prange then acts as range).
-        parallel = any(k.parallel for k in self.kernels) and not any(
-            k.kind == "matmul" for k in self.kernels
-        )
+        # of a wide MLP step 5x (17 ms vs 3.5 ms). A parallel driver with a product sets BLAS to
+        # one thread for its run and splits large products across its own threads instead;
+        # where it cannot set BLAS's threads, BLAS keeps them and the loops run serially.
+        parallel = any(k.parallel for k in self.kernels)
+        if parallel and blas:
+            if runtime.BLAS_THREADS:
+                lines = [
+                    "    blas_before = blas_threads(1)",
+                    *lines,
+                    "    blas_threads(blas_before)",
+                ]
+            else:
+                parallel = False
         tail = ["D", "C"] + ["G"] * len(self.blas_args)
         self.driver_source = (
             HEADER

@@ -41,7 +41,13 @@ _NP = {
     "uint64": "np.uint64",
     "bool": "np.bool_",
 }
-PARALLEL_MIN = 1 << 18  # elements: smaller loops run serially (threads cost more than they save)
+# elements: smaller loops run serially. OpenMP's fork/join costs a few microseconds: the CNN's
+# pooling argmax (64x16x16 outputs of 4 taps) ran in 70-90 us on two threads against 130-150.
+PARALLEL_MIN = 1 << 14
+# multiply-adds: a larger product is split across a parallel driver's threads (each calling
+# BLAS on one thread, see runtime.blas_threads). Splitting the small MLP's 64x64x128 products
+# (2^19) gained nothing, and its driver would need Numba's slower parallel pipeline to compile.
+GEMM_SPLIT_MIN = 1 << 20
 # NOTE: "reassoc" lets LLVM vectorize reductions (and so whole fused loops); never add "nsz":
 # with it LLVM folds (x + C) - C to x in the inlined vecmath code, whose range reduction rounds
 # exactly there (exp came out wrong by up to 0.7). tests/test_numba_backend.py checks exp and

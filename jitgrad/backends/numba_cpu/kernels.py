@@ -5,9 +5,11 @@ own modules)."""
 from __future__ import annotations
 
 from ...ir.tape import Var
+from . import runtime
 from .affine import _affine_leaves, _affine_map_kernel
 from .codegen import (
     _NP,
+    GEMM_SPLIT_MIN,
     PARALLEL_MIN,
     Flat,
     Kernel,
@@ -154,12 +156,19 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         ta, tb = (f"np.bool_({t})" for t in (ta, tb))
         # G: the driver's scratch for BLAS's by-pointer arguments
         args = f"{ba}, {bb}, {out}, G, {batch}, {m}, {n}, {k}, {ta}, {tb}"
+        fn = "gemm_swapped" if swappable else "gemm"
         if swappable:
-            body.emit(f"gemm_swapped({args}, {g.scratch_buf(numel(v.shape), v.dtype)})")
+            args += f", {g.scratch_buf(numel(v.shape), v.dtype)}"
+        # a large product is split across the driver's threads, each calling BLAS on one
+        split = runtime.BLAS_THREADS and numel(v.shape) * a.shape[-1] >= GEMM_SPLIT_MIN
+        if split:
+            body.emit("nt = G.size // 12")  # parts: the driver's threads, 12 words each
+            body.emit("for t in prange(nt):")
+            body.emit(f"    {fn}_part({args}, t, nt)")
         else:
-            body.emit(f"gemm({args})")
+            body.emit(f"{fn}({args})")
         g.uses_blas = True
-        return _finish(g, body.lines, False)
+        return _finish(g, body.lines, split)
     body.emit(f"o3 = {out}.reshape(({batch}, {m}, {n}))")
     names = []
     for j, (buf, rows, cols, transposed) in enumerate(operands):

@@ -58,6 +58,60 @@ for _name in ("sgemm", "dgemm", "scopy", "dcopy"):
     )
 
 
+# OpenBLAS's thread count, when the BLAS is an OpenBLAS that exports its setter and getter: a
+# parallel driver runs BLAS single-threaded on each of its own threads (``blas_threads``), since
+# two thread pools spinning on the same cores slow each other down several times.
+def _find_blas_threads():
+    import ctypes
+
+    import scipy.linalg.cython_blas as cython_blas
+
+    try:
+        lib = ctypes.CDLL(cython_blas.__file__)  # its symbols and its dependencies' (the BLAS)
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        try:
+            found = (
+                getattr(lib, f"{prefix}_set_num_threads"),
+                getattr(lib, f"{prefix}_get_num_threads"),
+            )
+        except AttributeError:
+            continue
+        return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in found)
+    return None
+
+
+_threads_fns = _find_blas_threads()
+# whether generated code may call ``blas_threads`` (else BLAS keeps its own threads, and drivers
+# that call it run their loops serially)
+BLAS_THREADS = _threads_fns is not None
+if BLAS_THREADS:
+    _llvm.add_symbol("jitgrad_blas_set_threads", _threads_fns[0])
+    _llvm.add_symbol("jitgrad_blas_get_threads", _threads_fns[1])
+
+
+@_intrinsic
+def blas_threads(typingctx, n):
+    """Sets how many threads BLAS calls use and returns the previous count."""
+    if not isinstance(n, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        i32 = _ir.IntType(32)
+        get = _cgutils.get_or_insert_function(
+            builder.module, _ir.FunctionType(i32, []), "jitgrad_blas_get_threads"
+        )
+        put = _cgutils.get_or_insert_function(
+            builder.module, _ir.FunctionType(_ir.VoidType(), [i32]), "jitgrad_blas_set_threads"
+        )
+        before = builder.call(get, [])
+        builder.call(put, [context.cast(builder, llargs[0], n, types.int32)])
+        return context.cast(builder, before, types.int32, types.intp)
+
+    return types.intp(n), codegen
+
+
 def _gemm_typer(arrays, ints, flags):
     floats = (types.float32, types.float64)
     a = arrays[0]
@@ -69,66 +123,146 @@ def _gemm_typer(arrays, ints, flags):
         return None
     if not all(isinstance(x, types.Boolean) for x in flags):
         return None
-    return types.void(*arrays[:4], *ints, *flags, *arrays[4:])
+    return types.void(*arrays[:4], *ints[:4], *flags, *arrays[4:], *ints[4:])
 
 
 def _gemm_args(context, builder, signature, llargs):
-    """The call's values: data addresses of (a, b, out, args[, tmp]), the sizes (intp) and
-    the two flags."""
+    """The call's values: data addresses of (a, b, out, args[, tmp]), the sizes (intp, then the
+    part and the number of parts when given) and the two flags."""
     intp = context.get_value_type(types.intp)
     tys = signature.args
     arrays = [(t, v) for t, v in zip(tys, llargs) if isinstance(t, types.Array)]
     ptrs = [
         builder.ptrtoint(context.make_array(t)(context, builder, v).data, intp) for t, v in arrays
     ]
-    sizes = [context.cast(builder, v, t, types.intp) for t, v in zip(tys[4:8], llargs[4:8])]
+    ints = [(t, v) for t, v in zip(tys, llargs) if isinstance(t, types.Integer)]
+    sizes = [context.cast(builder, v, t, types.intp) for t, v in ints]
     flags = [context.cast(builder, v, t, types.boolean) for t, v in zip(tys[8:10], llargs[8:10])]
     return ptrs, sizes, flags
 
 
-def _emit_gemm(context, builder, size, ptrs, sizes, flags):
-    """IR for ``out[q] = A[q] @ B[q]`` (see ``gemm``): the argument words, the batch loop and
-    the BLAS call."""
-    intp = context.get_value_type(types.intp)
-    i32 = _ir.IntType(32)
-    pa, pb, pc, p = ptrs
-    batch_, m_, n_, k_ = sizes
-    ta_, tb_ = flags
-    words = builder.inttoptr(p, i32.as_pointer())
+class _Blas:
+    """Emits BLAS calls whose by-pointer arguments live in 12 int32 words at ``words``."""
 
-    def word(i, value):
-        builder.store(value, builder.gep(words, [i32(i)]))
+    def __init__(self, context, builder, size, words):
+        self.builder, self.size, self.words = builder, size, words
+        self.intp = context.get_value_type(types.intp)
 
-    # Row-major out is column-major out^T = B^T A^T, so BLAS gets B first.
-    # words: [n, m, k, ldb, lda, ldc, op B, op A, alpha (2 words), beta (2 words)]
-    n32, m32, k32 = (builder.trunc(x, i32) for x in (n_, m_, k_))
-    for i, value in enumerate((n32, m32, k32)):
-        word(i, value)
-    word(3, builder.select(tb_, k32, n32))  # leading dimension of B's buffer
-    word(4, builder.select(ta_, m32, k32))  # leading dimension of A's buffer
-    word(5, n32)
-    word(6, builder.select(tb_, i32(84), i32(78)))  # 'T' / 'N' (little-endian first byte)
-    word(7, builder.select(ta_, i32(84), i32(78)))
-    word(8, i32(0x3F800000 if size == 4 else 0))  # alpha 1.0: float32's word, float64's low
-    word(9, i32(0 if size == 4 else 0x3FF00000))  # and high words
-    word(10, i32(0))  # beta 0.0
-    word(11, i32(0))
-    fnty = _ir.FunctionType(_ir.VoidType(), [intp] * 13)
-    name = "jitgrad_sgemm" if size == 4 else "jitgrad_dgemm"
-    fn = _cgutils.get_or_insert_function(builder.module, fnty, name)
-    at = [builder.add(p, intp(off)) for off in range(0, 48, 4)]
-    step_a = builder.mul(builder.mul(m_, k_), intp(size))
-    step_b = builder.mul(builder.mul(k_, n_), intp(size))
-    step_c = builder.mul(builder.mul(m_, n_), intp(size))
-    with _cgutils.for_range(builder, batch_) as loop:
-        q = loop.index
-        qa = builder.add(pa, builder.mul(q, step_a))
-        qb = builder.add(pb, builder.mul(q, step_b))
-        qc = builder.add(pc, builder.mul(q, step_c))
-        # transa transb m n k alpha A lda B ldb beta C ldc (B and A swapped, see above)
-        builder.call(
-            fn, [at[6], at[7], at[0], at[1], at[2], at[8], qb, at[3], qa, at[4], at[10], qc, at[5]]
+    def _store(self, values):
+        i32 = _ir.IntType(32)
+        b = self.builder
+        ptr = b.inttoptr(self.words, i32.as_pointer())
+        for i, value in enumerate(values):
+            if value.type != i32:
+                value = b.trunc(value, i32)
+            b.store(value, b.gep(ptr, [i32(i)]))
+
+    def gemm(self, ta, tb, m, n, k, pa, lda, pb, ldb, pc, ldc):
+        """Row-major ``C (m, n) = op(A) @ op(B)``, op a transpose when its flag is set.
+        Row-major C is column-major C^T = op(B)^T op(A)^T, so BLAS gets B first."""
+        b, i32, intp = self.builder, _ir.IntType(32), self.intp
+        t, nt = i32(84), i32(78)  # 'T' / 'N' (little-endian first byte)
+        one = (0x3F800000, 0) if self.size == 4 else (0, 0x3FF00000)  # alpha 1.0; beta is 0.0
+        ops = (b.select(tb, t, nt), b.select(ta, t, nt))
+        self._store((n, m, k, ldb, lda, ldc, *ops, i32(one[0]), i32(one[1]), i32(0), i32(0)))
+        fnty = _ir.FunctionType(_ir.VoidType(), [intp] * 13)
+        name = "jitgrad_sgemm" if self.size == 4 else "jitgrad_dgemm"
+        fn = _cgutils.get_or_insert_function(b.module, fnty, name)
+        at = [b.add(self.words, intp(off)) for off in range(0, 48, 4)]
+        # transa transb m n k alpha A lda B ldb beta C ldc, in BLAS's (column-major) terms
+        b.call(
+            fn, [at[6], at[7], at[0], at[1], at[2], at[8], pb, at[3], pa, at[4], at[10], pc, at[5]]
         )
+
+    def copy_columns(self, src, rows, cols, dst, ld_dst):
+        """``dst[i, :cols] = src[:, i]`` for i < rows, src being (cols, rows) row-major: one
+        strided BLAS copy per row."""
+        b, intp = self.builder, self.intp
+        self._store((cols, rows, intp(1)))  # copy(n, x, incx, y, incy): n, incx, incy
+        fnty = _ir.FunctionType(_ir.VoidType(), [intp] * 5)
+        name = "jitgrad_scopy" if self.size == 4 else "jitgrad_dcopy"
+        copy = _cgutils.get_or_insert_function(b.module, fnty, name)
+        width = intp(self.size)
+        incx, incy = b.add(self.words, intp(4)), b.add(self.words, intp(8))
+        with _cgutils.for_range(b, rows) as row:
+            x = b.add(src, b.mul(row.index, width))
+            y = b.add(dst, b.mul(b.mul(row.index, ld_dst), width))
+            b.call(copy, [self.words, x, incx, y, incy])
+
+
+def _emit_gemm(context, builder, size, ptrs, sizes, flags, tmp=None):
+    """IR for ``out[q] = A[q] @ B[q]`` (see ``gemm``), or for one part of it when ``sizes``
+    ends with (part, parts): its share of the batch when the batch has at least a part each,
+    else of the rows or of the columns, whichever are more. With ``tmp`` (``gemm_swapped``),
+    a part of the form A @ B^T with m < n and k >= 256 is computed as (B @ A^T)^T."""
+    b = builder
+    intp = context.get_value_type(types.intp)
+    zero, one, width = intp(0), intp(1), intp(size)
+    pa, pb, pc, p = ptrs
+    batch, m, n, k = sizes[:4]
+    ta, tb = flags
+    if len(sizes) == 4:
+        q0, q1, i0, i1, j0, j1 = zero, batch, zero, m, zero, n
+    else:
+        part, parts = sizes[4:]
+        p = b.add(p, b.mul(part, intp(48)))  # each part its own argument words
+
+        def share(mine, total):
+            lo = b.sdiv(b.mul(part, total), parts)
+            hi = b.sdiv(b.mul(b.add(part, one), total), parts)
+            return b.select(mine, lo, zero), b.select(mine, hi, total)
+
+        by_batch = b.icmp_signed(">=", batch, parts)
+        by_rows = b.and_(b.not_(by_batch), b.icmp_signed(">=", m, n))
+        by_cols = b.and_(b.not_(by_batch), b.not_(by_rows))
+        (q0, q1), (i0, i1), (j0, j1) = share(by_batch, batch), share(by_rows, m), share(by_cols, n)
+    mh, nh = b.sub(i1, i0), b.sub(j1, j0)
+    blas = _Blas(context, b, size, p)
+    lda, ldb = b.select(ta, m, k), b.select(tb, k, n)
+    # where this part's rows of A, columns of B and block of out start
+    oa = b.mul(b.select(ta, i0, b.mul(i0, k)), width)
+    ob = b.mul(b.select(tb, b.mul(j0, k), j0), width)
+    oc = b.mul(b.add(b.mul(i0, n), j0), width)
+    step_a, step_b = b.mul(b.mul(m, k), width), b.mul(b.mul(k, n), width)
+    step_c = b.mul(b.mul(m, n), width)
+    with _cgutils.for_range(b, b.sub(q1, q0)) as loop:
+        q = b.add(q0, loop.index)
+        qa = b.add(b.add(pa, b.mul(q, step_a)), oa)
+        qb = b.add(b.add(pb, b.mul(q, step_b)), ob)
+        qc = b.add(b.add(pc, b.mul(q, step_c)), oc)
+        if tmp is None:
+            blas.gemm(ta, tb, mh, nh, k, qa, lda, qb, ldb, qc, n)
+        else:
+            swap = b.and_(tb, b.not_(ta))
+            swap = b.and_(swap, b.icmp_signed("<", mh, nh))
+            swap = b.and_(swap, b.icmp_signed(">=", k, intp(256)))
+            with b.if_else(swap) as (swapped, direct):
+                with swapped:
+                    # this part's out^T, (nh, mh), in its own region of tmp
+                    qt = b.add(tmp, b.mul(q, step_c))
+                    qt = b.add(qt, b.mul(b.add(b.mul(i0, n), b.mul(j0, m)), width))
+                    no, yes = _ir.IntType(1)(0), _ir.IntType(1)(1)
+                    blas.gemm(no, yes, nh, mh, k, qb, k, qa, k, qt, mh)
+                    blas.copy_columns(qt, mh, nh, qc, n)
+                with direct:
+                    blas.gemm(ta, tb, mh, nh, k, qa, lda, qb, ldb, qc, n)
+
+
+def _gemm_define(arrays, ints, flags):
+    """(signature, codegen) of a product intrinsic: ``arrays`` are (a, b, out, args[, tmp]),
+    ``ints`` (batch, m, n, k[, part, parts])."""
+    sig = _gemm_typer(arrays, ints, flags)
+    if sig is None:
+        return None
+    size = arrays[0].dtype.bitwidth // 8
+    swapped = len(arrays) == 5
+
+    def codegen(context, builder, signature, llargs):
+        ptrs, sizes, flags_ = _gemm_args(context, builder, signature, llargs)
+        _emit_gemm(context, builder, size, ptrs[:4], sizes, flags_, ptrs[4] if swapped else None)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @_intrinsic
@@ -139,16 +273,7 @@ def gemm(typingctx, a, b, out, args, batch, m, n, k, ta, tb):
 
     Written as LLVM IR at each call site (a few stores, a loop, the BLAS call) rather than as
     a jitted function: nothing extra for a cold start to compile, and nothing allocated."""
-    sig = _gemm_typer((a, b, out, args), (batch, m, n, k), (ta, tb))
-    if sig is None:
-        return None
-    size = a.dtype.bitwidth // 8
-
-    def codegen(context, builder, signature, llargs):
-        _emit_gemm(context, builder, size, *_gemm_args(context, builder, signature, llargs))
-        return context.get_dummy_value()
-
-    return sig, codegen
+    return _gemm_define((a, b, out, args), (batch, m, n, k), (ta, tb))
 
 
 @_intrinsic
@@ -161,46 +286,19 @@ def gemm_swapped(typingctx, a, b, out, args, batch, m, n, k, ta, tb, tmp):
     Generated code calls it for every product of that form (B stored transposed, A not), and
     the sizes decide here, at run time: the source stays the same for every batch size, so a
     new one compiles nothing. IR, like ``gemm``."""
-    sig = _gemm_typer((a, b, out, args, tmp), (batch, m, n, k), (ta, tb))
-    if sig is None:
-        return None
-    size = a.dtype.bitwidth // 8
+    return _gemm_define((a, b, out, args, tmp), (batch, m, n, k), (ta, tb))
 
-    def codegen(context, builder, signature, llargs):
-        (pa, pb, pc, p, pt), sizes, (ta_, tb_) = _gemm_args(context, builder, signature, llargs)
-        batch_, m_, n_, k_ = sizes
-        intp = context.get_value_type(types.intp)
-        swap = builder.and_(tb_, builder.not_(ta_))
-        swap = builder.and_(swap, builder.icmp_signed("<", m_, n_))
-        swap = builder.and_(swap, builder.icmp_signed(">=", k_, intp(256)))
-        with builder.if_else(swap) as (swapped, direct):
-            with swapped:
-                no, yes = _ir.IntType(1)(0), _ir.IntType(1)(1)
-                _emit_gemm(
-                    context, builder, size, (pb, pa, pt, p), (batch_, n_, m_, k_), (no, yes)
-                )  # out^T per batch, in tmp
-                # out[q, i, :] = tmp[q, :, i]: one strided BLAS copy per row (the argument
-                # words are free again once the product is done)
-                i32 = _ir.IntType(32)
-                words = builder.inttoptr(p, i32.as_pointer())
-                for w, value in enumerate((n_, m_, intp(1))):
-                    builder.store(builder.trunc(value, i32), builder.gep(words, [i32(w)]))
-                fnty = _ir.FunctionType(_ir.VoidType(), [intp] * 5)
-                name = "jitgrad_scopy" if size == 4 else "jitgrad_dcopy"
-                copy = _cgutils.get_or_insert_function(builder.module, fnty, name)
-                width = intp(size)
-                plane = builder.mul(builder.mul(m_, n_), width)
-                # copy(n, x, incx, y, incy): n, incx (m) and incy (1) are words 0-2
-                incx, incy = builder.add(p, intp(4)), builder.add(p, intp(8))
-                with _cgutils.for_range(builder, batch_) as qq:
-                    at_t = builder.add(pt, builder.mul(qq.index, plane))
-                    at_c = builder.add(pc, builder.mul(qq.index, plane))
-                    with _cgutils.for_range(builder, m_) as ii:
-                        src = builder.add(at_t, builder.mul(ii.index, width))
-                        dst = builder.add(at_c, builder.mul(builder.mul(ii.index, n_), width))
-                        builder.call(copy, [p, src, incx, dst, incy])
-            with direct:
-                _emit_gemm(context, builder, size, (pa, pb, pc, p), sizes, (ta_, tb_))
-        return context.get_dummy_value()
 
-    return sig, codegen
+@_intrinsic
+def gemm_part(typingctx, a, b, out, args, batch, m, n, k, ta, tb, part, parts):
+    """Part ``part`` of ``parts`` of ``gemm``'s product, for the threads of a parallel loop
+    (each with single-threaded BLAS, see ``blas_threads``): its share of the batch, or else of
+    the rows or the columns of out. ``args`` holds 12 words per part."""
+    return _gemm_define((a, b, out, args), (batch, m, n, k, part, parts), (ta, tb))
+
+
+@_intrinsic
+def gemm_swapped_part(typingctx, a, b, out, args, batch, m, n, k, ta, tb, tmp, part, parts):
+    """``gemm_swapped`` split like ``gemm_part``: each part picks its form by its own sizes and
+    uses its own region of ``tmp``."""
+    return _gemm_define((a, b, out, args, tmp), (batch, m, n, k, part, parts), (ta, tb))

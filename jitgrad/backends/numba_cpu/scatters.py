@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ...ir.tape import Var
 from .codegen import (
+    PARALLEL_MIN,
     Flat,
     Kernel,
     KernelGen,
@@ -67,7 +68,9 @@ def _segment_kernel(plan: Plan, v: Var) -> Kernel:
     axis = e.kwargs["axis"]
     offsets, positions = (g.buf(t) for t in plan.segments[v])
     body = _Body(g)
-    idx = tuple(_loops(g, v, v, range(v.ndim), body, False))
+    # targets are independent: split across threads when there is enough to add up
+    parallel = numel(src.shape) >= PARALLEL_MIN
+    idx = tuple(_loops(g, v, v, range(v.ndim), body, parallel))
     body.emit(f"acc = {_store_cast(v, g.load(x, idx, body))}")
     pre = g.ravel(v, idx[:axis]) if axis else "0"
     post = "0"
@@ -83,4 +86,4 @@ def _segment_kernel(plan: Plan, v: Var) -> Kernel:
     body.emit(f"acc += {g.load(src, Flat(body.temp(flat, 'f')), body)}")
     body.indent -= 1
     body.emit(f"{at(out, g.ravel(v, idx))} = acc")
-    return _finish(g, body.lines, False)
+    return _finish(g, body.lines, parallel)
