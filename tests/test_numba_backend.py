@@ -288,6 +288,26 @@ def test_large_loops_run_in_parallel_and_agree():
     assert "prange(" in src and "LeanPipeline" not in src  # parfors need the full pipeline
 
 
+def test_a_smaller_batch_reuses_the_source_with_threads():
+    # threads are chosen by size: a batch too small for them after a larger one runs the code
+    # generated for that one (a new source would be a new compile)
+    rng = np.random.default_rng(4)
+    big, small = (jg.from_numpy(rng.random((n, 256), np.float32)) for n in (300, 3))
+
+    f = jg.compile(lambda x: jg.tanh(x * 2.0).sum(1), backend="numba")
+    for x in (big, small):
+        y = _compiled_call(f, x)
+        np.testing.assert_allclose(y.numpy(), np.tanh(x.numpy() * 2).sum(1), rtol=1e-5)
+    assert "prange(" in f.source(big) and f.source(small) == f.source(big)
+    g = jg.compile(lambda x: jg.tanh(x * 2.0).sum(1) + 1.0, backend="numba")
+    for x in (small, big, small):
+        y = _compiled_call(g, x)
+        np.testing.assert_allclose(y.numpy(), np.tanh(x.numpy() * 2).sum(1) + 1, rtol=1e-5)
+    # the small batch first: serial code (kept for it), then the large one's with threads
+    first, second = (g._cache[key][0].exe for key in g._cache)
+    assert "prange(" not in first.driver_source and "prange(" in second.driver_source
+
+
 def test_a_backend_failure_falls_back_to_the_interpreter(monkeypatch):
     from jitgrad.backends import numba_cpu
 

@@ -72,6 +72,10 @@ def segment_tables(tape: Tape) -> tuple:
     return tape.copy(consts=consts), segments
 
 
+# kernels' structure (as generated without threads) -> which loops got threads
+_THREADED: dict = {}
+
+
 class Executable:
     backend = "numba"
 
@@ -81,6 +85,20 @@ class Executable:
         plan = Plan(tape, segments)
         order = [e.out for e in tape.eqns if e.out in plan.materialized]
         self.kernels = schedule(plan, order)
+        # Which loops get threads is decided by size, so a new batch size could make a new
+        # source, and a compile (the demo's last, partial batch): a tape whose kernels match an
+        # earlier one's but for that choice reuses it (with any loop either one threads).
+        chosen = tuple(plan.threaded)
+        serial = self.kernels
+        if any(chosen):
+            serial = schedule(Plan(tape, segments, (False,) * len(chosen)), order)
+        key = hash(tuple((k.kind, tuple(k.body)) for k in serial))
+        before = _THREADED.get(key, chosen)
+        if len(before) == len(chosen) and before != chosen:
+            chosen = tuple(a or b for a, b in zip(chosen, before))
+            plan = Plan(tape, segments, chosen)
+            self.kernels = schedule(plan, order)
+        _THREADED[key] = chosen
         self.index_checks = _index_checks(tape)
         self._layout(plan)
         self._load()

@@ -41,9 +41,10 @@ _NP = {
     "uint64": "np.uint64",
     "bool": "np.bool_",
 }
-# elements: smaller loops run serially. OpenMP's fork/join costs a few microseconds: the CNN's
-# pooling argmax (64x16x16 outputs of 4 taps) ran in 70-90 us on two threads against 130-150.
-PARALLEL_MIN = 1 << 14
+# elements: smaller loops run serially. OpenMP's fork/join costs a few microseconds, but each
+# threaded loop costs Numba about 0.7 s to compile: at 2^16 the CNN step threads 10 loops (its
+# pooling argmax, 64x16x16 outputs of 4 taps: 70-90 us against 130-150), 2^14 would thread 18.
+PARALLEL_MIN = 1 << 16
 # multiply-adds: a larger product is split across a parallel driver's threads (each calling
 # BLAS on one thread, see runtime.blas_threads). Splitting the small MLP's 64x64x128 products
 # (2^19) gained nothing, and its driver would need Numba's slower parallel pipeline to compile.

@@ -88,7 +88,7 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
     out = g.buf(v)
     e = plan.producer[v]
     size = numel(v.shape)
-    parallel = size >= PARALLEL_MIN
+    parallel = plan.threads(size >= PARALLEL_MIN)
     body = _Body(g)
     if v.ndim == 0:
         val = g.expr(e, (), body)
@@ -160,7 +160,9 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         if swappable:
             args += f", {g.scratch_buf(numel(v.shape), v.dtype)}"
         # a large product is split across the driver's threads, each calling BLAS on one
-        split = runtime.BLAS_THREADS and numel(v.shape) * a.shape[-1] >= GEMM_SPLIT_MIN
+        split = runtime.BLAS_THREADS and plan.threads(
+            numel(v.shape) * a.shape[-1] >= GEMM_SPLIT_MIN
+        )
         if split:
             body.emit("nt = G.size // 12")  # parts: the driver's threads, 12 words each
             body.emit("for t in prange(nt):")
@@ -202,7 +204,7 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
             acc_t = "np.float64" if r.dtype.is_floating_point else "np.int64"
             accs[r] = f"acc{j}"
             body.emit(f"acc{j} = {acc_t}(0)")
-    parallel = size >= PARALLEL_MIN
+    parallel = plan.threads(size >= PARALLEL_MIN)
     body.emit(f"for i in {'prange' if parallel else 'range'}({n}):")  # sums: prange reductions
     body.indent += 1
     member_loads = {}

@@ -21,8 +21,10 @@ INDEX_RECOMPUTE_LIMIT = 2
 class Plan:
     """Which values are materialized, and in what order kernels compute them."""
 
-    def __init__(self, tape: Tape, segments: dict | None = None):
+    def __init__(self, tape: Tape, segments: dict | None = None, threaded: tuple | None = None):
         self.tape = tape
+        # which loops run on threads (see ``threads``): given, or decided by size and logged
+        self.forced, self.threaded = threaded, []
         # scatter_add output -> (offsets, positions) constants: its additions grouped by target
         # (see numba_cpu.segment_tables)
         self.segments = segments or {}
@@ -70,6 +72,15 @@ class Plan:
                 for x in e.inputs:
                     if not self._matmul_operand_ok(x):
                         self.materialized.add(x)
+
+    def threads(self, big: bool) -> bool:
+        """Whether the next candidate for threads, in generation order, gets them: when it is
+        ``big``, unless the plan was given its choices (``Executable`` passes an earlier
+        batch size's, so that a new batch size generates the same source)."""
+        i = len(self.threaded)
+        chosen = big if self.forced is None or i >= len(self.forced) else self.forced[i]
+        self.threaded.append(chosen)
+        return chosen
 
     def new_var(self, shape: tuple, dtype) -> Var:
         """A value that is not in the tape (its id is past the tape's)."""

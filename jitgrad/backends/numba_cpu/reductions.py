@@ -37,7 +37,7 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
     floating = x.dtype.is_floating_point
     acc_t = "np.float64" if floating else "np.int64"
     rows = (x.ndim - 1) in axes or not kept or name in ("logsumexp", "argmax")
-    big = numel(x.shape) >= PARALLEL_MIN
+    big = plan.threads(numel(x.shape) >= PARALLEL_MIN)
     # kept rows split across threads; a full sum is a prange reduction
     parallel = big and rows and (bool(kept) or (name == "sum" and len(axes) == 1))
 

@@ -69,7 +69,7 @@ def _segment_kernel(plan: Plan, v: Var) -> Kernel:
     offsets, positions = (g.buf(t) for t in plan.segments[v])
     body = _Body(g)
     # targets are independent: split across threads when there is enough to add up
-    parallel = numel(src.shape) >= PARALLEL_MIN
+    parallel = plan.threads(numel(src.shape) >= PARALLEL_MIN)
     idx = tuple(_loops(g, v, v, range(v.ndim), body, parallel))
     body.emit(f"acc = {_store_cast(v, g.load(x, idx, body))}")
     pre = g.ravel(v, idx[:axis]) if axis else "0"
