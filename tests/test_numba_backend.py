@@ -288,6 +288,23 @@ def test_large_loops_run_in_parallel_and_agree():
     assert "prange(" in src and "LeanPipeline" not in src  # parfors need the full pipeline
 
 
+def test_without_control_of_blas_threads_a_step_with_products_runs_serially(monkeypatch):
+    # a BLAS whose thread count cannot be set keeps its own threads: no loops on threads
+    # beside it, no split products
+    from jitgrad.backends.numba_cpu import runtime
+
+    monkeypatch.setattr(runtime, "BLAS_THREADS", False)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((128, 512)).astype(np.float32)
+    w = rng.standard_normal((256, 512)).astype(np.float32)
+    f = jg.compile(lambda x, w: jg.relu(x @ w.T) * 3.0, backend="numba")
+    args = (jg.from_numpy(x), jg.from_numpy(w))
+    y = _compiled_call(f, *args)
+    np.testing.assert_allclose(y.numpy(), np.maximum(x @ w.T, 0) * 3, rtol=1e-4, atol=1e-3)
+    src = f.source(*args)
+    assert "parallel=True" not in src and "_part(" not in src and "blas_threads" not in src
+
+
 def test_a_smaller_batch_reuses_the_source_with_threads():
     # threads are chosen by size: a batch too small for them after a larger one runs the code
     # generated for that one (a new source would be a new compile)

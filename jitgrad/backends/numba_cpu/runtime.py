@@ -1,5 +1,6 @@
 """What generated drivers import: the counter-based random draw, vectorizable math, BLAS
-products written as LLVM IR (``gemm``, ``gemm_swapped``) and the compiler pipeline."""
+products written as LLVM IR (``gemm``, ``gemm_swapped`` and their ``_part`` forms for threads),
+BLAS's thread count (``blas_threads``) and the compiler pipeline."""
 
 from __future__ import annotations
 
