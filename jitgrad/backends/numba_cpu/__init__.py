@@ -76,29 +76,35 @@ def segment_tables(tape: Tape) -> tuple:
 _THREADED: dict = {}
 
 
+def _planned_kernels(tape: Tape, segments: dict) -> tuple:
+    """(plan, kernels) of ``tape``. Which loops get threads is decided by size, so a new batch
+    size could make a new source, and a compile (the demo's last, partial batch): a tape whose
+    kernels match an earlier one's but for that choice reuses it (with any loop either one
+    threads)."""
+    plan = Plan(tape, segments)
+    order = [e.out for e in tape.eqns if e.out in plan.materialized]
+    kernels = schedule(plan, order)
+    chosen = tuple(plan.threaded)
+    serial = kernels
+    if any(chosen):
+        serial = schedule(Plan(tape, segments, (False,) * len(chosen)), order)
+    key = hash(tuple((k.kind, tuple(k.body)) for k in serial))
+    before = _THREADED.get(key, chosen)
+    if len(before) == len(chosen) and before != chosen:
+        chosen = tuple(a or b for a, b in zip(chosen, before))
+        plan = Plan(tape, segments, chosen)
+        kernels = schedule(plan, order)
+    _THREADED[key] = chosen
+    return plan, kernels
+
+
 class Executable:
     backend = "numba"
 
     def __init__(self, tape: Tape):
         tape, segments = segment_tables(tape)
         self.tape = tape
-        plan = Plan(tape, segments)
-        order = [e.out for e in tape.eqns if e.out in plan.materialized]
-        self.kernels = schedule(plan, order)
-        # Which loops get threads is decided by size, so a new batch size could make a new
-        # source, and a compile (the demo's last, partial batch): a tape whose kernels match an
-        # earlier one's but for that choice reuses it (with any loop either one threads).
-        chosen = tuple(plan.threaded)
-        serial = self.kernels
-        if any(chosen):
-            serial = schedule(Plan(tape, segments, (False,) * len(chosen)), order)
-        key = hash(tuple((k.kind, tuple(k.body)) for k in serial))
-        before = _THREADED.get(key, chosen)
-        if len(before) == len(chosen) and before != chosen:
-            chosen = tuple(a or b for a, b in zip(chosen, before))
-            plan = Plan(tape, segments, chosen)
-            self.kernels = schedule(plan, order)
-        _THREADED[key] = chosen
+        plan, self.kernels = _planned_kernels(tape, segments)
         self.index_checks = _index_checks(tape)
         self._layout(plan)
         self._load()
