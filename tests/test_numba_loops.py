@@ -160,37 +160,23 @@ def test_maps_over_views_with_merged_loops_match_numpy():
         np.testing.assert_allclose(g.numpy(), w_, rtol=1e-6, atol=1e-6)
 
 
-def test_gemm_swapped_computes_other_shapes_directly():
-    from numba import njit
-
-    from jitgrad.backends.numba_cpu.runtime import gemm_swapped as _gemm_swapped
-
-    # (called from jitted code, as generated code calls it: it has no CPython wrapper)
-    gemm_swapped = njit(lambda *a: _gemm_swapped(*a))
-    rng = np.random.default_rng(1)
-    args = np.zeros(12, np.int32)
-    for m, n, k, ta, tb in [(8, 20, 300, False, True), (20, 8, 300, False, True),
-                            (8, 20, 10, False, True), (8, 20, 300, True, False)]:  # fmt: skip
-        a = rng.standard_normal((k, m) if ta else (m, k))
-        b = rng.standard_normal((n, k) if tb else (k, n))
-        out = np.full(m * n, np.nan)
-        tmp = np.full(m * n, np.nan)
-        gemm_swapped(a.ravel(), b.ravel(), out, args, 1, m, n, k, np.bool_(ta), np.bool_(tb), tmp)
-        want = (a.T if ta else a) @ (b.T if tb else b)
-        np.testing.assert_allclose(out.reshape(m, n), want, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("parts", [2, 3])
-def test_product_parts_together_compute_the_whole_product(parts):
-    # each part computes its share (of the batch, else of the rows or the columns, whichever
-    # are more), in either form of gemm_swapped, with argument words and tmp of its own
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_products_whole_and_in_parts_match_numpy(parts):
+    # gemm and gemm_swapped (whichever form the sizes pick), and their parts: each part
+    # computes its share (of the batch, else of the rows or the columns, whichever are more)
+    # with argument words and tmp of its own. (The runtime helpers have no CPython wrapper:
+    # they are called from jitted code, as generated code calls them.)
     from numba import njit
 
     from jitgrad.backends.numba_cpu import runtime
 
     @njit
     def run(a, b, out, args, batch, m, n, k, ta, tb, tmp, parts):
-        for p in range(parts):
+        if parts == 1 and tmp.size:
+            runtime.gemm_swapped(a, b, out, args, batch, m, n, k, ta, tb, tmp)
+        elif parts == 1:
+            runtime.gemm(a, b, out, args, batch, m, n, k, ta, tb)
+        for p in range(parts if parts > 1 else 0):
             if tmp.size:
                 runtime.gemm_swapped_part(a, b, out, args, batch, m, n, k, ta, tb, tmp, p, parts)
             else:
@@ -199,6 +185,7 @@ def test_product_parts_together_compute_the_whole_product(parts):
     rng = np.random.default_rng(2)
     cases = [
         (1, 8, 40, 300, False, True),  # columns split, each part's rows < columns: swapped
+        (1, 8, 40, 10, False, True),  # a short inner dimension: direct
         (1, 40, 8, 300, False, True),  # rows split, direct
         (1, 9, 7, 5, True, False),  # rows split with A stored transposed
         (1, 7, 9, 5, True, True),  # columns split with B stored transposed
@@ -216,5 +203,5 @@ def test_product_parts_together_compute_the_whole_product(parts):
             flags = np.bool_(ta), np.bool_(tb)
             run(a.ravel(), b.ravel(), out, args, batch, m, n, k, *flags, tmp, parts)
             np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
-            if swapped and (m, n) == (8, 40):  # every part swapped: their regions tile tmp
+            if swapped and (m, n, k) == (8, 40, 300):  # every part swapped: regions tile tmp
                 assert not np.isnan(tmp).any()
