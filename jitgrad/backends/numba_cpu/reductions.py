@@ -73,12 +73,14 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
         elif name in ("max", "logsumexp"):
             body.emit(f"acc = acc if (acc != acc or acc >= {val}) else {acc_t}({val})")
         else:  # the first maximum, or the first NaN; the first element if all are lowest
-            # Selects, not a branch: which element wins is data-dependent, and mispredicted
-            # branches made a pooling step's argmax 2-3x slower than these selects.
+            # One ordered compare and one NaN test: `x > acc | (x != x & acc == acc)` became
+            # mask-register arithmetic on AVX-512 and made a pooling step's argmax twice as slow.
             r = ridx[0]
             val = val if val.isidentifier() else body.temp(val, "x")
-            nan = f" | (({val} != {val}) & (acc == acc))" if floating else ""
-            wins = body.temp(f"({val} > acc){nan}", "w")
+            if floating:
+                wins = body.temp(f"not ({val} <= acc) and acc == acc", "w")
+            else:
+                wins = body.temp(f"{val} > acc", "w")
             body.emit(f"acc = {val} if {wins} else acc")
             body.emit(f"best = {r} if {wins} else best")
         body.indent = depth
