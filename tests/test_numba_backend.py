@@ -455,6 +455,29 @@ def test_large_products_split_across_the_drivers_threads():
     np.testing.assert_allclose(gw.numpy(), (2 * want_y).T @ x, rtol=1e-4, atol=1e-2)
 
 
+def test_a_serial_step_with_small_products_runs_blas_on_one_thread():
+    # products too small to split gain nothing from BLAS's threads (waking them cost more):
+    # a serial driver runs BLAS on one thread too, and restores BLAS's own count after the call
+    import ctypes
+
+    from jitgrad.backends.numba_cpu import runtime
+
+    if not runtime.BLAS_THREADS:
+        pytest.skip("this BLAS's thread count cannot be set")
+    blas_threads = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 64)).astype(np.float32)
+    w = rng.standard_normal((128, 64)).astype(np.float32)
+    cf = jg.compile(lambda x, w: jg.relu(x @ w.T), backend="numba")
+    before = blas_threads()
+    args = (jg.from_numpy(x), jg.from_numpy(w))
+    y = _compiled_call(cf, *args)
+    assert blas_threads() == before
+    src = cf.source(*args)
+    assert "parallel=True" not in src and "blas_threads(1)" in src and "_part(" not in src
+    np.testing.assert_allclose(y.numpy(), np.maximum(x @ w.T, 0), rtol=1e-4, atol=1e-4)
+
+
 def test_gathers_wrap_negative_indices_and_reject_out_of_range_ones():
     # compiled loops do not bounds-check: the host checks gather indices that come from the
     # arguments before each call, and a failed call changes nothing

@@ -186,19 +186,16 @@ class Executable:
         words = 12 * numba.config.NUMBA_NUM_THREADS
         self.blas_args = (np.zeros(words, np.int32),) if blas else ()
         # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS calls
-        # of a wide MLP step 5x (17 ms vs 3.5 ms). A parallel driver with a product sets BLAS to
-        # one thread for its run and splits large products across its own threads instead;
-        # where it cannot set BLAS's threads, BLAS keeps them and the loops run serially.
+        # of a wide MLP step 5x (17 ms vs 3.5 ms). A driver with a product sets BLAS to one
+        # thread for its run and splits large products across its own threads instead (smaller
+        # ones lost more to waking BLAS's threads than they gained: the demo MLP step took
+        # 105 us instead of 97); where it cannot set BLAS's threads, BLAS keeps them and the
+        # loops run serially.
         parallel = any(k.parallel for k in self.kernels)
-        if parallel and blas:
-            if runtime.BLAS_THREADS:
-                lines = [
-                    "    blas_before = blas_threads(1)",
-                    *lines,
-                    "    blas_threads(blas_before)",
-                ]
-            else:
-                parallel = False
+        if blas and runtime.BLAS_THREADS:
+            lines = ["    blas_before = blas_threads(1)", *lines, "    blas_threads(blas_before)"]
+        elif blas:
+            parallel = False
         tail = ["D", "C"] + ["G"] * len(self.blas_args)
         self.driver_source = (
             HEADER
