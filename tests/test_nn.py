@@ -468,6 +468,27 @@ def test_nll_loss_vs_numpy():
     check_grad(lambda a: F.nll_loss(a, jg.tensor(TARGETS), reduction="sum"), logp)
 
 
+def test_classes_of_zero_probability_leave_the_loss_finite():
+    # a -inf logit (or log-probability) in a class other than the target is a probability of
+    # zero: the loss is finite, as in PyTorch, on every path (weighted, unweighted, nll, and
+    # the fused primitive's decomposition that the interpreter runs)
+    x = np.array([[1.0, -np.inf, 2.0, 0.5], [0.5, 0.1, -np.inf, -np.inf]])
+    t = np.array([0, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    want = -logp[[0, 1], t]
+    w = WEIGHT
+    got = F.cross_entropy(t64(x), jg.tensor(t), t64(w), reduction="none")
+    np.testing.assert_allclose(arr(got), want * w[t], rtol=1e-12)
+    got = F.nll_loss(t64(logp), jg.tensor(t), reduction="sum")
+    np.testing.assert_allclose(float(got), want.sum(), rtol=1e-12)
+    interp = jg.compile(lambda a, b: F.cross_entropy(a, b), backend="interpreter")
+    np.testing.assert_allclose(float(interp(t64(x), jg.tensor(t))), want.mean(), rtol=1e-12)
+    xg = t64(x, requires_grad=True)
+    F.cross_entropy(xg, jg.tensor(t), t64(w)).backward()
+    assert np.isfinite(arr(xg.grad)).all() and (arr(xg.grad)[np.isinf(x)] == 0).all()
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_mse_loss(reduction):
     a, b = RNG.standard_normal((3, 4)), RNG.standard_normal((3, 4))

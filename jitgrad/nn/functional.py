@@ -223,28 +223,35 @@ def _nll_terms(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index
     _check_index_target(logp, target, ignore_index)
     n_classes = logp.shape[1]
     keep = _F.ne(target, ignore_index)
-    # A one-hot mask picks logp[target] (ignored targets pick 0), and the backward is a
-    # multiplication rather than a scatter.
-    onehot = _class_onehot(target, keep, n_classes, logp.ndim, logp.dtype, ignore_index)
+    # A class mask picks logp[target] (ignored targets pick 0), and the backward is a select
+    # rather than a scatter. A select, not a product with a one-hot: a class of probability
+    # zero (logp -inf) would make its term -inf * 0 = NaN, where PyTorch's loss is finite.
+    mask = _class_mask(target, keep, n_classes, logp.ndim, ignore_index)
+    picked = _F.where(mask, logp, 0.0)
     if weight is not None:
         cw = _class_weight_view(_F.cast(weight, logp.dtype), logp.ndim, n_classes)
-        onehot = _F.mul(onehot, cw)
-        w = _F.sum(onehot, 1)
+        picked = _F.mul(picked, cw)
+        w = _F.sum(_F.mul(_F.cast(mask, logp.dtype), cw), 1)
     else:
         w = _F.cast(keep, logp.dtype)
-    return _F.neg(_F.sum(_F.mul(logp, onehot), 1)), w, keep
+    return _F.neg(_F.sum(picked, 1)), w, keep
 
 
-def _class_onehot(target, keep, n_classes: int, ndim: int, dtype, ignore_index: int) -> Tensor:
-    """(N, C, ...) one-hot rows of class indices ``target`` (N, ...) in ``dtype``; ignored targets
-    (``keep`` False) match no class."""
+def _class_mask(target, keep, n_classes: int, ndim: int, ignore_index: int) -> Tensor:
+    """(N, C, ...) bool rows marking class indices ``target`` (N, ...); ignored targets
+    (``keep`` False) mark no class."""
     classes = Tensor._wrap(
         np.arange(n_classes, dtype=np.int64).reshape((1, n_classes) + (1,) * (ndim - 2))
     )
-    onehot = _F.cast(_F.eq(_F.unsqueeze(target, 1), classes), dtype)
+    mask = _F.eq(_F.unsqueeze(target, 1), classes)
     if 0 <= ignore_index < n_classes:  # an ignored target that names a class picks nothing
-        onehot = _F.mul(onehot, _F.unsqueeze(_F.cast(keep, dtype), 1))
-    return onehot
+        mask = _F.logical_and(mask, _F.unsqueeze(keep, 1))
+    return mask
+
+
+def _class_onehot(target, keep, n_classes: int, ndim: int, dtype, ignore_index: int) -> Tensor:
+    """``_class_mask`` as one-hot rows in ``dtype``."""
+    return _F.cast(_class_mask(target, keep, n_classes, ndim, ignore_index), dtype)
 
 
 def _check_index_target(logp: Tensor, target: Tensor, ignore_index: int) -> None:
