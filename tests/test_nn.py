@@ -538,6 +538,28 @@ def test_bce_with_logits_stable_and_exact_at_zero():
         F.binary_cross_entropy_with_logits(x, y[:2])
 
 
+def test_bce_on_probabilities_clamps_logs_and_keeps_gradients_finite_at_0_and_1():
+    # logs are clamped at -100 (PyTorch's bound); predictions of exactly 0 or 1 (a float32
+    # sigmoid of x > 17 is 1.0) give finite gradients: those of the clamped loss
+    p = np.array([0.0, 1.0, 0.0, 1.0, 0.3, 0.9])
+    y = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.25])
+    with np.errstate(divide="ignore"):
+        want = -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
+    pt = t64(p, requires_grad=True)
+    loss = F.binary_cross_entropy(pt, t64(y), reduction="none")
+    np.testing.assert_allclose(arr(loss), want, rtol=1e-12)
+    loss.sum().backward()
+    # where a log is clamped its term is flat; elsewhere d/dp = -y/p + (1-y)/(1-p)
+    grad = np.array([1.0, -1.0, 0.0, 0.0, -1 / 0.3, -0.25 / 0.9 + 0.75 / 0.1])
+    np.testing.assert_allclose(arr(pt.grad), grad, rtol=1e-12)
+    check_grad(lambda a: F.binary_cross_entropy(a, t64(y[4:])), p[4:])
+    x = jg.tensor(np.array([20.0, -20.0], np.float32), requires_grad=True)
+    s = jg.sigmoid(x)
+    assert list(s.detach().numpy()) == [1.0, 0.0]  # saturated
+    F.binary_cross_entropy(s, jg.tensor(np.array([1.0, 0.0], np.float32))).backward()
+    assert np.isfinite(x.grad.numpy()).all()
+
+
 @pytest.mark.torch
 def test_losses_vs_torch():
     torch = pytest.importorskip("torch")

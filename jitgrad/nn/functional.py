@@ -9,6 +9,7 @@ same composite. The activations that already live in
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -441,6 +442,19 @@ def binary_cross_entropy_with_logits(
     return _reduce(loss, reduction)
 
 
+# log(p) >= -100 from p > e^-100 on; below, the log is clamped (PyTorch's bound)
+_LOG_FLOOR = math.exp(-100.0)
+
+
+def _clamped_log(p: Tensor) -> Tensor:
+    """max(log(p), -100), with gradient 0 where clamped. ``clamp(log(p))`` would give NaN
+    there at p = 0 (0 from the clamp times log's infinite slope): a prediction of exactly 0 or
+    1, as float32 sigmoids give from |x| > 17 on, gave that element a NaN gradient, and through
+    the model every parameter. The log reads 1 where clamped instead."""
+    inside = _F.gt(p, _LOG_FLOOR)
+    return _F.where(inside, _F.log(_F.where(inside, p, 1.0)), -100.0)
+
+
 def binary_cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -456,8 +470,8 @@ def binary_cross_entropy(
             f"Using a target size ({target.shape}) that is different to the input size "
             f"({input.shape}) is deprecated. Please ensure they have the same size."
         )
-    log_p = _F.clamp(_F.log(input), min=-100.0)
-    log_q = _F.clamp(_F.log(_F.rsub(input, 1.0)), min=-100.0)
+    log_p = _clamped_log(input)
+    log_q = _clamped_log(_F.rsub(input, 1.0))
     loss = _F.neg(_F.add(_F.mul(target, log_p), _F.mul(_F.rsub(target, 1.0), log_q)))
     if weight is not None:
         loss = _F.mul(loss, weight)
