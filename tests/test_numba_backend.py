@@ -424,9 +424,9 @@ def test_products_with_a_transposed_right_operand_match_numpy(dtype):
     assert f.stats.traces == 2 and second.driver is first.driver
 
 
-def test_large_products_split_across_the_drivers_threads():
-    # a parallel driver runs BLAS on one thread per part (and restores BLAS's own count
-    # after the call); its large products are split across its threads
+def _call_restoring_blas_threads(cf, *args):
+    """``cf(*args)``, checking that BLAS's thread count after the call is the one before it
+    (skips where this BLAS's count cannot be read)."""
     import ctypes
 
     from jitgrad.backends.numba_cpu import runtime
@@ -434,6 +434,15 @@ def test_large_products_split_across_the_drivers_threads():
     if not runtime.BLAS_THREADS:
         pytest.skip("this BLAS's thread count cannot be set")
     blas_threads = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
+    before = blas_threads()
+    out = _compiled_call(cf, *args)
+    assert blas_threads() == before
+    return out
+
+
+def test_large_products_split_across_the_drivers_threads():
+    # a parallel driver runs BLAS on one thread per part (and restores BLAS's own count
+    # after the call); its large products are split across its threads
     rng = np.random.default_rng(3)
     x = rng.standard_normal((128, 256)).astype(np.float32)
     w = rng.standard_normal((64, 256)).astype(np.float32)
@@ -444,10 +453,8 @@ def test_large_products_split_across_the_drivers_threads():
         return y, gw
 
     cf = jg.compile(f, backend="numba", check=True)
-    before = blas_threads()
     args = (jg.from_numpy(x), jg.tensor(w, requires_grad=True))
-    y, gw = _compiled_call(cf, *args)
-    assert blas_threads() == before
+    y, gw = _call_restoring_blas_threads(cf, *args)
     src = cf.source(*args)
     assert "gemm_swapped_part(" in src and "gemm_part(" in src and "blas_threads(1)" in src
     want_y = np.maximum(x @ w.T, 0)
@@ -458,21 +465,12 @@ def test_large_products_split_across_the_drivers_threads():
 def test_a_serial_step_with_small_products_runs_blas_on_one_thread():
     # products too small to split gain nothing from BLAS's threads (waking them cost more):
     # a serial driver runs BLAS on one thread too, and restores BLAS's own count after the call
-    import ctypes
-
-    from jitgrad.backends.numba_cpu import runtime
-
-    if not runtime.BLAS_THREADS:
-        pytest.skip("this BLAS's thread count cannot be set")
-    blas_threads = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
     rng = np.random.default_rng(4)
     x = rng.standard_normal((64, 64)).astype(np.float32)
     w = rng.standard_normal((128, 64)).astype(np.float32)
     cf = jg.compile(lambda x, w: jg.relu(x @ w.T), backend="numba")
-    before = blas_threads()
     args = (jg.from_numpy(x), jg.from_numpy(w))
-    y = _compiled_call(cf, *args)
-    assert blas_threads() == before
+    y = _call_restoring_blas_threads(cf, *args)
     src = cf.source(*args)
     assert "parallel=True" not in src and "blas_threads(1)" in src and "_part(" not in src
     np.testing.assert_allclose(y.numpy(), np.maximum(x @ w.T, 0), rtol=1e-4, atol=1e-4)
