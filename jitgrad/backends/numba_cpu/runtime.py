@@ -60,8 +60,9 @@ for _name in ("sgemm", "dgemm", "scopy", "dcopy"):
 
 
 # OpenBLAS's thread count, when the BLAS is an OpenBLAS that exports its setter and getter: a
-# parallel driver runs BLAS single-threaded on each of its own threads (``blas_threads``), since
-# two thread pools spinning on the same cores slow each other down several times.
+# driver with a product runs BLAS single-threaded (``blas_threads``), splitting large products
+# across its own threads, since two thread pools spinning on the same cores slow each other down
+# several times (and waking BLAS's threads costs small products more than they gain).
 def _find_blas_threads():
     import ctypes
 
