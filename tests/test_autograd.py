@@ -319,6 +319,29 @@ def test_grad_mode_restored_after_exception():
     assert jg.is_grad_enabled()
 
 
+def test_grad_mode_is_per_thread():
+    # as in PyTorch: no_grad in one thread leaves the others recording, and a new thread
+    # starts with gradients enabled; anomaly detection is process-wide
+    import threading
+
+    seen = {}
+
+    def other():
+        seen["enabled"] = jg.is_grad_enabled()
+        seen["recorded"] = (t64([1.0], True) * 2).requires_grad
+        seen["anomaly"] = jg.autograd.is_anomaly_enabled()
+        with jg.no_grad():
+            seen["inner"] = jg.is_grad_enabled()
+
+    with jg.no_grad(), jg.autograd.detect_anomaly():
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert not jg.is_grad_enabled()
+    assert jg.is_grad_enabled() and not jg.autograd.is_anomaly_enabled()
+    assert seen == {"enabled": True, "recorded": True, "anomaly": True, "inner": False}
+
+
 def test_inference_mode():
     x = t64([1.0], True)
     with jg.inference_mode():

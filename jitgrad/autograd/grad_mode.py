@@ -1,20 +1,47 @@
-"""Global autograd state and the grad-mode context managers (no_grad, enable_grad, ...)."""
+"""Autograd state (per thread) and the grad-mode context managers (no_grad, enable_grad, ...)."""
 
 from __future__ import annotations
 
 import functools
+import threading
 
 
-class _State:
-    """Flags read on every dispatch; one slotted object keeps the lookups cheap."""
+class _Anomaly:
+    __slots__ = ("enabled", "check_nan")
 
-    __slots__ = ("grad_enabled", "anomaly", "anomaly_check_nan", "tracer")
+    def __init__(self):
+        self.enabled = False
+        self.check_nan = True
+
+
+_ANOMALY = _Anomaly()
+
+
+class _State(threading.local):
+    """Flags read on every dispatch. Grad mode and the tape recorder belong to the thread, as
+    PyTorch's grad mode does: ``no_grad`` in one thread leaves the others recording, a thread
+    starts with gradients enabled, and a compiled function traced in one thread records only
+    that thread's operations. Anomaly detection is process-wide, as in PyTorch."""
 
     def __init__(self):
         self.grad_enabled = True
-        self.anomaly = False
-        self.anomaly_check_nan = True
         self.tracer = None  # the active tape recorder, if any (see jitgrad.ir)
+
+    @property
+    def anomaly(self) -> bool:
+        return _ANOMALY.enabled
+
+    @anomaly.setter
+    def anomaly(self, value: bool) -> None:
+        _ANOMALY.enabled = value
+
+    @property
+    def anomaly_check_nan(self) -> bool:
+        return _ANOMALY.check_nan
+
+    @anomaly_check_nan.setter
+    def anomaly_check_nan(self, value: bool) -> None:
+        _ANOMALY.check_nan = value
 
 
 STATE = _State()
