@@ -12,9 +12,11 @@ Two uses, both first class:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import inspect
+import threading
 import time
 import warnings
 
@@ -161,6 +163,7 @@ class CompiledFunction:
         self._cache: dict = {}
         self._warmups: dict = {}
         self._last_key = None
+        self._trace_lock = threading.RLock()
         functools.update_wrapper(self, fn, updated=())
 
     # -- calling -------------------------------------------------------------------------------
@@ -194,7 +197,12 @@ class CompiledFunction:
             elif entry.guards_hold(leaves):
                 self.stats.cache_hits += 1
                 return self._run(entry, leaves)
-        return self._trace_and_call(key, tree, leaves, args, kwargs)
+        with self._trace_lock:  # one trace at a time: another thread may have just traced this
+            for entry in self._cache.get(key, ()):
+                if entry.guards_hold(leaves):
+                    self.stats.cache_hits += 1
+                    return self._run(entry, leaves)
+            return self._trace_and_call(key, tree, leaves, args, kwargs)
 
     def _run(self, entry: _Entry, leaves: list):
         tape = entry.tape
@@ -202,19 +210,22 @@ class CompiledFunction:
         if fetch is None:
             fetch = entry.fetch = [tape.bindings[v] for v in tape.inputs]
         inputs = [_fetch(b, leaves) for b in fetch]  # the slow path: runners inline this
-        if self.check:
-            # the backend may update captured buffers in place: keep the inputs as they were
-            snapshot = [np.array(a, copy=True) for a in inputs]
-            outs, writes = entry.exe(inputs)
-            try:
-                self._check_agreement(entry, snapshot, outs, writes)
-            except AgreementError:
-                for a, old in zip(inputs, snapshot):
-                    np.copyto(a, old)
-                raise
-        else:
-            outs, writes = entry.exe(inputs)
-        _apply_writes(tape.writes, writes, leaves)
+        # one call at a time where the backend's executable keeps state between calls (the
+        # Numba driver's workspace)
+        with getattr(entry.exe, "lock", None) or contextlib.nullcontext():
+            if self.check:
+                # the backend may update captured buffers in place: keep the inputs as they were
+                snapshot = [np.array(a, copy=True) for a in inputs]
+                outs, writes = entry.exe(inputs)
+                try:
+                    self._check_agreement(entry, snapshot, outs, writes)
+                except AgreementError:
+                    for a, old in zip(inputs, snapshot):
+                        np.copyto(a, old)
+                    raise
+            else:
+                outs, writes = entry.exe(inputs)
+            _apply_writes(tape.writes, writes, leaves)
         n_user = entry.n_outputs
         results = [_result(a) for a in outs[:n_user]]
         if entry.mode == "inside" and STATE.grad_enabled:

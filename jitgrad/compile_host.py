@@ -231,6 +231,12 @@ def _make_runner(entry, slow):
             continue
         ns["_kinds"][id(t[0])] = t[0]
         stack.extend(t[1])
+    lock = getattr(entry.exe, "lock", None)
+    if lock is not None:  # one call at a time: the driver's workspace is the executable's
+        ns["_acquire"], ns["_release"] = lock.acquire, lock.release
+        body = ["        " + line[4:] for line in lines[1:]]
+        lines = [lines[0], "    _acquire()", "    try:", *body]
+        lines += ["    finally:", "        _release()"]
     source = "\n".join(lines) + "\n"
     code = builtins.compile(source, f"<jitgrad runner {tape.name}>", "exec")
     exec(code, ns)  # noqa: S102

@@ -302,7 +302,7 @@ def test_without_control_of_blas_threads_a_step_with_products_runs_serially(monk
     y = _compiled_call(f, *args)
     np.testing.assert_allclose(y.numpy(), np.maximum(x @ w.T, 0) * 3, rtol=1e-4, atol=1e-3)
     src = f.source(*args)
-    assert "parallel=True" not in src and "_part(" not in src and "blas_threads" not in src
+    assert "parallel=True" not in src and "_part(" not in src and "blas_enter" not in src
 
 
 def test_a_smaller_batch_reuses_the_source_with_threads():
@@ -456,7 +456,7 @@ def test_large_products_split_across_the_drivers_threads():
     args = (jg.from_numpy(x), jg.tensor(w, requires_grad=True))
     y, gw = _call_restoring_blas_threads(cf, *args)
     src = cf.source(*args)
-    assert "gemm_swapped_part(" in src and "gemm_part(" in src and "blas_threads(1)" in src
+    assert "gemm_swapped_part(" in src and "gemm_part(" in src and "blas_enter()" in src
     want_y = np.maximum(x @ w.T, 0)
     np.testing.assert_allclose(y.numpy(), want_y, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(gw.numpy(), (2 * want_y).T @ x, rtol=1e-4, atol=1e-2)
@@ -472,8 +472,122 @@ def test_a_serial_step_with_small_products_runs_blas_on_one_thread():
     args = (jg.from_numpy(x), jg.from_numpy(w))
     y = _call_restoring_blas_threads(cf, *args)
     src = cf.source(*args)
-    assert "parallel=True" not in src and "blas_threads(1)" in src and "_part(" not in src
+    assert "parallel=True" not in src and "blas_enter()" in src and "_part(" not in src
     np.testing.assert_allclose(y.numpy(), np.maximum(x @ w.T, 0), rtol=1e-4, atol=1e-4)
+
+
+def _in_threads(fns) -> None:
+    """Runs each of ``fns`` in its own Python thread, at once; re-raises the first failure."""
+    import threading
+
+    errors = []
+
+    def guarded(fn):
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001  (reported in the test's thread)
+            errors.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(fn,)) for fn in fns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def test_one_compiled_function_called_from_two_threads_at_once():
+    # the driver's workspace belongs to its executable: concurrent calls take turns (they
+    # used to overwrite each other's intermediate values and return wrong results)
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    xs = [rng.standard_normal((64, 64)).astype(np.float32) for _ in range(2)]
+    cf = jg.compile(lambda x, w: (jg.relu(x @ w.T) * 2.0 + 1.0) @ w, backend="numba")
+    wt = jg.from_numpy(w)
+    want = [(np.maximum(x @ w.T, 0) * 2 + 1) @ w for x in xs]
+
+    def calls(i):
+        x = jg.from_numpy(xs[i])
+        for _ in range(400):
+            np.testing.assert_allclose(cf(x, wt).numpy(), want[i], rtol=1e-4, atol=1e-3)
+
+    _in_threads([lambda: calls(0), lambda: calls(1)])
+    assert cf.stats.traces == 1
+
+
+def test_concurrent_steps_leave_blas_thread_count_as_it_was():
+    # each driver with a product runs BLAS on one thread; with two running at once, the count
+    # from before the first is the one restored after the last (not the 1 the other set)
+    import ctypes
+
+    from jitgrad.backends.numba_cpu import runtime
+
+    if not runtime.BLAS_THREADS:
+        pytest.skip("this BLAS's thread count cannot be set")
+    get = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
+    put = ctypes.CFUNCTYPE(None, ctypes.c_int)(runtime._threads_fns[0])
+    rng = np.random.default_rng(6)
+    x = jg.from_numpy(rng.standard_normal((64, 64)).astype(np.float32))
+    fns = [jg.compile(lambda x: jg.relu(x @ x.T) @ x, backend="numba") for _ in range(2)]
+    for f in fns:
+        f(x)
+    before = get()
+    put(2)
+    try:
+
+        def calls(f):
+            for _ in range(1000):
+                f(x)
+
+        _in_threads([lambda: calls(fns[0]), lambda: calls(fns[1])])
+        assert get() == 2
+    finally:
+        put(before)
+
+
+THREADED_SCRIPT = """
+import threading
+import numpy as np
+import jitgrad as jg
+import numba
+rng = np.random.default_rng(0)
+xs = [jg.from_numpy(rng.standard_normal((512, 256)).astype(np.float32)) for _ in range(2)]
+fns = [jg.compile(lambda x: jg.tanh(x) * 2.0 + 1.0, backend="numba") for _ in range(2)]
+for f, x in zip(fns, xs):
+    f(x)
+assert "parallel=True" in fns[0].source(xs[0])
+want = [np.tanh(x.numpy()) * 2 + 1 for x in xs]
+bad = []
+def calls(i):
+    try:
+        for _ in range(200):
+            if not np.allclose(fns[i](xs[i]).numpy(), want[i], atol=1e-5):
+                bad.append(i)
+    except BaseException as e:
+        bad.append(e)
+threads = [threading.Thread(target=calls, args=(i,)) for i in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(numba.threading_layer(), "wrong", len(bad))
+"""
+
+
+def test_threaded_steps_from_two_python_threads_under_the_workqueue_layer(tmp_path):
+    # Numba's workqueue threading layer aborts the process when two threads launch parallel
+    # code at once: threaded drivers take turns
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", JITGRAD_CACHE_DIR=str(tmp_path / "c"))
+    out = subprocess.run(
+        [sys.executable, "-c", THREADED_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["workqueue", "wrong", "0"]
 
 
 def test_gathers_wrap_negative_indices_and_reject_out_of_range_ones():

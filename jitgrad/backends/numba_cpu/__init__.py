@@ -16,6 +16,7 @@ import functools
 import keyword
 import os
 import re
+import threading
 
 import numba
 import numpy as np
@@ -98,6 +99,9 @@ def _planned_kernels(tape: Tape, segments: dict) -> tuple:
     return plan, kernels
 
 
+_THREADED_LOCK = threading.RLock()
+
+
 class Executable:
     backend = "numba"
 
@@ -107,6 +111,10 @@ class Executable:
         plan, self.kernels = _planned_kernels(tape, segments)
         self.index_checks = _index_checks(tape)
         self._layout(plan)
+        # Held by every call: the workspace (and BLAS's argument words) serve one call at a
+        # time. Threaded drivers share one lock, since they use every core anyway and Numba's
+        # workqueue threading layer aborts the process on concurrent launches.
+        self.lock = _THREADED_LOCK if self.parallel else threading.RLock()
         self._load()
         self._prepare_call()
 
@@ -193,9 +201,10 @@ class Executable:
         # loops run serially.
         parallel = any(k.parallel for k in self.kernels)
         if blas and runtime.BLAS_THREADS:
-            lines = ["    blas_before = blas_threads(1)", *lines, "    blas_threads(blas_before)"]
+            lines = ["    blas_enter()", *lines, "    blas_leave()"]
         elif blas:
             parallel = False
+        self.parallel = parallel
         tail = ["D", "C"] + ["G"] * len(self.blas_args)
         self.driver_source = (
             HEADER
@@ -345,6 +354,10 @@ class Executable:
         return lines, [expr(p) for p in outs], [expr(p) for p in writes]
 
     def __call__(self, inputs: list):
+        with self.lock:
+            return self._call(inputs)
+
+    def _call(self, inputs: list):
         for i, n in self.index_checks:
             _check_index(inputs[i], n)
         flats = []

@@ -46,7 +46,7 @@ _NP = {
 # pooling argmax, 64x16x16 outputs of 4 taps: 70-90 us against 130-150), 2^14 would thread 18.
 PARALLEL_MIN = 1 << 16
 # multiply-adds: a larger product is split across a parallel driver's threads (each calling
-# BLAS on one thread, see runtime.blas_threads). Splitting the small MLP's 64x64x128 products
+# BLAS on one thread, see runtime.blas_enter). Splitting the small MLP's 64x64x128 products
 # (2^19) gained nothing, and its driver would need Numba's slower parallel pipeline to compile.
 GEMM_SPLIT_MIN = 1 << 20
 # NOTE: "reassoc" lets LLVM vectorize reductions (and so whole fused loops); never add "nsz":

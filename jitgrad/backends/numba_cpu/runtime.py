@@ -1,8 +1,10 @@
 """What generated drivers import: the counter-based random draw, vectorizable math, BLAS
 products written as LLVM IR (``gemm``, ``gemm_swapped`` and their ``_part`` forms for threads),
-BLAS's thread count (``blas_threads``) and the compiler pipeline."""
+BLAS's thread count (``blas_enter``/``blas_leave``) and the compiler pipeline."""
 
 from __future__ import annotations
+
+import ctypes
 
 import llvmlite.binding as _llvm
 import numpy as np
@@ -60,12 +62,10 @@ for _name in ("sgemm", "dgemm", "scopy", "dcopy"):
 
 
 # OpenBLAS's thread count, when the BLAS is an OpenBLAS that exports its setter and getter: a
-# driver with a product runs BLAS single-threaded (``blas_threads``), splitting large products
+# driver with a product runs BLAS single-threaded (``blas_enter``), splitting large products
 # across its own threads, since two thread pools spinning on the same cores slow each other down
 # several times (and waking BLAS's threads costs small products more than they gain).
 def _find_blas_threads():
-    import ctypes
-
     import scipy.linalg.cython_blas as cython_blas
 
     try:
@@ -85,33 +85,87 @@ def _find_blas_threads():
 
 
 _threads_fns = _find_blas_threads()
-# whether generated code may call ``blas_threads`` (else BLAS keeps its own threads, and drivers
-# that call it run their loops serially)
+_I32, _I64 = _ir.IntType(32), _ir.IntType(64)
+# whether generated code may call ``blas_enter``/``blas_leave`` (else BLAS keeps its own threads,
+# and drivers with products run their loops serially)
 BLAS_THREADS = _threads_fns is not None
+# Shared by every driver in the process: a spin lock, how many drivers are between
+# ``blas_enter`` and ``blas_leave``, and BLAS's thread count from before the first of them.
+_BLAS_STATE = (ctypes.c_int64 * 3)()
 if BLAS_THREADS:
     _llvm.add_symbol("jitgrad_blas_set_threads", _threads_fns[0])
     _llvm.add_symbol("jitgrad_blas_get_threads", _threads_fns[1])
+    _llvm.add_symbol("jitgrad_blas_state", ctypes.addressof(_BLAS_STATE))
+
+
+def _blas_state_word(builder, i: int):
+    module = builder.module
+    state = module.globals.get("jitgrad_blas_state")
+    if state is None:  # defined by the process (add_symbol above), not by the driver
+        state = _ir.GlobalVariable(module, _ir.ArrayType(_I64, 3), "jitgrad_blas_state")
+    return builder.gep(state, [_ir.Constant(_I32, 0), _ir.Constant(_I32, i)])
+
+
+def _blas_fn(builder, name: str):
+    if name == "jitgrad_blas_get_threads":
+        fnty = _ir.FunctionType(_I32, [])
+    else:
+        fnty = _ir.FunctionType(_ir.VoidType(), [_I32])
+    return _cgutils.get_or_insert_function(builder.module, fnty, name)
+
+
+def _blas_locked(builder, body) -> None:
+    """IR running ``body(builder, users)`` (``users``: the count's address) under the spin lock.
+    The lock is held only around BLAS's thread-count calls."""
+    lock = _blas_state_word(builder, 0)
+    spin = builder.append_basic_block("blas_lock_spin")
+    held = builder.append_basic_block("blas_lock_held")
+    builder.branch(spin)
+    builder.position_at_end(spin)
+    zero, one = _ir.Constant(_I64, 0), _ir.Constant(_I64, 1)
+    swapped = builder.cmpxchg(lock, zero, one, "acquire", "monotonic")
+    builder.cbranch(builder.extract_value(swapped, 1), held, spin)
+    builder.position_at_end(held)
+    body(builder, _blas_state_word(builder, 1))
+    builder.store_atomic(zero, lock, "release", align=8)
 
 
 @_intrinsic
-def blas_threads(typingctx, n):
-    """Sets how many threads BLAS calls use and returns the previous count."""
-    if not isinstance(n, types.Integer):
-        return None
+def blas_enter(typingctx):
+    """Before a driver's first product: BLAS on one thread. The first of concurrent drivers
+    (Python threads) keeps the count it replaces; see ``blas_leave``."""
 
     def codegen(context, builder, signature, llargs):
-        i32 = _ir.IntType(32)
-        get = _cgutils.get_or_insert_function(
-            builder.module, _ir.FunctionType(i32, []), "jitgrad_blas_get_threads"
-        )
-        put = _cgutils.get_or_insert_function(
-            builder.module, _ir.FunctionType(_ir.VoidType(), [i32]), "jitgrad_blas_set_threads"
-        )
-        before = builder.call(get, [])
-        builder.call(put, [context.cast(builder, llargs[0], n, types.int32)])
-        return context.cast(builder, before, types.int32, types.intp)
+        def body(builder, users):
+            n = builder.load(users)
+            with builder.if_then(builder.icmp_signed("==", n, _ir.Constant(_I64, 0))):
+                before = builder.call(_blas_fn(builder, "jitgrad_blas_get_threads"), [])
+                builder.store(builder.sext(before, _I64), _blas_state_word(builder, 2))
+                builder.call(_blas_fn(builder, "jitgrad_blas_set_threads"), [_ir.Constant(_I32, 1)])
+            builder.store(builder.add(n, _ir.Constant(_I64, 1)), users)
 
-    return types.intp(n), codegen
+        _blas_locked(builder, body)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@_intrinsic
+def blas_leave(typingctx):
+    """After a driver's last product: the last of concurrent drivers restores BLAS's count."""
+
+    def codegen(context, builder, signature, llargs):
+        def body(builder, users):
+            n = builder.sub(builder.load(users), _ir.Constant(_I64, 1))
+            builder.store(n, users)
+            with builder.if_then(builder.icmp_signed("==", n, _ir.Constant(_I64, 0))):
+                before = builder.trunc(builder.load(_blas_state_word(builder, 2)), _I32)
+                builder.call(_blas_fn(builder, "jitgrad_blas_set_threads"), [before])
+
+        _blas_locked(builder, body)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
 
 
 def _gemm_typer(arrays, ints, flags):
@@ -294,7 +348,7 @@ def gemm_swapped(typingctx, a, b, out, args, batch, m, n, k, ta, tb, tmp):
 @_intrinsic
 def gemm_part(typingctx, a, b, out, args, batch, m, n, k, ta, tb, part, parts):
     """Part ``part`` of ``parts`` of ``gemm``'s product, for the threads of a parallel loop
-    (each with single-threaded BLAS, see ``blas_threads``): its share of the batch, or else of
+    (each with single-threaded BLAS, see ``blas_enter``): its share of the batch, or else of
     the rows or the columns of out. ``args`` holds 12 words per part."""
     return _gemm_define((a, b, out, args), (batch, m, n, k, part, parts), (ta, tb))
 
