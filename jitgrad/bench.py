@@ -545,12 +545,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
     import numba
 
-    from .backends.numba_cpu import runtime
-
-    print(
-        f"jitgrad numba: {numba.config.NUMBA_NUM_THREADS} threads for large steps, products "
-        f"through {runtime.BLAS.name}"
-    )
+    print(f"jitgrad numba: {numba.config.NUMBA_NUM_THREADS} threads for large steps")
     if "OMP_NUM_THREADS" not in os.environ:
         print("(threads not pinned: on a busy machine OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1")
         print(" NUMBA_NUM_THREADS=1 steadies small workloads, where BLAS threads waking up can")

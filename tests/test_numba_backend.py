@@ -424,29 +424,6 @@ def test_products_with_a_transposed_right_operand_match_numpy(dtype):
     assert f.stats.traces == 2 and second.driver is first.driver
 
 
-def test_products_through_scipys_blas(tmp_path):
-    # NumPy's OpenBLAS (64-bit integers) is the default where NumPy bundles one; SciPy's BLAS
-    # (32-bit integers) is the fallback and JITGRAD_BLAS=scipy's choice: the product tests
-    # again, in a process that uses it
-    env = dict(os.environ, JITGRAD_BLAS="scipy", JITGRAD_CACHE_DIR=str(tmp_path / "c"))
-    name = "from jitgrad.backends.numba_cpu import runtime; print(runtime.BLAS.name)"
-    out = subprocess.run([sys.executable, "-c", name], env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == "SciPy's BLAS", out.stderr[-2000:]
-    tests = "products_with or large_products_split or small_products or concurrent_steps"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", tests]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:]
-    assert "5 passed" in out.stdout.splitlines()[-1], out.stdout[-500:]
-
-
-def test_an_unknown_blas_choice_is_refused():
-    env = dict(os.environ, JITGRAD_BLAS="mkl")
-    code = "import jitgrad.backends.numba_cpu"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.returncode != 0 and "JITGRAD_BLAS='mkl'" in out.stderr
-    assert "'numpy'" in out.stderr and "'scipy'" in out.stderr
-
-
 def _call_restoring_blas_threads(cf, *args):
     """``cf(*args)``, checking that BLAS's thread count after the call is the one before it
     (skips where this BLAS's count cannot be read)."""

@@ -199,7 +199,7 @@ def test_products_whole_and_in_parts_match_numpy(parts):
         for swapped in (False, True):
             out = np.full(batch * m * n, np.nan)
             tmp = np.full(batch * m * n if swapped else 0, np.nan)
-            args = np.zeros(runtime.BLAS_WORDS * parts, np.int32)
+            args = np.zeros(12 * parts, np.int32)
             flags = np.bool_(ta), np.bool_(tb)
             run(a.ravel(), b.ravel(), out, args, batch, m, n, k, *flags, tmp, parts)
             np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-12, atol=1e-12)

@@ -189,9 +189,9 @@ class Executable:
             lines += inline_body(body, f"k{j}_", bufs, c)
         self.dims = np.array(dims, dtype=np.int64)
         self.consts = np.array(consts, dtype=np.float64)
-        # the words BLAS reads its arguments from (runtime.gemm), BLAS_WORDS per thread
+        # the words BLAS reads its arguments from (runtime.gemm), 12 per thread
         blas = any(k.uses_blas for k in self.kernels)
-        words = runtime.BLAS_WORDS * numba.config.NUMBA_NUM_THREADS
+        words = 12 * numba.config.NUMBA_NUM_THREADS
         self.blas_args = (np.zeros(words, np.int32),) if blas else ()
         # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS calls
         # of a wide MLP step 5x (17 ms vs 3.5 ms). A driver with a product sets BLAS to one

@@ -5,8 +5,6 @@ BLAS's thread count (``blas_enter``/``blas_leave``) and the compiler pipeline.""
 from __future__ import annotations
 
 import ctypes
-import os
-from typing import NamedTuple
 
 import llvmlite.binding as _llvm
 import numpy as np
@@ -53,89 +51,40 @@ def rand_f64(s0, s1, i):
 
 
 # -- matmul through BLAS ---------------------------------------------------------------------------
-# BLAS called through its function pointers: far less for Numba to compile than np.dot's
-# overloads, and operands stored transposed cost nothing. The functions are registered with LLVM
-# under names of our own and called as external symbols (pointer arguments as integers): unlike
-# ctypes pointers, that keeps callers disk-cacheable.
-#
-# Which BLAS: NumPy's own OpenBLAS when NumPy's wheel bundles one (scipy-openblas64: 64-bit
-# integers, symbols named scipy_*64_), else SciPy's BLAS (the one np.dot reaches inside Numba).
-# Both are OpenBLAS builds for this CPU in NumPy's and SciPy's wheels, but NumPy's is the newer
-# release: 1.2-1.3x faster on products with 32 rows (a convolution's), single-threaded, and as
-# fast elsewhere. JITGRAD_BLAS=scipy chooses SciPy's.
-_BLAS_FUNCTIONS = ("sgemm", "dgemm", "scopy", "dcopy")
-
-
-class BlasLibrary(NamedTuple):
-    name: str
-    functions: tuple  # addresses of _BLAS_FUNCTIONS
-    threads: tuple | None  # addresses of OpenBLAS's thread-count setter and getter
-    int_bytes: int  # BLAS's integer: 4, or 8 for an ILP64 build
-
-
-def _address(fn) -> int:
-    return ctypes.cast(fn, ctypes.c_void_p).value
-
-
-def _numpy_openblas() -> BlasLibrary | None:
-    try:
-        from numpy._core import _multiarray_umath as umath
-
-        lib = ctypes.CDLL(umath.__file__)  # its symbols and its dependencies' (the BLAS)
-        functions = tuple(_address(getattr(lib, f"scipy_{n}_64_")) for n in _BLAS_FUNCTIONS)
-        threads = tuple(
-            _address(getattr(lib, f"scipy_openblas_{op}_num_threads64_")) for op in ("set", "get")
-        )
-    except (ImportError, OSError, AttributeError):
-        return None
-    return BlasLibrary("NumPy's OpenBLAS", functions, threads, 8)
-
-
-def _scipy_blas() -> BlasLibrary:
-    import scipy.linalg.cython_blas as cython_blas
-
-    functions = tuple(
-        get_cython_function_address("scipy.linalg.cython_blas", n) for n in _BLAS_FUNCTIONS
+# SciPy's BLAS (the one np.dot uses inside Numba), called through its function pointers: far less
+# for Numba to compile than np.dot's overloads, and operands stored transposed cost nothing.
+# The functions are registered with LLVM under names of our own and called as external symbols
+# (pointer arguments as integers): unlike ctypes pointers, that keeps callers disk-cacheable.
+for _name in ("sgemm", "dgemm", "scopy", "dcopy"):
+    _llvm.add_symbol(
+        f"jitgrad_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name)
     )
-    threads = None
-    try:
-        lib = ctypes.CDLL(cython_blas.__file__)
-    except OSError:
-        lib = None
-    for prefix in ("scipy_openblas", "openblas") if lib is not None else ():
-        try:
-            threads = tuple(
-                _address(getattr(lib, f"{prefix}_{op}_num_threads")) for op in ("set", "get")
-            )
-            break
-        except AttributeError:
-            continue
-    return BlasLibrary("SciPy's BLAS", functions, threads, 4)
 
-
-def _choose_blas() -> BlasLibrary:
-    choice = os.environ.get("JITGRAD_BLAS", "").strip().lower()
-    if choice not in ("", "numpy", "scipy"):
-        raise ValueError(
-            f"JITGRAD_BLAS={choice!r} is not a BLAS jitgrad can use; set it to 'numpy' (NumPy's "
-            "bundled OpenBLAS), 'scipy' (SciPy's BLAS) or leave it unset."
-        )
-    found = _numpy_openblas() if choice != "scipy" else None
-    return found or _scipy_blas()
-
-
-BLAS = _choose_blas()
-for _name, _fn in zip(_BLAS_FUNCTIONS, BLAS.functions):
-    _llvm.add_symbol(f"jitgrad_{_name}", _fn)
-# BLAS's arguments, by pointer, in int32 words per call (or per part): the six integers, the two
-# transpose characters (a word each), then alpha and beta (two words each)
-BLAS_WORDS = (6 * BLAS.int_bytes + 24) // 4
 
 # OpenBLAS's thread count, when the BLAS is an OpenBLAS that exports its setter and getter: a
 # driver with a product runs BLAS single-threaded (``blas_enter``), splitting large products
 # across its own threads, since two thread pools spinning on the same cores slow each other down
 # several times (and waking BLAS's threads costs small products more than they gain).
-_threads_fns = BLAS.threads
+def _find_blas_threads():
+    import scipy.linalg.cython_blas as cython_blas
+
+    try:
+        lib = ctypes.CDLL(cython_blas.__file__)  # its symbols and its dependencies' (the BLAS)
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        try:
+            found = (
+                getattr(lib, f"{prefix}_set_num_threads"),
+                getattr(lib, f"{prefix}_get_num_threads"),
+            )
+        except AttributeError:
+            continue
+        return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in found)
+    return None
+
+
+_threads_fns = _find_blas_threads()
 _I32, _I64 = _ir.IntType(32), _ir.IntType(64)
 # whether generated code may call ``blas_enter``/``blas_leave`` (else BLAS keeps its own threads,
 # and drivers with products run their loops serially)
@@ -249,65 +198,52 @@ def _gemm_args(context, builder, signature, llargs):
 
 
 class _Blas:
-    """Emits BLAS calls whose by-pointer arguments live in ``BLAS_WORDS`` int32 words at
-    ``words``: the integers first, in BLAS's own width."""
+    """Emits BLAS calls whose by-pointer arguments live in 12 int32 words at ``words``."""
 
     def __init__(self, context, builder, size, words):
         self.builder, self.size, self.words = builder, size, words
         self.intp = context.get_value_type(types.intp)
-        self.width = BLAS.int_bytes
 
-    def _at(self, offset: int):
-        return self.builder.add(self.words, self.intp(offset))
-
-    def _store(self, offset: int, values, ty) -> None:
-        """``values`` stored as ``ty`` integers from byte ``offset`` of the words on."""
+    def _store(self, values):
+        i32 = _ir.IntType(32)
         b = self.builder
-        ptr = b.inttoptr(self._at(offset), ty.as_pointer())
+        ptr = b.inttoptr(self.words, i32.as_pointer())
         for i, value in enumerate(values):
-            if value.type.width > ty.width:
-                value = b.trunc(value, ty)
-            elif value.type.width < ty.width:
-                value = b.sext(value, ty)
-            b.store(value, b.gep(ptr, [_I32(i)]))
-
-    def _store_ints(self, values) -> list:
-        """BLAS integers at the start of the words; their addresses."""
-        self._store(0, values, _ir.IntType(8 * self.width))
-        return [self._at(i * self.width) for i in range(len(values))]
+            if value.type != i32:
+                value = b.trunc(value, i32)
+            b.store(value, b.gep(ptr, [i32(i)]))
 
     def gemm(self, ta, tb, m, n, k, pa, lda, pb, ldb, pc, ldc):
         """Row-major ``C (m, n) = op(A) @ op(B)``, op a transpose when its flag is set.
         Row-major C is column-major C^T = op(B)^T op(A)^T, so BLAS gets B first."""
-        b, intp = self.builder, self.intp
-        t, nt = _I32(84), _I32(78)  # 'T' / 'N' (little-endian first byte)
+        b, i32, intp = self.builder, _ir.IntType(32), self.intp
+        t, nt = i32(84), i32(78)  # 'T' / 'N' (little-endian first byte)
         one = (0x3F800000, 0) if self.size == 4 else (0, 0x3FF00000)  # alpha 1.0; beta is 0.0
-        n_, m_, k_, ldb_, lda_, ldc_ = self._store_ints((n, m, k, ldb, lda, ldc))
-        rest = 6 * self.width  # then the characters, alpha and beta, in 32-bit words
         ops = (b.select(tb, t, nt), b.select(ta, t, nt))
-        self._store(rest, (*ops, _I32(one[0]), _I32(one[1]), _I32(0), _I32(0)), _I32)
-        opb, opa = self._at(rest), self._at(rest + 4)
-        alpha, beta = self._at(rest + 8), self._at(rest + 16)
+        self._store((n, m, k, ldb, lda, ldc, *ops, i32(one[0]), i32(one[1]), i32(0), i32(0)))
         fnty = _ir.FunctionType(_ir.VoidType(), [intp] * 13)
         name = "jitgrad_sgemm" if self.size == 4 else "jitgrad_dgemm"
         fn = _cgutils.get_or_insert_function(b.module, fnty, name)
+        at = [b.add(self.words, intp(off)) for off in range(0, 48, 4)]
         # transa transb m n k alpha A lda B ldb beta C ldc, in BLAS's (column-major) terms
-        b.call(fn, [opb, opa, n_, m_, k_, alpha, pb, ldb_, pa, lda_, beta, pc, ldc_])
+        b.call(
+            fn, [at[6], at[7], at[0], at[1], at[2], at[8], pb, at[3], pa, at[4], at[10], pc, at[5]]
+        )
 
     def copy_columns(self, src, rows, cols, dst, ld_dst):
         """``dst[i, :cols] = src[:, i]`` for i < rows, src being (cols, rows) row-major: one
         strided BLAS copy per row."""
         b, intp = self.builder, self.intp
-        # copy(n, x, incx, y, incy): n, incx, incy
-        n_, incx, incy = self._store_ints((cols, rows, intp(1)))
+        self._store((cols, rows, intp(1)))  # copy(n, x, incx, y, incy): n, incx, incy
         fnty = _ir.FunctionType(_ir.VoidType(), [intp] * 5)
         name = "jitgrad_scopy" if self.size == 4 else "jitgrad_dcopy"
         copy = _cgutils.get_or_insert_function(b.module, fnty, name)
         width = intp(self.size)
+        incx, incy = b.add(self.words, intp(4)), b.add(self.words, intp(8))
         with _cgutils.for_range(b, rows) as row:
             x = b.add(src, b.mul(row.index, width))
             y = b.add(dst, b.mul(b.mul(row.index, ld_dst), width))
-            b.call(copy, [n_, x, incx, y, incy])
+            b.call(copy, [self.words, x, incx, y, incy])
 
 
 def _emit_gemm(context, builder, size, ptrs, sizes, flags, tmp=None):
@@ -325,7 +261,7 @@ def _emit_gemm(context, builder, size, ptrs, sizes, flags, tmp=None):
         q0, q1, i0, i1, j0, j1 = zero, batch, zero, m, zero, n
     else:
         part, parts = sizes[4:]
-        p = b.add(p, b.mul(part, intp(4 * BLAS_WORDS)))  # each part its own argument words
+        p = b.add(p, b.mul(part, intp(48)))  # each part its own argument words
 
         def share(mine, total):
             lo = b.sdiv(b.mul(part, total), parts)
@@ -389,7 +325,7 @@ def _gemm_define(arrays, ints, flags):
 def gemm(typingctx, a, b, out, args, batch, m, n, k, ta, tb):
     """``out[q] = A[q] @ B[q]`` for row-major flat buffers: A is (m, k), or stored as (k, m) when
     ``ta``; B is (k, n), or stored as (n, k) when ``tb``; out is (m, n). BLAS takes every
-    argument by pointer: ``args`` (``BLAS_WORDS`` int32 words, the caller's scratch) holds them.
+    argument by pointer: ``args`` (12 int32 words, the caller's scratch) holds them.
 
     Written as LLVM IR at each call site (a few stores, a loop, the BLAS call) rather than as
     a jitted function: nothing extra for a cold start to compile, and nothing allocated."""
@@ -413,7 +349,7 @@ def gemm_swapped(typingctx, a, b, out, args, batch, m, n, k, ta, tb, tmp):
 def gemm_part(typingctx, a, b, out, args, batch, m, n, k, ta, tb, part, parts):
     """Part ``part`` of ``parts`` of ``gemm``'s product, for the threads of a parallel loop
     (each with single-threaded BLAS, see ``blas_enter``): its share of the batch, or else of
-    the rows or the columns of out. ``args`` holds ``BLAS_WORDS`` words per part."""
+    the rows or the columns of out. ``args`` holds 12 words per part."""
     return _gemm_define((a, b, out, args), (batch, m, n, k, part, parts), (ta, tb))
 
 

@@ -24,10 +24,6 @@ def _runtime_digest() -> str:
     h = hashlib.sha256()
     for path in (here / "runtime.py", here / "pipeline.py", here.parent / "vecmath.py"):
         h.update(path.read_bytes())
-    # the BLAS chosen at import decides the argument words' layout compiled into the drivers
-    from .runtime import BLAS
-
-    h.update(f"{BLAS.name} {BLAS.int_bytes}".encode())
     return h.hexdigest()[:16]
 
 
