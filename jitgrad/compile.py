@@ -27,6 +27,7 @@ from .autograd.grad_mode import STATE
 from .compile_backward import CompiledBackward, _split
 from .compile_host import (
     _CONTAINERS,
+    _OPAQUE,
     MISS,
     _apply_writes,
     _describe,
@@ -173,13 +174,19 @@ class CompiledFunction:
         if not kwargs:  # the common case, flattened without recursion: positional leaves
             sig = []
             for a in args:
-                if type(a) is Tensor:
+                kind = type(a)
+                if kind is Tensor:
                     sig.append((a._data.shape, a._data.dtype, a._requires_grad))
+                elif kind in _OPAQUE:  # a model, a loss, an optimizer: keyed by identity
+                    sig.append(("o", id(a)))
                 elif isinstance(a, _CONTAINERS):
                     sig = None
                     break
                 else:
-                    sig.append(_leaf_key(a))
+                    leaf = _leaf_key(a)
+                    if leaf[0] == "o":
+                        _OPAQUE.add(kind)
+                    sig.append(leaf)
         if sig is not None:
             leaves = list(args)
             tree = _flat_tree(len(args))

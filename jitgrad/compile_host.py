@@ -58,6 +58,11 @@ def _describe(key) -> str:
     return repr(key[-1])
 
 
+# Types whose values _leaf_key keys by identity ("o"): the key depends on the type alone, so
+# compiled calls remember these types and skip the type tests for them.
+_OPAQUE: set = set()
+
+
 def _leaf_key(x):
     if type(x) is Tensor:
         return (x._data.shape, x._data.dtype, x._requires_grad)
@@ -165,7 +170,7 @@ def _make_runner(entry, slow):
     lines = ["def run(leaves):"]
     if conds:
         lines += [f"    if not ({' and '.join(conds)}):", "        return _MISS"]
-    fetch, stable = [], {}
+    fetch, stable, numbers = [], {}, {}
     for j, v in enumerate(tape.inputs):
         b = tape.bindings[v]
         if b.kind == "arg":
@@ -181,13 +186,15 @@ def _make_runner(entry, slow):
             fetch.append(f"_c{j}._grad._data")
         elif b.kind == "hyper":
             ns[f"_h{j}"] = b.ref
+            numbers[j] = f"_h{j}()"
             fetch.append(f"np.asarray(_h{j}(), np.float64)")
         elif b.kind == "scalar":
+            numbers[j] = f"leaves[{b.key}]"
             fetch.append(f"np.asarray(leaves[{b.key}], np.float64)")
         else:
             return None
     if direct is not None:
-        body, out_exprs, write_exprs = direct(fetch, ns, stable)
+        body, out_exprs, write_exprs = direct(fetch, ns, stable, numbers)
         lines += body
         lines.append(f"    outs = [{', '.join(out_exprs)}]")
     else:

@@ -291,20 +291,27 @@ class Executable:
         self._args_tail += self.blas_args
         self._fresh_specs = [(numel(v.shape), v.dtype.np) for v in self.fresh]
 
-    def direct_call(self, fetch: list, ns: dict, stable: dict):
+    def direct_call(self, fetch: list, ns: dict, stable: dict, numbers: dict):
         """Source for calling the driver inline from generated host code: statements, and one
         expression per output and per write (``"_IN_PLACE"`` for writes already done).
 
         ``stable`` maps input positions to the (shape, dtype) of buffers that usually stay the
         same object from call to call (captured tensors): the code keeps their flat views and
         checks only identity; a new buffer is checked against that shape and dtype (``_MISS``
-        when it differs) and, when C-contiguous, becomes the one kept."""
+        when it differs) and, when C-contiguous, becomes the one kept. ``numbers`` maps input
+        positions to expressions of Python numbers (hyperparameters, float arguments): each
+        call writes them into a float64 buffer of one element that the code keeps (calls of an
+        executable take turns, so one buffer serves them all)."""
         ns["_drv"], ns["_tail"] = self.driver, self._args_tail
         ns["_bind"] = functools.partial(_bind, ns)
         ns["_check_index"] = _check_index
         checked = dict(self.index_checks)
         lines = []
         for i, f in enumerate(fetch):
+            if i in numbers:
+                ns[f"_n{i}"] = np.empty(1, np.float64)
+                lines += [f"    _n{i}[0] = {numbers[i]}", f"    a{i} = _n{i}"]
+                continue
             lines.append(f"    a{i} = {f}")
             if i in checked:
                 lines.append(f"    _check_index(a{i}, {checked[i]})")
@@ -318,12 +325,12 @@ class Executable:
                     f"        if v{i} is None:",
                     "            return _MISS",
                 ]
-        moving = [i for i in range(len(fetch)) if i not in stable]
+        moving = [i for i in range(len(fetch)) if i not in stable and i not in numbers]
         cond = [f"a{i}.flags.c_contiguous" for i in moving] + [f"v{i} is not False" for i in stable]
         if cond:  # a non-contiguous input takes the general path
             lines += [f"    if not ({' and '.join(cond)}):", "        return _slow(leaves)"]
         # (a contiguous 1-D input is its own flat view)
-        one_d = {i for i, v in enumerate(self.tape.inputs) if v.ndim == 1}
+        one_d = {i for i, v in enumerate(self.tape.inputs) if v.ndim == 1} | set(numbers)
         flat = "".join(
             f"v{i}, " if i in stable else f"a{i}, " if i in one_d else f"a{i}.reshape(-1), "
             for i in range(len(fetch))
