@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -543,6 +544,36 @@ def test_concurrent_steps_leave_blas_thread_count_as_it_was():
         _in_threads([lambda: calls(fns[0]), lambda: calls(fns[1])])
         assert get() == 2
     finally:
+        put(before)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_a_driver_runs_starts_with_blas_state_free():
+    # a fork while another thread's driver holds BLAS at one thread (or the lock) must not
+    # leave the child's drivers spinning, or its BLAS at one thread for good
+    import ctypes
+
+    from jitgrad.backends.numba_cpu import runtime
+
+    if not runtime.BLAS_THREADS:
+        pytest.skip("this BLAS's thread count cannot be set")
+    get = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
+    put = ctypes.CFUNCTYPE(None, ctypes.c_int)(runtime._threads_fns[0])
+    before, state = get(), list(runtime._BLAS_STATE)
+    try:
+        put(1)
+        runtime._BLAS_STATE[0], runtime._BLAS_STATE[1], runtime._BLAS_STATE[2] = 1, 1, 2
+        with warnings.catch_warnings():  # (Python 3.12 warns on fork with threads running)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: report through the exit status, never return into pytest
+            ok = list(runtime._BLAS_STATE[:2]) == [0, 0] and get() == 2
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        for i, v in enumerate(state):
+            runtime._BLAS_STATE[i] = v
         put(before)
 
 

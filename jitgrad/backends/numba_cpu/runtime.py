@@ -5,6 +5,7 @@ BLAS's thread count (``blas_enter``/``blas_leave``) and the compiler pipeline.""
 from __future__ import annotations
 
 import ctypes
+import os
 
 import llvmlite.binding as _llvm
 import numpy as np
@@ -96,6 +97,19 @@ if BLAS_THREADS:
     _llvm.add_symbol("jitgrad_blas_set_threads", _threads_fns[0])
     _llvm.add_symbol("jitgrad_blas_get_threads", _threads_fns[1])
     _llvm.add_symbol("jitgrad_blas_state", ctypes.addressof(_BLAS_STATE))
+
+
+def _blas_state_after_fork() -> None:
+    """A child forked while drivers ran in other threads has none of those threads: free the
+    lock, and give BLAS back the count from before them (no driver of the child's own will)."""
+    lock, users, saved = _BLAS_STATE
+    if users and BLAS_THREADS:
+        ctypes.CFUNCTYPE(None, ctypes.c_int)(_threads_fns[0])(int(saved))
+    _BLAS_STATE[0] = _BLAS_STATE[1] = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_blas_state_after_fork)
 
 
 def _blas_state_word(builder, i: int):
