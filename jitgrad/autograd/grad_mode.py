@@ -17,6 +17,13 @@ class _Anomaly:
 _ANOMALY = _Anomaly()
 
 
+def _process_wide(name: str) -> property:
+    """``_ANOMALY``'s attribute ``name``, read and set through a thread's state like the rest."""
+    return property(
+        lambda self: getattr(_ANOMALY, name), lambda self, value: setattr(_ANOMALY, name, value)
+    )
+
+
 class _State(threading.local):
     """Flags read on every dispatch. Grad mode and the tape recorder belong to the thread, as
     PyTorch's grad mode does: ``no_grad`` in one thread leaves the others recording, a thread
@@ -27,21 +34,8 @@ class _State(threading.local):
         self.grad_enabled = True
         self.tracer = None  # the active tape recorder, if any (see jitgrad.ir)
 
-    @property
-    def anomaly(self) -> bool:
-        return _ANOMALY.enabled
-
-    @anomaly.setter
-    def anomaly(self, value: bool) -> None:
-        _ANOMALY.enabled = value
-
-    @property
-    def anomaly_check_nan(self) -> bool:
-        return _ANOMALY.check_nan
-
-    @anomaly_check_nan.setter
-    def anomaly_check_nan(self, value: bool) -> None:
-        _ANOMALY.check_nan = value
+    anomaly = _process_wide("enabled")
+    anomaly_check_nan = _process_wide("check_nan")
 
 
 STATE = _State()
