@@ -195,6 +195,16 @@ class CompiledFunction:
             leaves = []
             tree = _flatten((args, kwargs), leaves)
             key = (tree, tuple(_leaf_key(x) for x in leaves), STATE.grad_enabled)
+        out = self._cached(key, leaves)
+        if out is MISS:
+            with self._trace_lock:  # one trace at a time: another thread may have just traced
+                out = self._cached(key, leaves)
+                if out is MISS:
+                    out = self._trace_and_call(key, tree, leaves, args, kwargs)
+        return out
+
+    def _cached(self, key, leaves: list):
+        """The call run by a trace of ``key`` whose guards hold, or ``MISS``."""
         for entry in self._cache.get(key, ()):
             if entry.runner is not None and not self.check:
                 out = entry.runner(leaves)  # checks the guards itself
@@ -204,12 +214,7 @@ class CompiledFunction:
             elif entry.guards_hold(leaves):
                 self.stats.cache_hits += 1
                 return self._run(entry, leaves)
-        with self._trace_lock:  # one trace at a time: another thread may have just traced this
-            for entry in self._cache.get(key, ()):
-                if entry.guards_hold(leaves):
-                    self.stats.cache_hits += 1
-                    return self._run(entry, leaves)
-            return self._trace_and_call(key, tree, leaves, args, kwargs)
+        return MISS
 
     def _run(self, entry: _Entry, leaves: list):
         tape = entry.tape
