@@ -425,19 +425,21 @@ def test_products_with_a_transposed_right_operand_match_numpy(dtype):
     assert f.stats.traces == 2 and second.driver is first.driver
 
 
-def _call_restoring_blas_threads(cf, *args):
-    """``cf(*args)``, checking that BLAS's thread count after the call is the one before it
-    (skips where this BLAS's count cannot be read)."""
-    import ctypes
-
+def _blas_threads() -> tuple:
+    """(getter, setter) of BLAS's thread count; skips where this BLAS's count cannot be set."""
     from jitgrad.backends.numba_cpu import runtime
 
     if not runtime.BLAS_THREADS:
         pytest.skip("this BLAS's thread count cannot be set")
-    blas_threads = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
-    before = blas_threads()
+    return runtime.get_blas_threads, runtime.set_blas_threads
+
+
+def _call_restoring_blas_threads(cf, *args):
+    """``cf(*args)``, checking that BLAS's thread count after the call is the one before it."""
+    get, _ = _blas_threads()
+    before = get()
     out = _compiled_call(cf, *args)
-    assert blas_threads() == before
+    assert get() == before
     return out
 
 
@@ -520,14 +522,7 @@ def test_one_compiled_function_called_from_two_threads_at_once():
 def test_concurrent_steps_leave_blas_thread_count_as_it_was():
     # each driver with a product runs BLAS on one thread; with two running at once, the count
     # from before the first is the one restored after the last (not the 1 the other set)
-    import ctypes
-
-    from jitgrad.backends.numba_cpu import runtime
-
-    if not runtime.BLAS_THREADS:
-        pytest.skip("this BLAS's thread count cannot be set")
-    get = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
-    put = ctypes.CFUNCTYPE(None, ctypes.c_int)(runtime._threads_fns[0])
+    get, put = _blas_threads()
     rng = np.random.default_rng(6)
     x = jg.from_numpy(rng.standard_normal((64, 64)).astype(np.float32))
     fns = [jg.compile(lambda x: jg.relu(x @ x.T) @ x, backend="numba") for _ in range(2)]
@@ -551,14 +546,9 @@ def test_concurrent_steps_leave_blas_thread_count_as_it_was():
 def test_a_child_forked_while_a_driver_runs_starts_with_blas_state_free():
     # a fork while another thread's driver holds BLAS at one thread (or the lock) must not
     # leave the child's drivers spinning, or its BLAS at one thread for good
-    import ctypes
-
     from jitgrad.backends.numba_cpu import runtime
 
-    if not runtime.BLAS_THREADS:
-        pytest.skip("this BLAS's thread count cannot be set")
-    get = ctypes.CFUNCTYPE(ctypes.c_int)(runtime._threads_fns[1])
-    put = ctypes.CFUNCTYPE(None, ctypes.c_int)(runtime._threads_fns[0])
+    get, put = _blas_threads()
     before, state = get(), list(runtime._BLAS_STATE)
     try:
         put(1)

@@ -93,18 +93,22 @@ BLAS_THREADS = _threads_fns is not None
 # Shared by every driver in the process: a spin lock, how many drivers are between
 # ``blas_enter`` and ``blas_leave``, and BLAS's thread count from before the first of them.
 _BLAS_STATE = (ctypes.c_int64 * 3)()
+# the same setter and getter, callable from Python (None where BLAS_THREADS is false)
+set_blas_threads = get_blas_threads = None
 if BLAS_THREADS:
     _llvm.add_symbol("jitgrad_blas_set_threads", _threads_fns[0])
     _llvm.add_symbol("jitgrad_blas_get_threads", _threads_fns[1])
     _llvm.add_symbol("jitgrad_blas_state", ctypes.addressof(_BLAS_STATE))
+    set_blas_threads = ctypes.CFUNCTYPE(None, ctypes.c_int)(_threads_fns[0])
+    get_blas_threads = ctypes.CFUNCTYPE(ctypes.c_int)(_threads_fns[1])
 
 
 def _blas_state_after_fork() -> None:
     """A child forked while drivers ran in other threads has none of those threads: free the
     lock, and give BLAS back the count from before them (no driver of the child's own will)."""
-    lock, users, saved = _BLAS_STATE
+    _, users, saved = _BLAS_STATE
     if users and BLAS_THREADS:
-        ctypes.CFUNCTYPE(None, ctypes.c_int)(_threads_fns[0])(int(saved))
+        set_blas_threads(int(saved))
     _BLAS_STATE[0] = _BLAS_STATE[1] = 0
 
 
@@ -117,15 +121,20 @@ def _blas_state_word(builder, i: int):
     state = module.globals.get("jitgrad_blas_state")
     if state is None:  # defined by the process (add_symbol above), not by the driver
         state = _ir.GlobalVariable(module, _ir.ArrayType(_I64, 3), "jitgrad_blas_state")
-    return builder.gep(state, [_ir.Constant(_I32, 0), _ir.Constant(_I32, i)])
+    return builder.gep(state, [_I32(0), _I32(i)])
 
 
-def _blas_fn(builder, name: str):
-    if name == "jitgrad_blas_get_threads":
-        fnty = _ir.FunctionType(_I32, [])
-    else:
-        fnty = _ir.FunctionType(_ir.VoidType(), [_I32])
-    return _cgutils.get_or_insert_function(builder.module, fnty, name)
+def _blas_get_threads(builder):
+    fnty = _ir.FunctionType(_I32, [])
+    return builder.call(
+        _cgutils.get_or_insert_function(builder.module, fnty, "jitgrad_blas_get_threads"), []
+    )
+
+
+def _blas_set_threads(builder, n) -> None:
+    fnty = _ir.FunctionType(_ir.VoidType(), [_I32])
+    fn = _cgutils.get_or_insert_function(builder.module, fnty, "jitgrad_blas_set_threads")
+    builder.call(fn, [n])
 
 
 def _blas_locked(builder, body) -> None:
@@ -136,7 +145,7 @@ def _blas_locked(builder, body) -> None:
     held = builder.append_basic_block("blas_lock_held")
     builder.branch(spin)
     builder.position_at_end(spin)
-    zero, one = _ir.Constant(_I64, 0), _ir.Constant(_I64, 1)
+    zero, one = _I64(0), _I64(1)
     swapped = builder.cmpxchg(lock, zero, one, "acquire", "monotonic")
     builder.cbranch(builder.extract_value(swapped, 1), held, spin)
     builder.position_at_end(held)
@@ -152,11 +161,11 @@ def blas_enter(typingctx):
     def codegen(context, builder, signature, llargs):
         def body(builder, users):
             n = builder.load(users)
-            with builder.if_then(builder.icmp_signed("==", n, _ir.Constant(_I64, 0))):
-                before = builder.call(_blas_fn(builder, "jitgrad_blas_get_threads"), [])
+            with builder.if_then(builder.icmp_signed("==", n, _I64(0))):
+                before = _blas_get_threads(builder)
                 builder.store(builder.sext(before, _I64), _blas_state_word(builder, 2))
-                builder.call(_blas_fn(builder, "jitgrad_blas_set_threads"), [_ir.Constant(_I32, 1)])
-            builder.store(builder.add(n, _ir.Constant(_I64, 1)), users)
+                _blas_set_threads(builder, _I32(1))
+            builder.store(builder.add(n, _I64(1)), users)
 
         _blas_locked(builder, body)
         return context.get_dummy_value()
@@ -170,11 +179,11 @@ def blas_leave(typingctx):
 
     def codegen(context, builder, signature, llargs):
         def body(builder, users):
-            n = builder.sub(builder.load(users), _ir.Constant(_I64, 1))
+            n = builder.sub(builder.load(users), _I64(1))
             builder.store(n, users)
-            with builder.if_then(builder.icmp_signed("==", n, _ir.Constant(_I64, 0))):
+            with builder.if_then(builder.icmp_signed("==", n, _I64(0))):
                 before = builder.trunc(builder.load(_blas_state_word(builder, 2)), _I32)
-                builder.call(_blas_fn(builder, "jitgrad_blas_set_threads"), [before])
+                _blas_set_threads(builder, before)
 
         _blas_locked(builder, body)
         return context.get_dummy_value()
@@ -219,18 +228,17 @@ class _Blas:
         self.intp = context.get_value_type(types.intp)
 
     def _store(self, values):
-        i32 = _ir.IntType(32)
         b = self.builder
-        ptr = b.inttoptr(self.words, i32.as_pointer())
+        ptr = b.inttoptr(self.words, _I32.as_pointer())
         for i, value in enumerate(values):
-            if value.type != i32:
-                value = b.trunc(value, i32)
-            b.store(value, b.gep(ptr, [i32(i)]))
+            if value.type != _I32:
+                value = b.trunc(value, _I32)
+            b.store(value, b.gep(ptr, [_I32(i)]))
 
     def gemm(self, ta, tb, m, n, k, pa, lda, pb, ldb, pc, ldc):
         """Row-major ``C (m, n) = op(A) @ op(B)``, op a transpose when its flag is set.
         Row-major C is column-major C^T = op(B)^T op(A)^T, so BLAS gets B first."""
-        b, i32, intp = self.builder, _ir.IntType(32), self.intp
+        b, i32, intp = self.builder, _I32, self.intp
         t, nt = i32(84), i32(78)  # 'T' / 'N' (little-endian first byte)
         one = (0x3F800000, 0) if self.size == 4 else (0, 0x3FF00000)  # alpha 1.0; beta is 0.0
         ops = (b.select(tb, t, nt), b.select(ta, t, nt))
