@@ -199,19 +199,19 @@ WARM_SCRIPT = textwrap.dedent(
 )
 
 
+def _python(script: str, cache_dir, **env) -> str:
+    """The output of ``script`` run by a new Python process with its own jitgrad cache
+    directory and ``env`` set; fails the test if the process fails."""
+    env = dict(os.environ, JITGRAD_CACHE_DIR=str(cache_dir), **env)
+    cmd = [sys.executable, "-c", script]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
 def test_second_process_starts_warm(tmp_path):
-    env = dict(os.environ, JITGRAD_CACHE_DIR=str(tmp_path / "cache"))
-    runs = []
-    for _ in range(2):
-        out = subprocess.run(
-            [sys.executable, "-c", WARM_SCRIPT],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert out.returncode == 0, out.stderr
-        runs.append(int(out.stdout.split("compiled")[1].split()[0]))
+    runs = [_python(WARM_SCRIPT, tmp_path / "cache") for _ in range(2)]
+    runs = [int(out.split("compiled")[1].split()[0]) for out in runs]
     assert runs[0] >= 1 and runs[1] == 0, runs
 
 
@@ -599,16 +599,8 @@ print(numba.threading_layer(), "wrong", len(bad))
 def test_threaded_steps_from_two_python_threads_under_the_workqueue_layer(tmp_path):
     # Numba's workqueue threading layer aborts the process when two threads launch parallel
     # code at once: threaded drivers take turns
-    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", JITGRAD_CACHE_DIR=str(tmp_path / "c"))
-    out = subprocess.run(
-        [sys.executable, "-c", THREADED_SCRIPT],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["workqueue", "wrong", "0"]
+    out = _python(THREADED_SCRIPT, tmp_path / "c", NUMBA_THREADING_LAYER="workqueue")
+    assert out.split() == ["workqueue", "wrong", "0"]
 
 
 def test_gathers_wrap_negative_indices_and_reject_out_of_range_ones():
