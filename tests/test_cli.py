@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import jitgrad
@@ -127,6 +128,39 @@ def test_jax_engine_skips_cleanly_when_absent():
         pytest.skip("jax is installed")
     engine = next(e for e in bench.build_engines(["interpreter"])[0] if e.name == "jax jit")
     assert bench.make_runner(bench.WORKLOADS[0], engine) is None
+
+
+def test_jax_twins_compute_their_workloads():
+    # The "jax jit" column is only a fair comparison if each twin does the workload's math:
+    # checked against NumPy in float64 where jax is installed.
+    jax = bench._load_jax()
+    if jax is None:
+        pytest.skip("jax is not installed")
+    from jitgrad import bench_jax
+
+    rng = np.random.default_rng(0)  # the draws mlp_step makes, in its order
+    params = []
+    for fan_in, fan_out in zip(bench.MLP_SIZES[:-1], bench.MLP_SIZES[1:]):
+        bound = 1.0 / np.sqrt(fan_in)
+        w = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32)
+        params.append((w, rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)))
+    x = rng.standard_normal((bench.MLP_BATCH, bench.MLP_SIZES[0]), dtype=np.float32)
+    y = rng.integers(0, bench.MLP_SIZES[-1], bench.MLP_BATCH, dtype=np.int32)
+    (w1, b1), (w2, b2) = ((w.astype(np.float64), b.astype(np.float64)) for w, b in params)
+    z = np.maximum(x @ w1 + b1, 0.0) @ w2 + b2
+    logp = z - z.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    run, _ = bench_jax.mlp_step(jax, bench.MLP_SIZES, bench.MLP_BATCH, bench.MLP_LR)
+    first = float(run())
+    assert first == pytest.approx(-logp[np.arange(len(y)), y].mean(), rel=1e-5)
+    assert float(run()) < first  # the step trains
+
+    x = np.random.default_rng(0).standard_normal(1000, dtype=np.float32).astype(np.float64)
+    value, grad = bench_jax.elementwise_chain(jax, 1000)[0]()
+    t, s = np.tanh(1.5 * x + 0.5), 1.0 / (1.0 + np.exp(-x))
+    assert float(value) == pytest.approx(np.sum(t * s + np.exp(-x * x)), rel=1e-5)
+    expected = 1.5 * (1 - t * t) * s + t * s * (1 - s) - 2 * x * np.exp(-x * x)
+    np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_unregistered_backend_is_a_column_of_na(monkeypatch):
