@@ -543,6 +543,9 @@ def test_concurrent_steps_leave_blas_thread_count_as_it_was():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# where another test imported jax, jax warns about forking its threads; the child runs only
+# jitgrad's code and exits
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_a_child_forked_while_a_driver_runs_starts_with_blas_state_free():
     # a fork while another thread's driver holds BLAS at one thread (or the lock) must not
     # leave the child's drivers spinning, or its BLAS at one thread for good
