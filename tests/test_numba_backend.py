@@ -465,6 +465,28 @@ def test_large_products_split_across_the_drivers_threads():
     np.testing.assert_allclose(gw.numpy(), (2 * want_y).T @ x, rtol=1e-4, atol=1e-2)
 
 
+@pytest.mark.parametrize("out_features", [64, 16])
+def test_a_products_two_gradients_share_one_parallel_loop(out_features):
+    # dx = dy @ w and dw = dy^T @ x read nothing of each other: one parallel loop runs them,
+    # side by side on half of the threads each when both are large in every dim (64), else
+    # (16: skinny) each thread runs its part of one, then of the other
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((128, 4096 // out_features * 8)).astype(np.float32)
+    w = rng.standard_normal((out_features, x.shape[1])).astype(np.float32)
+    g = rng.standard_normal((128, out_features)).astype(np.float32)
+
+    def f(x, w, g):
+        return jg.autograd.grad(((x @ w.T) * g).sum(), (x, w))
+
+    cf = jg.compile(f, backend="numba")
+    args = (jg.tensor(x, requires_grad=True), jg.tensor(w, requires_grad=True), jg.from_numpy(g))
+    gx, gw = _call_restoring_blas_threads(cf, *args)
+    np.testing.assert_allclose(gx.numpy(), g @ w, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(gw.numpy(), g.T @ x, rtol=1e-4, atol=1e-3)
+    src = cf.source(*args)
+    assert src.count("in prange(") == 1 and src.count("gemm_part(") == 2 and "_side = " in src
+
+
 def test_a_serial_step_with_small_products_runs_blas_on_one_thread():
     # products too small to split gain nothing from BLAS's threads (waking them cost more):
     # a serial driver runs BLAS on one thread too, and restores BLAS's own count after the call

@@ -116,6 +116,10 @@ class Kernel:
     dim_keys: list = field(default_factory=list)  # what each entry of ``dims`` is
     uses_blas: bool = False  # reads G, the int32 scratch BLAS reads its arguments from
     scratch: list = field(default_factory=list)  # buffers (Vars) of its own, in the workspace
+    # a product split across the driver's threads: (its part intrinsic, the arguments before
+    # the part's, with ``G`` among them) and its multiply-adds
+    part: tuple | None = None
+    macs: int = 0
 
 
 class _Body:

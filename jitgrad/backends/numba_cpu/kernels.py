@@ -170,7 +170,11 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         else:
             body.emit(f"{fn}({args})")
         g.uses_blas = True
-        return _finish(g, body.lines, split)
+        kernel = _finish(g, body.lines, split)
+        if split:  # the driver may run it beside a neighbour instead (see Executable._layout)
+            kernel.part = (f"{fn}_part", args.split(", "))
+            kernel.macs = numel(v.shape) * a.shape[-1]
+        return kernel
     body.emit(f"o3 = {out}.reshape(({batch}, {m}, {n}))")
     names = []
     for j, (buf, rows, cols, transposed) in enumerate(operands):
