@@ -198,6 +198,7 @@ class Executable:
             if j in paired:
                 nxt = self.kernels[j + 1]
                 calls = [(k, bufs, c, f"k{j}_"), (nxt, *header(j + 1, nxt), f"k{j + 1}_")]
+                lines.append(f"    # kernels {j} and {j + 1}: one parallel loop")
                 lines += _concurrent_parts(calls, f"k{j}_")
                 continue
             body = [line for line in k.body if not _DIM_LOAD.fullmatch(line.strip())]
@@ -525,9 +526,10 @@ def _paired_products(kernels: list) -> set:
 
 
 # Two products run side by side when each has every dim at least this and neither has over
-# 5/4 of the other's multiply-adds. Two threads took 1.38 ms for the two gradients of a
-# 256x512x512 product side by side against 1.49 ms one after the other, each split in two; the
-# two gradients of a 256x512x10 product took 76 us side by side against 48 us split.
+# 5/4 of the other's multiply-adds. On two threads the two gradients of a 256x512x512 product
+# took 1.35 ms side by side against 1.49 ms one after the other, each split in two; those of a
+# 256x512x10 product, 76 us side by side against 48 us split (a skinny product gains from both
+# cores' memory bandwidth).
 SIDE_BY_SIDE_MIN_DIM = 32
 
 

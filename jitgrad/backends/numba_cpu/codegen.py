@@ -117,9 +117,8 @@ class Kernel:
     uses_blas: bool = False  # reads G, the int32 scratch BLAS reads its arguments from
     scratch: list = field(default_factory=list)  # buffers (Vars) of its own, in the workspace
     # a product split across the driver's threads: (its part intrinsic, the arguments before
-    # the part's, with ``G`` among them) and its multiply-adds
+    # the part's, ``G`` among them)
     part: tuple | None = None
-    macs: int = 0
 
 
 class _Body:

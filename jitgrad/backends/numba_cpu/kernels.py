@@ -173,7 +173,6 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         kernel = _finish(g, body.lines, split)
         if split:  # the driver may run it beside a neighbour instead (see Executable._layout)
             kernel.part = (f"{fn}_part", args.split(", "))
-            kernel.macs = numel(v.shape) * a.shape[-1]
         return kernel
     body.emit(f"o3 = {out}.reshape(({batch}, {m}, {n}))")
     names = []
