@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -322,7 +323,9 @@ def run_table(
     A workload's engines are measured in turns: each of the `repeat` rounds times every engine
     once, and each cell keeps its best round. On a busy machine a slow spell then reaches every
     column of the row alike instead of whichever engine ran during it, so the ratios are not
-    skewed by when each engine happened to run."""
+    skewed by when each engine happened to run. Each round takes the engines in a new order,
+    after idle gaps of varying length, so that a disturbance that recurs with the period of a
+    round does not meet the same engine every time."""
     return [_time_row(w, engines, repeat) for w in workloads]
 
 
@@ -345,11 +348,12 @@ def _time_row(w: Workload, engines: Sequence[Engine], repeat: int) -> list[float
                 row[k] = first / number * 1e6
         except Exception as exc:
             failed(k, exc)
+    order = random.Random(w.key)  # the same orders on every run of the bench
     for _ in range(max(1, repeat) - 1):
-        for k in list(timers):
+        for k in order.sample(list(timers), len(timers)):
             timer, number = timers[k]
             try:
-                time.sleep(QUIET_S)
+                time.sleep(QUIET_S * order.uniform(0.75, 1.25))
                 row[k] = min(row[k], timer.timeit(number) / number * 1e6)
             except Exception as exc:
                 failed(k, exc)

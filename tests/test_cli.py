@@ -277,6 +277,12 @@ def test_run_table_measures_the_engines_of_a_workload_in_turns(monkeypatch):
     rows = bench.run_table([bench.WORKLOADS[2]], engines, repeat=3)
     assert all(t > 0 for t in rows[0])
     runs = [name for i, name in enumerate(log) if i == 0 or log[i - 1] != name]  # one per block
-    # a: warm-up and calibration, b: the same, then the two remaining rounds in turn
-    gap = ("sleep", bench.QUIET_S)
-    assert runs == ["a", "b", gap, "a", gap, "b", gap, "a", gap, "b"] and bench.QUIET_S > 0
+    # a: warm-up and calibration, b: the same, then the two remaining rounds, each engine once
+    # per round in an order of the round's own, each after an idle gap of 0.75-1.25 QUIET_S
+    assert runs[:2] == ["a", "b"] and bench.QUIET_S > 0
+    rounds = runs[2:]
+    gaps, timed = rounds[0::2], rounds[1::2]
+    assert sorted(timed[:2]) == sorted(timed[2:]) == ["a", "b"] and len(rounds) == 8
+    assert all(
+        g[0] == "sleep" and 0.75 * bench.QUIET_S <= g[1] <= 1.25 * bench.QUIET_S for g in gaps
+    )
