@@ -222,10 +222,11 @@ class CompiledFunction:
         if fetch is None:
             fetch = entry.fetch = [tape.bindings[v] for v in tape.inputs]
         inputs = [_fetch(b, leaves) for b in fetch]  # the slow path: runners inline this
-        # one call at a time where the backend's executable keeps state between calls (the
-        # Numba driver's workspace)
-        with getattr(entry.exe, "lock", None) or contextlib.nullcontext():
-            if self.check:
+        if self.check:
+            # The check reads the backend's stored values of this call (the Numba driver's
+            # workspace) and may restore the inputs: no other call of the executable in between
+            # (its own call takes the same lock, re-entrantly).
+            with getattr(entry.exe, "lock", None) or contextlib.nullcontext():
                 # the backend may update captured buffers in place: keep the inputs as they were
                 snapshot = [np.array(a, copy=True) for a in inputs]
                 outs, writes = entry.exe(inputs)
@@ -235,9 +236,9 @@ class CompiledFunction:
                     for a, old in zip(inputs, snapshot):
                         np.copyto(a, old)
                     raise
-            else:
-                outs, writes = entry.exe(inputs)
-            _apply_writes(tape.writes, writes, leaves)
+        else:
+            outs, writes = entry.exe(inputs)  # (one call at a time: the executable's own lock)
+        _apply_writes(tape.writes, writes, leaves)
         n_user = entry.n_outputs
         results = [_result(a) for a in outs[:n_user]]
         if entry.mode == "inside" and STATE.grad_enabled:
