@@ -541,10 +541,8 @@ def _concurrent_parts(calls: list, prefix: str) -> list:
     takes BLAS argument words from ``G[gb * 12 :]`` (0 when a thread runs both). ``calls``:
     per product, (kernel, its names, where its constants start, its prefix)."""
     t, nt, na, nb, gb, side = (prefix + x for x in ("t", "nt", "na", "nb", "gb", "side"))
-    named = []
-    for k, bufs, c, own in calls:
-        fn, args = k.part
-        named.append((fn, inline_body([", ".join(args)], own, bufs, c)[0].split(", ")))
+    # each product's arguments in the driver's names
+    named = [(k.part[0], inline_body(k.part[1], own, bufs, c)) for k, bufs, c, own in calls]
     sizes = [args[5:8] for _, args in named]  # (m, n, k) of each
     macs = [" * ".join(args[4:8]) for _, args in named]  # batch * m * n * k
     lines = [
@@ -556,8 +554,10 @@ def _concurrent_parts(calls: list, prefix: str) -> list:
         f"    {gb} = {na} % {nt}",
         f"    for {t} in prange({nt}):",
     ]
-    parts = [(f"{t} < {na}", t, na, "G"), (f"{t} >= {nt} - {nb}", f"{t} - ({nt} - {nb})", nb)]
-    parts[1] += (f"G[{gb} * 12 :]",)
+    parts = [  # (which threads, the part, of how many, BLAS's argument words)
+        (f"{t} < {na}", t, na, "G"),
+        (f"{t} >= {nt} - {nb}", f"{t} - ({nt} - {nb})", nb, f"G[{gb} * 12 :]"),
+    ]
     for (fn, args), (cond, part, count, words) in zip(named, parts):
         args = [words if a == "G" else a for a in args]
         lines += [f"        if {cond}:", f"            {fn}({', '.join(args)}, {part}, {count})"]

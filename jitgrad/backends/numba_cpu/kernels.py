@@ -155,10 +155,11 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         # (np.bool_: a literal True/False would make each combination a compile of its own)
         ta, tb = (f"np.bool_({t})" for t in (ta, tb))
         # G: the driver's scratch for BLAS's by-pointer arguments
-        args = f"{ba}, {bb}, {out}, G, {batch}, {m}, {n}, {k}, {ta}, {tb}"
+        arg_list = [ba, bb, out, "G", batch, m, n, k, ta, tb]
         fn = "gemm_swapped" if swappable else "gemm"
         if swappable:
-            args += f", {g.scratch_buf(numel(v.shape), v.dtype)}"
+            arg_list.append(g.scratch_buf(numel(v.shape), v.dtype))
+        args = ", ".join(arg_list)
         # a large product is split across the driver's threads, each calling BLAS on one
         split = runtime.BLAS_THREADS and plan.threads(
             numel(v.shape) * a.shape[-1] >= GEMM_SPLIT_MIN
@@ -172,7 +173,7 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         g.uses_blas = True
         kernel = _finish(g, body.lines, split)
         if split:  # the driver may run it beside a neighbour instead (see Executable._layout)
-            kernel.part = (f"{fn}_part", args.split(", "))
+            kernel.part = (f"{fn}_part", arg_list)
         return kernel
     body.emit(f"o3 = {out}.reshape(({batch}, {m}, {n}))")
     names = []
