@@ -205,9 +205,9 @@ class Executable:
             lines += inline_body(body, f"k{j}_", bufs, c)
         self.dims = np.array(dims, dtype=np.int64)
         self.consts = np.array(consts, dtype=np.float64)
-        # the words BLAS reads its arguments from (runtime.gemm), 12 per thread
+        # the words BLAS reads its arguments from (runtime.gemm), BLAS_WORDS per thread
         blas = any(k.uses_blas for k in self.kernels)
-        words = 12 * numba.config.NUMBA_NUM_THREADS
+        words = runtime.BLAS_WORDS * numba.config.NUMBA_NUM_THREADS
         self.blas_args = (np.zeros(words, np.int32),) if blas else ()
         # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS calls
         # of a wide MLP step 5x (17 ms vs 3.5 ms). A driver with a product sets BLAS to one
@@ -538,7 +538,7 @@ def _concurrent_parts(calls: list, prefix: str) -> list:
     large and alike (decided at run time, from the sizes) the first runs on ``na`` of the
     ``nt`` threads and the second on the other ``nb``, each thread calling BLAS once on a
     larger part; else every thread runs its part of the first, then of the second. The second
-    takes BLAS argument words from ``G[gb * 12 :]`` (0 when a thread runs both). ``calls``:
+    takes BLAS argument words from ``G[gb * BLAS_WORDS :]`` (0 when a thread runs both). ``calls``:
     per product, (kernel, its names, where its constants start, its prefix)."""
     t, nt, na, nb, gb, side = (prefix + x for x in ("t", "nt", "na", "nb", "gb", "side"))
     # each product's arguments in the driver's names
@@ -546,7 +546,7 @@ def _concurrent_parts(calls: list, prefix: str) -> list:
     sizes = [args[5:8] for _, args in named]  # (m, n, k) of each
     macs = [" * ".join(args[4:8]) for _, args in named]  # batch * m * n * k
     lines = [
-        f"    {nt} = G.size // 12",
+        f"    {nt} = G.size // {runtime.BLAS_WORDS}",
         f"    {side} = min({', '.join(sizes[0] + sizes[1])}) >= {SIDE_BY_SIDE_MIN_DIM}",
         f"    {side} = {side} and 4 * max({macs[0]}, {macs[1]}) <= 5 * min({macs[0]}, {macs[1]})",
         f"    {na} = max({nt} // 2, 1) if {side} else {nt}",
@@ -556,7 +556,7 @@ def _concurrent_parts(calls: list, prefix: str) -> list:
     ]
     parts = [  # (which threads, the part, of how many, BLAS's argument words)
         (f"{t} < {na}", t, na, "G"),
-        (f"{t} >= {nt} - {nb}", f"{t} - ({nt} - {nb})", nb, f"G[{gb} * 12 :]"),
+        (f"{t} >= {nt} - {nb}", f"{t} - ({nt} - {nb})", nb, f"G[{gb} * {runtime.BLAS_WORDS} :]"),
     ]
     for (fn, args), (cond, part, count, words) in zip(named, parts):
         args = [words if a == "G" else a for a in args]

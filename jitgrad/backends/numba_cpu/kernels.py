@@ -165,7 +165,8 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
             numel(v.shape) * a.shape[-1] >= GEMM_SPLIT_MIN
         )
         if split:
-            body.emit("nt = G.size // 12")  # parts: the driver's threads, 12 words each
+            # parts: the driver's threads, BLAS_WORDS words each
+            body.emit(f"nt = G.size // {runtime.BLAS_WORDS}")
             body.emit("for t in prange(nt):")
             body.emit(f"    {fn}_part({args}, t, nt)")
         else:

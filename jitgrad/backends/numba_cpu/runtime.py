@@ -220,8 +220,13 @@ def _gemm_args(context, builder, signature, llargs):
     return ptrs, sizes, flags
 
 
+# int32 words of BLAS arguments per call in flight (the driver's G holds one set per thread)
+BLAS_WORDS = 12
+
+
 class _Blas:
-    """Emits BLAS calls whose by-pointer arguments live in 12 int32 words at ``words``."""
+    """Emits BLAS calls whose by-pointer arguments live in BLAS_WORDS int32 words at
+    ``words``."""
 
     def __init__(self, context, builder, size, words):
         self.builder, self.size, self.words = builder, size, words
@@ -246,7 +251,7 @@ class _Blas:
         fnty = _ir.FunctionType(_ir.VoidType(), [intp] * 13)
         name = "jitgrad_sgemm" if self.size == 4 else "jitgrad_dgemm"
         fn = _cgutils.get_or_insert_function(b.module, fnty, name)
-        at = [b.add(self.words, intp(off)) for off in range(0, 48, 4)]
+        at = [b.add(self.words, intp(4 * i)) for i in range(BLAS_WORDS)]
         # transa transb m n k alpha A lda B ldb beta C ldc, in BLAS's (column-major) terms
         b.call(
             fn, [at[6], at[7], at[0], at[1], at[2], at[8], pb, at[3], pa, at[4], at[10], pc, at[5]]
@@ -283,7 +288,7 @@ def _emit_gemm(context, builder, size, ptrs, sizes, flags, tmp=None):
         q0, q1, i0, i1, j0, j1 = zero, batch, zero, m, zero, n
     else:
         part, parts = sizes[4:]
-        p = b.add(p, b.mul(part, intp(48)))  # each part its own argument words
+        p = b.add(p, b.mul(part, intp(4 * BLAS_WORDS)))  # each part its own argument words
 
         def share(mine, total):
             lo = b.sdiv(b.mul(part, total), parts)
@@ -347,7 +352,7 @@ def _gemm_define(arrays, ints, flags):
 def gemm(typingctx, a, b, out, args, batch, m, n, k, ta, tb):
     """``out[q] = A[q] @ B[q]`` for row-major flat buffers: A is (m, k), or stored as (k, m) when
     ``ta``; B is (k, n), or stored as (n, k) when ``tb``; out is (m, n). BLAS takes every
-    argument by pointer: ``args`` (12 int32 words, the caller's scratch) holds them.
+    argument by pointer: ``args`` (BLAS_WORDS int32 words, the caller's scratch) holds them.
 
     Written as LLVM IR at each call site (a few stores, a loop, the BLAS call) rather than as
     a jitted function: nothing extra for a cold start to compile, and nothing allocated."""
@@ -371,7 +376,7 @@ def gemm_swapped(typingctx, a, b, out, args, batch, m, n, k, ta, tb, tmp):
 def gemm_part(typingctx, a, b, out, args, batch, m, n, k, ta, tb, part, parts):
     """Part ``part`` of ``parts`` of ``gemm``'s product, for the threads of a parallel loop
     (each with single-threaded BLAS, see ``blas_enter``): its share of the batch, or else of
-    the rows or the columns of out. ``args`` holds 12 words per part."""
+    the rows or the columns of out. ``args`` holds BLAS_WORDS words per part."""
     return _gemm_define((a, b, out, args), (batch, m, n, k, part, parts), (ta, tb))
 
 
