@@ -90,33 +90,6 @@ def test_reductions_over_merged_axes_match_numpy():
             np.testing.assert_allclose(next(got).numpy(), want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(300, 260), (2, 3, 12000), (5, 7)])
-def test_a_map_and_its_sum_over_leading_axes_share_one_loop(shape, dtype):
-    # a bias gradient: a map stored for a product and summed over every axis but the last is
-    # one kernel, on threads by blocks of rows when large (the first two shapes); rows over
-    # several axes (the second), keepdim or not
-    rng = np.random.default_rng(7)
-    a = rng.standard_normal(shape).astype(dtype)
-    b = rng.standard_normal(shape[-1]).astype(dtype)
-    w = rng.standard_normal((shape[-1], 3)).astype(dtype)
-    lead = tuple(range(len(shape) - 1))
-    keep = len(shape) == 2
-
-    @jg.compile(backend="numba")
-    def f(x, y, z):
-        g = jg.relu(x + y) * 3.0
-        return g @ z, g.sum(lead, keepdim=keep)
-
-    got = _compiled(f, a, b, w)
-    src = f.source(*[jg.from_numpy(t) for t in (a, b, w)])
-    g = np.maximum(a + b, 0) * 3
-    np.testing.assert_allclose(got[0].numpy(), g @ w, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(got[1].numpy(), g.sum(lead, keepdims=keep), rtol=1e-5, atol=1e-3)
-    assert src.count("map_sum ->") == 1 and "reduce ->" not in src
-    assert "in prange(" in src or a.size < 1 << 16
-
-
 def test_uniform_constants_become_expanded_scalars():
     def f(x):
         return F.scatter_add(jg.zeros(4, 3), jg.tensor([0, 2, 2]), x, 0) * jg.full((4, 3), 2.0)

@@ -84,18 +84,17 @@ def _planned_kernels(tape: Tape, segments: dict) -> tuple:
     threads)."""
     plan = Plan(tape, segments)
     order = [e.out for e in tape.eqns if e.out in plan.materialized]
-    threads = numba.config.NUMBA_NUM_THREADS
-    kernels = schedule(plan, order, threads)
+    kernels = schedule(plan, order)
     chosen = tuple(plan.threaded)
     serial = kernels
     if any(chosen):
-        serial = schedule(Plan(tape, segments, (False,) * len(chosen)), order, threads)
+        serial = schedule(Plan(tape, segments, (False,) * len(chosen)), order)
     key = hash(tuple((k.kind, tuple(k.body)) for k in serial))
     before = _THREADED.get(key, chosen)
     if len(before) == len(chosen) and before != chosen:
         chosen = tuple(a or b for a, b in zip(chosen, before))
         plan = Plan(tape, segments, chosen)
-        kernels = schedule(plan, order, threads)
+        kernels = schedule(plan, order)
     _THREADED[key] = chosen
     return plan, kernels
 

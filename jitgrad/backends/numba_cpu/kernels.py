@@ -19,7 +19,7 @@ from .codegen import (
     numel,
 )
 from .plan import Plan
-from .reductions import column_sum_of, map_sum_kernel, reduce_kernel
+from .reductions import reduce_kernel
 from .scatters import scatter_kernel
 from .source import _finish, _loops, _store_cast
 
@@ -235,18 +235,10 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
     return kernel
 
 
-def schedule(plan: Plan, order: list, threads: int = 1) -> list:
+def schedule(plan: Plan, order: list) -> list:
     """Kernels for the stored values in ``order``: runs of consecutive values over the same flat
-    domain share one loop, unless one reads a sum computed in the same run; a map summed over
-    all axes but the last computes that sum too (the sum reads nothing else, so it can move up
-    to the map). ``threads``: how many the driver's parallel loops run on."""
+    domain share one loop, unless one reads a sum computed in the same run."""
     kernels, run, run_size = [], [], None
-    column_sums = {}  # map -> its sum over leading axes
-    for s in order:
-        e = plan.producer[s]
-        if e.prim.name == "sum" and column_sum_of(plan, e.inputs[0], s):
-            column_sums.setdefault(e.inputs[0], s)
-    fused = set(column_sums.values())
 
     def flush():
         if len(run) > 1:
@@ -256,12 +248,6 @@ def schedule(plan: Plan, order: list, threads: int = 1) -> list:
         run.clear()
 
     for v in order:
-        if v in fused:
-            continue
-        if v in column_sums:
-            flush()
-            kernels.append(map_sum_kernel(plan, v, column_sums[v], threads))
-            continue
         size = plan.groupable(v)
         sums = {r for r in run if plan.producer[r].prim.kind == "reduce"}
         if size is not None and size == run_size and not (plan.reads(v) & sums):

@@ -1,5 +1,4 @@
-"""Reduction kernels: sum, max, logsumexp and argmax over any axes, by rows or by columns; and
-a map stored together with its sum over every axis but the last."""
+"""Reduction kernels: sum, max, logsumexp and argmax over any axes, by rows or by columns."""
 
 from __future__ import annotations
 
@@ -160,64 +159,3 @@ def _lowest(x: Var) -> str:
     if x.dtype.name == "bool":
         return "np.int64(0)"
     return "np.int64(-9223372036854775807 - 1)"
-
-
-def column_sum_of(plan: Plan, v: Var, s: Var) -> bool:
-    """Whether ``s`` sums the stored map ``v`` over every axis but the last (a bias gradient):
-    then one kernel stores ``v`` and accumulates ``s`` as it goes (``map_sum_kernel``) instead
-    of a second pass reading ``v`` back."""
-    e, r = plan.producer.get(v), plan.producer.get(s)
-    if e is None or r is None or r.prim.name != "sum" or r.inputs[0] is not v or v.ndim < 2:
-        return False
-    if v not in plan.materialized or v in plan.scalars:
-        return False
-    return e.prim.kind == "elementwise" and tuple(r.kwargs["axes"]) == tuple(range(v.ndim - 1))
-
-
-def map_sum_kernel(plan: Plan, v: Var, s: Var, threads: int) -> Kernel:
-    """``v`` (an elementwise map) and ``s``, its sum over every axis but the last, in one loop
-    nest. On threads, each takes a block of rows, as in a map, and sums them into its own row
-    of accumulators; the blocks' sums are added up after the loop."""
-    g = KernelGen(plan, "map_sum", v)
-    out, total = g.buf(v), g.buf(s)
-    floating = v.dtype.is_floating_point
-    acc_t = "np.float64" if floating else "np.int64"
-    parallel = plan.threads(numel(v.shape) >= PARALLEL_MIN)
-    blocks = threads if parallel else 1
-    acc = g.scratch_buf(blocks * v.shape[-1], dtypes.float64 if floating else dtypes.int64)
-    n = g.vdim(v, v.ndim - 1)
-    body = _Body(g)
-    if parallel:
-        lead = Var(-1 - v.id, v.shape[:-1], v.dtype)  # the rows: every axis but the last
-        rows = g.dim(("numel", lead), numel(lead.shape))
-        nb = g.dim(("row blocks", v), blocks)
-        body.emit(f"for c in prange({nb}):")
-        body.indent += 1
-        mine = body.temp(f"c * {n}", "o") + " + j"  # this block's accumulator of column j
-        body.emit(f"for j in range({n}):")
-        body.emit(f"    {at(acc, mine)} = {acc_t}(0)")
-        body.emit(f"for r in range(c * {rows} // {nb}, (c + 1) * {rows} // {nb}):")
-        body.indent += 1
-        idx = g.unravel(lead, "r", body) if lead.ndim > 1 else ("r",)
-    else:
-        mine = "j"
-        body.emit(f"for j in range({n}):")
-        body.emit(f"    {at(acc, mine)} = {acc_t}(0)")
-        idx = tuple(_loops(g, v, v, range(v.ndim - 1), body, False))
-    body.emit(f"for j in range({n}):")
-    body.indent += 1
-    idx += ("j",)
-    val = g.expr(plan.producer[v], idx, body)
-    body.emit(f"{at(out, g.ravel(v, idx))} = {val}")
-    body.emit(f"{at(acc, mine)} += {val}")
-    body.indent = 1
-    body.emit(f"for j in range({n}):")
-    body.emit(f"    a = {at(acc, 'j')}")
-    if parallel:
-        body.emit(f"    for c in range(1, {nb}):")
-        body.emit(f"        a += {at(acc, f'c * {n} + j')}")
-    body.emit(f"    {at(total, 'j')} = {_store_cast(s, 'a')}")
-    g.covers.append(plan.producer[s])
-    kernel = _finish(g, body.lines, parallel)
-    kernel.roots = [v, s]
-    return kernel
