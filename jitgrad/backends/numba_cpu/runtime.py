@@ -326,7 +326,7 @@ def _emit_block(context, builder, size, ptrs, sizes, flags, tmp, bounds):
     intp = context.get_value_type(types.intp)
     width = intp(size)
     pa, pb, pc, p = ptrs
-    batch, m, n, k = sizes[:4]
+    m, n, k = sizes[1:4]
     ta, tb = flags
     q0, q1, i0, i1, j0, j1 = bounds
     mh, nh = b.sub(i1, i0), b.sub(j1, j0)
