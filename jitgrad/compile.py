@@ -16,7 +16,6 @@ import contextlib
 import functools
 import gc
 import inspect
-import threading
 import time
 import warnings
 
@@ -43,6 +42,7 @@ from .compile_host import (
 from .ir import passes
 from .ir.tape import Binding, Tape
 from .ir.tracer import TraceError, Tracer, tracing
+from .locks import new_lock
 from .tensor import Tensor
 
 # Agreement tolerances of compiled backends against the reference interpreter, per dtype:
@@ -164,7 +164,7 @@ class CompiledFunction:
         self._cache: dict = {}
         self._warmups: dict = {}
         self._last_key = None
-        self._trace_lock = threading.RLock()
+        self._trace_lock = new_lock()
         functools.update_wrapper(self, fn, updated=())
 
     # -- calling -------------------------------------------------------------------------------

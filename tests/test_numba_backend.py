@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -590,6 +591,43 @@ def test_a_child_forked_while_a_driver_runs_starts_with_blas_state_free():
         for i, v in enumerate(state):
             runtime._BLAS_STATE[i] = v
         put(before)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_a_child_forked_while_another_thread_is_in_a_call_can_call_the_step():
+    # the thread inside the call (holding the step's lock) does not exist in the child: the
+    # child gets the lock back free (jitgrad.locks) instead of waiting for it forever
+    import threading
+
+    f = jg.compile(lambda x: x * 2.0 + 1.0, backend="numba")
+    x = jg.tensor(np.arange(6, dtype=np.float32))
+    f(x)
+    f(x)
+    lock = f._cache[next(iter(f._cache))][-1].exe.lock
+    held, done = threading.Event(), threading.Event()
+
+    def inside_a_call():
+        with lock:
+            held.set()
+            done.wait(30)
+
+    t = threading.Thread(target=inside_a_call)
+    t.start()
+    try:
+        held.wait(30)
+        with warnings.catch_warnings():  # (Python 3.12 warns on fork with threads running)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: report through the exit status, never return into pytest
+            signal.alarm(20)  # a child left waiting on the lock ends here, failing the test
+            ok = np.array_equal(f(x).numpy(), np.arange(6) * 2 + 1)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        done.set()
+        t.join()
 
 
 THREADED_SCRIPT = """

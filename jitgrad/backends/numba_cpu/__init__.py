@@ -24,6 +24,7 @@ from numba import typeof
 
 from ... import dtypes
 from ...ir.tape import Tape, Var
+from ...locks import new_lock
 from . import cache, runtime
 from .codegen import FASTMATH, numel
 from .kernels import schedule
@@ -99,7 +100,7 @@ def _planned_kernels(tape: Tape, segments: dict) -> tuple:
     return plan, kernels
 
 
-_THREADED_LOCK = threading.RLock()
+_THREADED_LOCK = new_lock()
 
 
 class Executable:
@@ -114,7 +115,7 @@ class Executable:
         # Held by every call: the workspace (and BLAS's argument words) serve one call at a
         # time. Threaded drivers share one lock, since they use every core anyway and Numba's
         # workqueue threading layer aborts the process on concurrent launches.
-        self.lock = _THREADED_LOCK if self.parallel else threading.RLock()
+        self.lock = _THREADED_LOCK if self.parallel else new_lock()
         self._load()
         self._prepare_call()
 

@@ -21,11 +21,12 @@ import re
 import stat
 import sys
 import tempfile
-import threading
 import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+
+from ...locks import new_lock
 
 __all__ = ["CACHE_DIR_ENV", "FORMAT_VERSION", "cache_dir", "clear_cache", "load_module"]
 
@@ -42,7 +43,7 @@ _SOURCE_RE = re.compile(rf"{_NAME}\.py")
 # Leftovers of an interrupted write (see _write_atomic).
 _TEMP_RE = re.compile(rf"\.{_NAME}\.py\..*\.tmp")
 
-_lock = threading.Lock()
+_lock = new_lock(reentrant=False)
 _modules: dict[str, types.ModuleType] = {}
 _warned = False
 
