@@ -4,9 +4,9 @@ A thread holding a lock when another thread forks does not exist in the child, s
 copy of that lock would stay held for good, and the child's first compiled call (or trace, or
 load of a generated module) would wait forever. jitgrad makes the locks it takes around those
 here, and ``os.register_at_fork`` frees them all in the child, as the standard library does
-for its own (``logging``, ``concurrent.futures``). What they guard is state the child can
-redo: a driver's workspace is overwritten by every call, and a trace or a module load that
-another thread had under way was not yet published."""
+for its own (``logging``, ``concurrent.futures``). What they guard is left fit for the next
+call: a driver's workspace is overwritten by every call, a trace enters its function's cache
+only when done, and a generated module's file is written whole (a temporary file, renamed)."""
 
 from __future__ import annotations
 

@@ -274,9 +274,10 @@ class _Blas:
 
 
 # multiply-adds: a part of a split product this small is two BLAS calls, on halves of its rows
-# (or columns). OpenBLAS runs small products on kernels that skip packing, but not every
-# shape: A @ B^T of a 256x512 A and a 10x512 B took 33 us in halves on two threads, 15 us in
-# quarters (halves of parts, 64 rows each); other skinny and small products took the same.
+# (or columns). OpenBLAS computes small products with kernels that skip packing, but takes
+# them for A @ B^T only when the output is small: that of a 256x512 A and a 10x512 B took
+# 33 us in halves on two threads, 15 us in quarters (64 rows each); the other small and skinny
+# products measured took the same either way.
 SMALL_PART_MACS = 1 << 21
 
 
