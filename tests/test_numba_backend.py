@@ -565,6 +565,24 @@ def test_concurrent_steps_leave_blas_thread_count_as_it_was():
         put(before)
 
 
+def _in_forked_child(check) -> bool:
+    """Whether ``check()`` is true in a child forked from this process. The child reports
+    through its exit status and never returns into pytest; one still waiting after 20 s (on a
+    lock it inherited held) is ended by its alarm, which counts as false."""
+    with warnings.catch_warnings():  # (Python 3.12 warns on fork with threads running)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        ok = False
+        try:
+            ok = check()
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 # where another test imported jax, jax warns about forking its threads; the child runs only
 # jitgrad's code and exits
@@ -579,14 +597,7 @@ def test_a_child_forked_while_a_driver_runs_starts_with_blas_state_free():
     try:
         put(1)
         runtime._BLAS_STATE[0], runtime._BLAS_STATE[1], runtime._BLAS_STATE[2] = 1, 1, 2
-        with warnings.catch_warnings():  # (Python 3.12 warns on fork with threads running)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the child: report through the exit status, never return into pytest
-            ok = list(runtime._BLAS_STATE[:2]) == [0, 0] and get() == 2
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert _in_forked_child(lambda: list(runtime._BLAS_STATE[:2]) == [0, 0] and get() == 2)
     finally:
         for i, v in enumerate(state):
             runtime._BLAS_STATE[i] = v
@@ -616,15 +627,7 @@ def test_a_child_forked_while_another_thread_is_in_a_call_can_call_the_step():
     t.start()
     try:
         held.wait(30)
-        with warnings.catch_warnings():  # (Python 3.12 warns on fork with threads running)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the child: report through the exit status, never return into pytest
-            signal.alarm(20)  # a child left waiting on the lock ends here, failing the test
-            ok = np.array_equal(f(x).numpy(), np.arange(6) * 2 + 1)
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert _in_forked_child(lambda: np.array_equal(f(x).numpy(), np.arange(6) * 2 + 1))
     finally:
         done.set()
         t.join()
