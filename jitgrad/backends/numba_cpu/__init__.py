@@ -544,8 +544,10 @@ def _concurrent_parts(calls: list, prefix: str) -> list:
     t, nt, na, nb, gb, side = (prefix + x for x in ("t", "nt", "na", "nb", "gb", "side"))
     # each product's arguments in the driver's names
     named = [(k.part[0], inline_body(k.part[1], own, bufs, c)) for k, bufs, c, own in calls]
-    sizes = [args[5:8] for _, args in named]  # (m, n, k) of each
-    macs = [" * ".join(args[4:8]) for _, args in named]  # batch * m * n * k
+    # (batch, m, n, k) of each: its arguments after (a, b, out, G), see kernels.matmul_kernel
+    dims = [args[4:8] for _, args in named]
+    sizes = [d[1:] for d in dims]
+    macs = [" * ".join(d) for d in dims]
     lines = [
         f"    {nt} = G.size // {runtime.BLAS_WORDS}",
         f"    {side} = min({', '.join(sizes[0] + sizes[1])}) >= {SIDE_BY_SIDE_MIN_DIM}",
