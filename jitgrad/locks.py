@@ -6,7 +6,9 @@ load of a generated module) would wait forever. jitgrad makes the locks it takes
 here, and ``os.register_at_fork`` frees them all in the child, as the standard library does
 for its own (``logging``, ``concurrent.futures``). What they guard is left fit for the next
 call: a driver's workspace is overwritten by every call, a trace enters its function's cache
-only when done, and a generated module's file is written whole (a temporary file, renamed)."""
+only when done, and a generated module's file is written whole (a temporary file, renamed).
+(The spin lock generated drivers take around BLAS's thread count is freed the same way, in
+``numba_cpu.runtime``.)"""
 
 from __future__ import annotations
 

@@ -192,7 +192,7 @@ def test_products_whole_and_in_parts_match_numpy(parts):
         (1, 7, 9, 5, True, True),  # columns split with B stored transposed
         (4, 6, 5, 3, False, False),  # the batch split
         (1, 1, 2, 4, False, False),  # fewer rows than parts: a part may get nothing
-        (1, 130, 128, 300, True, False),  # parts over SMALL_PART_MACS: one call each
+        (1, 130, 128, 300, True, False),  # in two parts, each over SMALL_PART_MACS: one call
     ]
     for batch, m, n, k, ta, tb in cases:
         a = rng.standard_normal((batch, k, m) if ta else (batch, m, k))
