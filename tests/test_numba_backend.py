@@ -221,8 +221,9 @@ def test_source_is_readable_and_names_its_kernels():
     x = jg.randn(10)
     f(x)
     src = f.source(x)
-    assert "def driver(" in src and "# kernel 0: reduce" in src and "vexp(" in src
-    # a serial driver compiles with the lean pipeline, and allocates nothing itself
+    assert "def driver(" in src and "# call 0: jgk_" in src and "(reduce -> " in src
+    assert "def kernel(B, A, C, part, parts):" in src and "vexp(" in src
+    # kernels compile with the lean pipeline, and nothing compiled allocates
     assert "pipeline_class=LeanPipeline" in src and "np.empty" not in src
 
 
@@ -239,7 +240,7 @@ def test_sum_and_gradient_share_one_fused_loop():
     np.testing.assert_allclose(y.numpy(), ref_y.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(g.numpy(), ref_g.numpy(), rtol=1e-12, atol=1e-14)
     src = f.source(x)
-    assert src.count("# kernel") == 1 and "group" in src  # one pass over x for both
+    assert src.count("# call") == 1 and "(group -> " in src  # one pass over x for both
     assert src.count("vtanh(") == 2  # shared subexpressions computed once per element
 
 
@@ -287,7 +288,8 @@ def test_large_loops_run_in_parallel_and_agree():
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-10)
     src = f.source(x)
-    assert "prange(" in src and "LeanPipeline" not in src  # parfors need the full pipeline
+    # threaded kernels run their part of the outer loop, on every thread at once (abi.launch)
+    assert "on threads" in src and "part_range(" in src and "prange(" not in src
 
 
 def test_without_control_of_blas_threads_a_step_with_products_runs_serially(monkeypatch):
@@ -304,7 +306,7 @@ def test_without_control_of_blas_threads_a_step_with_products_runs_serially(monk
     y = _compiled_call(f, *args)
     np.testing.assert_allclose(y.numpy(), np.maximum(x @ w.T, 0) * 3, rtol=1e-4, atol=1e-3)
     src = f.source(*args)
-    assert "parallel=True" not in src and "_part(" not in src and "blas_enter" not in src
+    assert "on threads" not in src and "_part(" not in src and "BLAS on one thread" not in src
 
 
 def test_a_smaller_batch_reuses_the_source_with_threads():
@@ -317,14 +319,16 @@ def test_a_smaller_batch_reuses_the_source_with_threads():
     for x in (big, small):
         y = _compiled_call(f, x)
         np.testing.assert_allclose(y.numpy(), np.tanh(x.numpy() * 2).sum(1), rtol=1e-5)
-    assert "prange(" in f.source(big) and f.source(small) == f.source(big)
+    assert "on threads" in f.source(big)
+    first, second = (f._cache[key][0].exe for key in f._cache)
+    assert first.sources() == second.sources()  # the same modules, run with other sizes
     g = jg.compile(lambda x: jg.tanh(x * 2.0).sum(1) + 1.0, backend="numba")
     for x in (small, big, small):
         y = _compiled_call(g, x)
         np.testing.assert_allclose(y.numpy(), np.tanh(x.numpy() * 2).sum(1) + 1, rtol=1e-5)
     # the small batch first: serial code (kept for it), then the large one's with threads
     first, second = (g._cache[key][0].exe for key in g._cache)
-    assert "prange(" not in first.driver_source and "prange(" in second.driver_source
+    assert not any(c.threaded for c in first.calls) and any(c.threaded for c in second.calls)
 
 
 def test_a_backend_failure_falls_back_to_the_interpreter(monkeypatch):
@@ -460,7 +464,7 @@ def test_large_products_split_across_the_drivers_threads():
     args = (jg.from_numpy(x), jg.tensor(w, requires_grad=True))
     y, gw = _call_restoring_blas_threads(cf, *args)
     src = cf.source(*args)
-    assert "gemm_swapped_part(" in src and "gemm_part(" in src and "blas_enter()" in src
+    assert "gemm_swapped_part(" in src and "gemm_part(" in src and "BLAS on one thread" in src
     want_y = np.maximum(x @ w.T, 0)
     np.testing.assert_allclose(y.numpy(), want_y, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(gw.numpy(), (2 * want_y).T @ x, rtol=1e-4, atol=1e-2)
@@ -485,7 +489,7 @@ def test_a_products_two_gradients_share_one_parallel_loop(out_features):
     np.testing.assert_allclose(gx.numpy(), g @ w, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(gw.numpy(), g.T @ x, rtol=1e-4, atol=1e-3)
     src = cf.source(*args)
-    assert src.count("in prange(") == 1 and src.count("gemm_part(") == 2 and "_side = " in src
+    assert src.count("(pair -> ") == 1 and src.count("gemm_part(") == 2 and "side = " in src
 
 
 def test_a_serial_step_with_small_products_runs_blas_on_one_thread():
@@ -498,7 +502,7 @@ def test_a_serial_step_with_small_products_runs_blas_on_one_thread():
     args = (jg.from_numpy(x), jg.from_numpy(w))
     y = _call_restoring_blas_threads(cf, *args)
     src = cf.source(*args)
-    assert "parallel=True" not in src and "blas_enter()" in src and "_part(" not in src
+    assert "on threads" not in src and "BLAS on one thread" in src and "_part(" not in src
     np.testing.assert_allclose(y.numpy(), np.maximum(x @ w.T, 0), rtol=1e-4, atol=1e-4)
 
 
@@ -643,7 +647,7 @@ xs = [jg.from_numpy(rng.standard_normal((512, 256)).astype(np.float32)) for _ in
 fns = [jg.compile(lambda x: jg.tanh(x) * 2.0 + 1.0, backend="numba") for _ in range(2)]
 for f, x in zip(fns, xs):
     f(x)
-assert "parallel=True" in fns[0].source(xs[0])
+assert "on threads" in fns[0].source(xs[0])
 want = [np.tanh(x.numpy()) * 2 + 1 for x in xs]
 bad = []
 def calls(i):
@@ -726,3 +730,51 @@ def test_a_cheap_computed_index_is_recomputed_in_its_gather():
     assert computed(offset.inputs[0]).prim.name == "argmax"
     assert offset.out not in plan.materialized
     assert computed(flat.inputs[0]).prim.name == "take" and flat.out in plan.materialized
+
+
+SHARED_SCRIPT = """
+import jitgrad as jg
+from jitgrad import nn, optim
+
+def model(depth, width):
+    layers = [nn.Linear(16, width), nn.ReLU()]
+    for _ in range(depth):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(width, 4))
+
+def compiled_step(net):
+    opt = optim.Adam(net.parameters(), lr=1e-3)
+    @jg.compile(backend="numba")
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+x, y = jg.randn(8, 16), jg.randint(0, 4, (8,))
+for depth, width in ((1, 32), (4, 32), (2, 24)):
+    step = compiled_step(model(depth, width))
+    for _ in range(3):
+        step(x, y)
+    exe = step._cache[next(iter(step._cache))][-1].exe
+    kernels = len(exe.sources()) - 1
+    print(depth, width, len(exe.calls), kernels, step.stats.backend_compiles)
+"""
+
+
+def test_kernels_are_compiled_once_per_distinct_source(tmp_path):
+    # A kernel's source names no tensor or size of its own: every parameter's Adam update is
+    # one kernel, a deeper model of the same layers compiles nothing new, nor does another
+    # width, nor a second process
+    for run in range(2):
+        rows = [line.split() for line in _python(SHARED_SCRIPT, tmp_path / "c").splitlines()]
+        (_, _, calls1, kernels1, compiled1), (_, _, calls4, kernels4, compiled4) = rows[:2]
+        compiled24 = rows[2][4]
+        assert int(kernels1) < int(calls1) // 2 and kernels4 == kernels1, rows
+        assert int(calls4) > int(calls1), rows
+        if run == 0:
+            assert int(compiled1) > 0 and compiled4 == "0" and compiled24 == "0", rows
+        else:  # every kernel and the driver come from the disk cache
+            assert compiled1 == compiled4 == compiled24 == "0", rows

@@ -1,22 +1,26 @@
-"""The Numba CPU backend: a tape lowered to fused loop kernels and one generated driver.
+"""The Numba CPU backend: a tape lowered to fused loop kernels, called in order by a program.
 
-``lower(tape)`` plans which values are stored (see ``plan.Plan``), generates one kernel per
-stored value, and pastes the kernels, in order, into one generated driver (a real file, see
-``cache.load_module``, compiled with Numba's ``cache=True``; serial drivers with the lean
-pipeline of ``pipeline.py``). One call of the executable is one call of the driver from
-Python. Buffers that cross kernels live in a workspace allocated once per executable (as do
-kernels' scratch buffers); outputs and new ``.grad`` arrays are allocated fresh per call, by
-the caller, so the driver allocates nothing; parameter and optimizer-state updates are written
-in place when no later kernel reads the old value.
+``lower(tape)`` plans which values are stored (see ``plan.Plan``) and generates one kernel per
+stored value (``kernels.schedule``). Each kernel is a module of its own, named by a hash of its
+source (``cache.load_module``), holding one C function with the signature every kernel shares
+(``abi.KERNEL``): its buffers, sizes and constants are arguments, so kernels that compute the
+same thing on other tensors or sizes are the same source, compiled once per machine and cached
+on disk by Numba. Compile time follows the number of distinct kernels, not of kernels.
+
+An executable lays out a buffer table (an address and a length per buffer) and a program (each
+call's kernel address and arguments, see ``abi``). One call of the executable is one call of a
+small driver from Python, which stores the addresses of that call's inputs and new arrays and
+runs the program. Buffers that cross kernels live in a workspace allocated once per executable
+(as do kernels' scratch buffers); outputs and new ``.grad`` arrays are allocated fresh per
+call, by the caller, so nothing compiled allocates; parameter and optimizer-state updates are
+written in place when no later kernel reads the old value.
 """
 
 from __future__ import annotations
 
 import functools
-import keyword
 import os
-import re
-import threading
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -26,10 +30,11 @@ from ... import dtypes
 from ...ir.tape import Tape, Var
 from ...locks import new_lock
 from . import cache, runtime
-from .codegen import FASTMATH, numel
-from .kernels import schedule
+from .abi import driver_source, launch_address, run_program_address
+from .codegen import PARTS, Kernel, numel
+from .kernels import paired, schedule
 from .plan import Plan
-from .source import HEADER
+from .source import HEADER, kernel_source
 
 IN_PLACE = object()  # a write the executable already did in place
 
@@ -101,25 +106,58 @@ def _planned_kernels(tape: Tape, segments: dict) -> tuple:
 
 
 _THREADED_LOCK = new_lock()
+# inputs whose buffers usually stay from call to call: captured tensors, and the one-element
+# buffers host code keeps for Python numbers (see Executable.direct_call)
+_KEPT = ("capture", "hyper", "scalar")
+
+
+@dataclass
+class Call:
+    """One call of an executable's program: ``kernel``'s function (from its module ``source``,
+    or at ``address`` for the runtime's own) with its buffers' slots and sizes (``words``) and
+    its constants, on threads or not."""
+
+    kernel: Kernel
+    source: str | None
+    words: list
+    consts: list
+    threaded: bool
+    address: int = 0
+
+
+# BLAS on one thread around an executable's calls (see runtime.blas_kernel_addresses)
+_BLAS = Kernel("blas", None, [], [], [])
+_COMPILED: set = set()  # generated modules whose code this process compiled
+
+
+def _first_compile(module, compiled: bool) -> int:
+    """1 the first time this process sees ``module`` compiled (not loaded from a cache)."""
+    name = module.__name__
+    if not compiled or name in _COMPILED:
+        return 0
+    _COMPILED.add(name)
+    return 1
 
 
 class Executable:
     backend = "numba"
 
-    def __init__(self, tape: Tape):
+    def __init__(self, tape: Tape, build: bool = True):
         tape, segments = segment_tables(tape)
         self.tape = tape
-        plan, self.kernels = _planned_kernels(tape, segments)
+        plan, kernels = _planned_kernels(tape, segments)
+        self.kernels = paired(kernels)
         self.index_checks = _index_checks(tape)
         self._layout(plan)
-        # Held by every call: the workspace (and BLAS's argument words) serve one call at a
-        # time. Threaded drivers share one lock, since they use every core anyway and Numba's
+        # Held by every call: the workspace and the buffer table serve one call at a time.
+        # Threaded executables share one lock, since they use every core anyway and Numba's
         # workqueue threading layer aborts the process on concurrent launches.
         self.lock = _THREADED_LOCK if self.parallel else new_lock()
-        self._load()
-        self._prepare_call()
+        self.compiled = 0
+        if build:
+            self.build()
 
-    # -- buffers and the driver ----------------------------------------------------------------
+    # -- buffers, calls and the program --------------------------------------------------------
     def _layout(self, plan: Plan) -> None:
         tape = self.tape
         produced = {r: i for i, k in enumerate(self.kernels) for r in k.roots}
@@ -153,103 +191,121 @@ class Executable:
                 k.in_place = target
         self.workspace = [v for v in produced if v not in fresh and v not in self.in_place]
         self.workspace += [v for k in self.kernels for v in k.scratch]
-        # driver source
-        names = {}
-        args = []
-        for i, v in enumerate(tape.inputs):
-            names[v] = f"in{i}"
-            args.append(f"in{i}")
-        for i, v in enumerate(fresh):  # allocated by the caller, per call
-            names[v] = f"f{i}"
-            args.append(f"f{i}")
-        for i, v in enumerate(self.const_vars):
-            names[v] = f"k{i}"
-            args.append(f"k{i}")
-        for i, v in enumerate(self.workspace):
-            names[v] = f"w{i}"
-            args.append(f"w{i}")
+        # A call's new arrays (outputs, new gradients) are views into one block per dtype,
+        # each view starting on a 64-byte boundary.
+        blocks: dict = {}
+        self.fresh_at = []  # per fresh value: (its block, its offset in elements)
+        for v in fresh:
+            item = v.dtype.np.itemsize
+            b = blocks.setdefault(v.dtype.name, [len(blocks), 0, v.dtype.np])
+            self.fresh_at.append((b[0], b[1]))
+            b[1] += -(-max(numel(v.shape), 1) * item // 64) * 64 // item
+        self.blocks = [(n, dt) for _, n, dt in sorted(blocks.values(), key=lambda b: b[0])]
+        # Slots of the buffer table. First what the driver stores on every call: the inputs
+        # that change from call to call (arguments, .grad values) and the blocks; then inputs
+        # whose buffers stay (captured tensors, numbers: stored when a buffer changes, see
+        # ``bind``), the new arrays (block addresses plus offsets, see abi.run_program), the
+        # constants and the workspace (stored once).
+        kinds = [tape.bindings[v].kind for v in tape.inputs]
+        self.moving = [i for i, kind in enumerate(kinds) if kind not in _KEPT]
+        self.kept = [i for i, kind in enumerate(kinds) if kind in _KEPT]
+        order = [("input", i) for i in self.moving] + [("block", b) for b in range(len(blocks))]
+        order += [("input", i) for i in self.kept] + [("fresh", v) for v in fresh]
+        order += [("buffer", v) for v in self.const_vars + self.workspace]
+        self.slot_of = {key: s for s, key in enumerate(order)}
+        slot = {v: self.slot_of["input", i] for i, v in enumerate(tape.inputs)}
+        slot.update({v: self.slot_of["fresh", v] for v in fresh})
+        slot.update({v: self.slot_of["buffer", v] for v in self.const_vars + self.workspace})
         for v, target in self.in_place.items():
-            names[v] = names[target]
-        dims, consts, lines = [], [], []
-        shared: dict = {}  # a size's key -> its driver local, read from D once per call
-
-        def header(j: int, k) -> tuple:
-            """Kernel ``j``'s comment and size reads; (its names for inline_body, where its
-            constants start)."""
-            c = len(consts)
-            consts.extend(k.consts)
-            # no sizes in the source: a new batch size must reuse the compiled code
-            lines.append(
-                f"    # kernel {j}: {k.kind} -> {k.root} ({k.root.dtype.name}, rank {k.root.ndim})"
-            )
-            bufs = {f"b{i}": names[x] for i, x in enumerate(k.buffers)}
-            for i, key in enumerate(k.dim_keys):
-                if key not in shared:
-                    shared[key] = f"d{len(shared)}"
-                    lines.append(f"    {shared[key]} = D[{len(dims)}]")
-                    dims.append(k.dims[i])
-                bufs[f"n{i}"] = shared[key]
-            return bufs, c
-
-        paired = _paired_products(self.kernels)
-        for j, k in enumerate(self.kernels):
-            if j - 1 in paired:
-                continue  # run beside kernel j - 1
-            bufs, c = header(j, k)
-            if j in paired:
-                nxt = self.kernels[j + 1]
-                calls = [(k, bufs, c, f"k{j}_"), (nxt, *header(j + 1, nxt), f"k{j + 1}_")]
-                lines.append(f"    # kernels {j} and {j + 1}: one parallel loop")
-                lines += _concurrent_parts(calls, f"k{j}_")
-                continue
-            body = [line for line in k.body if not _DIM_LOAD.fullmatch(line.strip())]
-            lines += inline_body(body, f"k{j}_", bufs, c)
-        self.dims = np.array(dims, dtype=np.int64)
-        self.consts = np.array(consts, dtype=np.float64)
-        # the words BLAS reads its arguments from (runtime.gemm), BLAS_WORDS per thread
+            slot[v] = slot[target]
+        self.n_slots = len(order)
         blas = any(k.uses_blas for k in self.kernels)
-        words = runtime.BLAS_WORDS * numba.config.NUMBA_NUM_THREADS
-        self.blas_args = (np.zeros(words, np.int32),) if blas else ()
-        # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS calls
-        # of a wide MLP step 5x (17 ms vs 3.5 ms). A driver with a product sets BLAS to one
-        # thread for its run and splits large products across its own threads instead (smaller
-        # ones lost more to waking BLAS's threads than they gained: the demo MLP step took
-        # 105 us instead of 97); where it cannot set BLAS's threads, BLAS keeps them and the
-        # loops run serially.
-        parallel = any(k.parallel for k in self.kernels)
-        if blas and runtime.BLAS_THREADS:
-            lines = ["    blas_enter()", *lines, "    blas_leave()"]
-        elif blas:
-            parallel = False
-        self.parallel = parallel
-        tail = ["D", "C"] + ["G"] * len(self.blas_args)
-        self.driver_source = (
-            HEADER
-            + f"\n\n@njit(cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', nogil=True"
-            + (", parallel=True" if parallel else ", pipeline_class=LeanPipeline")
-            + ")\n"
-            + f"def driver({', '.join(args + tail)}):\n"
-            + "\n".join(lines)
-            + "\n"
-        )
-        self._names = names
+        # NOTE: Numba's thread pool and OpenBLAS's threads on the same cores slowed the BLAS
+        # calls of a wide MLP step 5x (17 ms vs 3.5 ms). An executable with a product sets BLAS
+        # to one thread for its run and splits large products across Numba's threads instead
+        # (smaller ones lost more to waking BLAS's threads than they gained: the demo MLP step
+        # took 105 us instead of 97); where it cannot set BLAS's threads, BLAS keeps them and
+        # every loop runs serially.
+        threads = not blas or runtime.BLAS_THREADS
+        self.parallel = any(k.parallel and threads for k in self.kernels)
+        parts = PARTS if self.parallel else 1
+        self.calls = []
+        for k in self.kernels:
+            dims = [parts if key == ("parts",) else d for key, d in zip(k.dim_keys, k.dims)]
+            slots = [slot[v] for v in k.buffers]
+            src = kernel_source(k, slots)
+            self.calls.append(Call(k, src, slots + dims, list(k.consts), k.parallel and threads))
+        self.blas = blas and runtime.BLAS_THREADS
+        if self.blas:  # (addresses filled in by build)
+            self.calls = [Call(_BLAS, None, [], [], False), *self.calls]
+            self.calls.append(Call(_BLAS, None, [], [], False))
+        self.parts = parts
 
-    def _load(self) -> None:
-        driver_mod = cache.load_module(self.driver_source, "jgd")
+    def sources(self) -> list:
+        """The generated modules this executable runs: each distinct kernel, then the driver."""
+        kernels = list(dict.fromkeys(c.source for c in self.calls if c.source is not None))
+        return kernels + [driver_source(len(self.moving) + len(self.blocks), HEADER)]
+
+    def driver_signature(self) -> tuple:
+        """The driver's argument types: the moving inputs' and the blocks' (flat arrays), then
+        the table and the program."""
+        dts = [self.tape.inputs[i].dtype.np for i in self.moving] + [dt for _, dt in self.blocks]
+        return tuple(typeof(np.empty(0, dt)) for dt in dts) + (typeof(np.empty(0, np.int64)),) * 2
+
+    def build(self) -> None:
+        """Compile (or load from the caches) every kernel and the driver, and lay out the
+        buffer table and the program."""
+        compiled = 0
+        fns = {}
+        for src in self.sources()[:-1]:
+            mod = cache.load_module(src, "jgk")
+            fns[src] = mod.kernel.address
+            compiled += _first_compile(mod, mod.kernel.cache_hits == 0)
+        if self.blas:
+            self.calls[0].address, self.calls[-1].address = runtime.blas_kernel_addresses()
+        for c in self.calls:
+            if c.source is not None:
+                c.address = fns[c.source]
+        driver_mod = cache.load_module(self.sources()[-1], "jgd")
         self.name = driver_mod.__name__.rsplit(".", 1)[-1]
         self.driver = driver_mod.driver
+        misses = sum(self.driver.stats.cache_misses.values())
+        self.driver.compile(self.driver_signature())
+        compiled += int(sum(self.driver.stats.cache_misses.values()) > misses)
+        self.compiled = compiled
         tape = self.tape
         self.const_arrays = [
             np.ascontiguousarray(tape.consts[v]).reshape(-1) for v in self.const_vars
         ]
         self.work_arrays = [np.empty(numel(v.shape), v.dtype.np) for v in self.workspace]
-        sig = [typeof(np.empty(0, v.dtype.np)) for v in tape.inputs + self.fresh]
-        sig += [typeof(a) for a in self.const_arrays + self.work_arrays]
-        sig += [typeof(a) for a in (self.dims, self.consts, *self.blas_args)]
-        misses = sum(self.driver.stats.cache_misses.values())
-        self.driver.compile(tuple(sig))
-        # 1 when Numba compiled (no disk or memory cache had this driver), else 0
-        self.compiled = int(sum(self.driver.stats.cache_misses.values()) > misses)
+        table = np.zeros(2 * max(self.n_slots, 1), np.int64)
+        for v, a in zip(self.const_vars + self.workspace, self.const_arrays + self.work_arrays):
+            s = self.slot_of["buffer", v]
+            table[2 * s], table[2 * s + 1] = a.ctypes.data, a.size
+        derived = []  # (slot, the block's slot, byte offset) of each new array
+        for v, (b, at) in zip(self.fresh, self.fresh_at):
+            s = self.slot_of["fresh", v]
+            table[2 * s + 1] = numel(v.shape)
+            derived += [s, self.slot_of["block", b], at * v.dtype.np.itemsize]
+        words = np.array([w for c in self.calls for w in c.words] or [0], np.int64)
+        consts = np.array([x for c in self.calls for x in c.consts] or [0.0], np.float64)
+        prog = [run_program_address(), launch_address() if self.parallel else 0, self.parts]
+        prog += [len(self.calls), len(self.fresh), *derived]
+        at_w = at_c = 0
+        for c in self.calls:
+            prog += [c.address, words.ctypes.data + 8 * at_w, consts.ctypes.data + 8 * at_c]
+            prog.append(int(c.threaded))
+            at_w, at_c = at_w + len(c.words), at_c + len(c.consts)
+        # (the table and the program hold addresses: the arrays live as long as the executable)
+        self.table, self.program = table, np.array(prog, np.int64)
+        self._words, self._consts = words, consts
+        self._prepare_call()
+
+    def bind(self, i: int, flat: np.ndarray) -> None:
+        """Store the address of input ``i``'s flat buffer in its slot (for inputs whose
+        buffers stay from call to call; the caller keeps ``flat`` alive while it is bound)."""
+        s = self.slot_of["input", i]
+        self.table[2 * s], self.table[2 * s + 1] = flat.ctypes.data, flat.size
 
     # -- calling -------------------------------------------------------------------------------
     def _value_plans(self) -> tuple:
@@ -276,10 +332,11 @@ class Executable:
 
         return [plan(v) for v in tape.outputs], [plan(v) for _, v in tape.writes]
 
-    def new_fresh(self) -> list:
-        """New flat arrays for the outputs and ``.grad`` values a call returns (the driver
-        fills them)."""
-        return [np.empty(n, dt) for n, dt in self._fresh_specs]
+    def new_fresh(self) -> tuple:
+        """New blocks, and the flat views into them that a call's outputs and ``.grad`` values
+        are (the kernels fill them)."""
+        blocks = [np.empty(n, dt) for n, dt in self.blocks]
+        return blocks, [blocks[b][at : at + n] for (b, at), n in zip(self.fresh_at, self._sizes)]
 
     def _prepare_call(self) -> None:
         """One getter per output and write (from ``_value_plans``), so a call does no lookups."""
@@ -304,9 +361,8 @@ class Executable:
         outs, writes = self._value_plans()
         self._out_get = [getter(p) for p in outs]
         self._write_get = [getter(p) for p in writes]
-        self._args_tail = (*self.const_arrays, *self.work_arrays, self.dims, self.consts)
-        self._args_tail += self.blas_args
-        self._fresh_specs = [(numel(v.shape), v.dtype.np) for v in self.fresh]
+        self._args_tail = (self.table, self.program)
+        self._sizes = [numel(v.shape) for v in self.fresh]
 
     def direct_call(self, fetch: list, ns: dict, stable: dict, numbers: dict):
         """Source for calling the driver inline from generated host code: statements, and one
@@ -320,14 +376,15 @@ class Executable:
         call writes them into a float64 buffer of one element that the code keeps (calls of an
         executable take turns, so one buffer serves them all)."""
         ns["_drv"], ns["_tail"] = self.driver, self._args_tail
-        ns["_bind"] = functools.partial(_bind, ns)
+        ns["_bind"] = functools.partial(_bind, ns, self)
         ns["_check_index"] = _check_index
         checked = dict(self.index_checks)
         lines = []
         for i, f in enumerate(fetch):
             if i in numbers:
                 ns[f"_n{i}"] = np.empty(1, np.float64)
-                lines += [f"    _n{i}[0] = {numbers[i]}", f"    a{i} = _n{i}"]
+                self.bind(i, ns[f"_n{i}"])
+                lines += [f"    _n{i}[0] = {numbers[i]}"]
                 continue
             lines.append(f"    a{i} = {f}")
             if i in checked:
@@ -342,23 +399,23 @@ class Executable:
                     f"        if v{i} is None:",
                     "            return _MISS",
                 ]
-        moving = [i for i in range(len(fetch)) if i not in stable and i not in numbers]
+        if sorted([*stable, *numbers]) != self.kept:
+            raise ValueError("direct_call: the kept inputs differ from the tape's bindings")
+        moving = self.moving
         cond = [f"a{i}.flags.c_contiguous" for i in moving] + [f"v{i} is not False" for i in stable]
         if cond:  # a non-contiguous input takes the general path
             lines += [f"    if not ({' and '.join(cond)}):", "        return _slow(leaves)"]
         # (a contiguous 1-D input is its own flat view)
-        one_d = {i for i, v in enumerate(self.tape.inputs) if v.ndim == 1} | set(numbers)
-        flat = "".join(
-            f"v{i}, " if i in stable else f"a{i}, " if i in one_d else f"a{i}.reshape(-1), "
-            for i in range(len(fetch))
-        )
+        one_d = {i for i, v in enumerate(self.tape.inputs) if v.ndim == 1}
+        flat = "".join(f"a{i}, " if i in one_d else f"a{i}.reshape(-1), " for i in moving)
         ns["_empty"] = np.empty
-        made = []
-        for i, (n, dt) in enumerate(self._fresh_specs):  # (new_fresh, inline)
-            ns[f"_ft{i}"] = dt
-            made.append(f"_empty({n}, _ft{i})")
-        lines.append(f"    fresh = [{', '.join(made)}]")
-        lines.append(f"    _drv({flat}*fresh, *_tail)")
+        for b, (n, dt) in enumerate(self.blocks):  # (new_fresh, inline)
+            ns[f"_bt{b}"] = dt
+            lines.append(f"    _b{b} = _empty({n}, _bt{b})")
+        views = [f"_b{b}[{at}:{at + n}]" for (b, at), n in zip(self.fresh_at, self._sizes)]
+        lines.append(f"    fresh = [{', '.join(views)}]")
+        blocks = "".join(f"_b{b}, " for b in range(len(self.blocks)))
+        lines.append(f"    _drv({flat}{blocks}*_tail)")
 
         def expr(plan):
             kind, key, v = plan
@@ -394,8 +451,14 @@ class Executable:
                     copied = []
                 copied.append((len(flats), a))
                 flats.append(np.ascontiguousarray(a).reshape(-1))
-        fresh = self.new_fresh()
-        self.driver(*flats, *fresh, *self._args_tail)
+        blocks, fresh = self.new_fresh()
+        bound = self.table.copy()  # (the kept inputs' addresses, restored after)
+        for i in self.kept:
+            self.bind(i, flats[i])
+        try:
+            self.driver(*[flats[i] for i in self.moving], *blocks, *self._args_tail)
+        finally:
+            self.table[:] = bound
         self._last_call = (flats, fresh)
         if copied:  # a non-contiguous captured buffer written in place: copy the result back
             for i, original in copied:
@@ -419,38 +482,51 @@ class Executable:
         return out
 
     def kernel_of(self, var) -> str | None:
-        for j, k in enumerate(self.kernels):
+        for j, c in enumerate(self.calls):
+            k = c.kernel
             if var in k.roots or any(e.out is var for e in k.covers):
-                return f"kernel {j} ({k.kind} -> {k.root}) of {self.name}"
+                name = cache.module_name(c.source, "jgk")
+                return f"call {j}: {k.kind} -> {k.root}, kernel {name} of {self.name}"
         return None
 
     def source(self) -> str:
-        """The generated driver: one function, each fused kernel a commented block in it."""
-        return self.driver_source
-
-
-_GLOBAL_NAMES = {
-    "np",
-    "math",
-    "range",
-    "prange",
-    "abs",
-    "max",
-    "min",
-    "float",
-    "int",
-    "True",
-    "False",
-    "None",
-    "D",
-    "C",
-    "G",
-}
-
-
-_NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
-_DIM_LOAD = re.compile(r"n(\d+) = dims\[\1\]")
-_CONSTS = re.compile(r"\bconsts\[(\d+)\]")
+        """The program (which kernel each call runs, on which buffers and sizes), then each
+        distinct kernel's module and the driver's."""
+        names = {}
+        for (kind, key), at in self.slot_of.items():
+            names[at] = self.tape.inputs[key] if kind == "input" else key
+            if kind == "block":
+                names[at] = f"block{key}"
+        lines = [
+            f"# {self.tape.name}: {len(self.calls)} calls of {len(self.sources()) - 1} "
+            f"kernels, driver {self.name}"
+        ]
+        for j, c in enumerate(self.calls):
+            k, words = c.kernel, c.words
+            nb = len(k.buffers)
+            bufs = ", ".join(
+                f"b{i}={names[w]}" + (" (in place)" if k.in_place is not None and i == 0 else "")
+                for i, w in enumerate(words[:nb])
+            )
+            if c.source is None:
+                what = "BLAS on one thread" if j == 0 else "BLAS's own threads back"
+                lines.append(f"# call {j}: runtime ({what})")
+                continue
+            what = f"{k.kind} -> {k.root}"
+            lines.append(
+                f"# call {j}: {cache.module_name(c.source, 'jgk')} ({what})"
+                + (" on threads" if c.threaded else "")
+                + (f": {bufs}" if bufs else "")
+                + (f"; sizes {words[nb:]}" if words[nb:] else "")
+                + (f"; consts {c.consts}" if c.consts else "")
+            )
+        out = ["\n".join(lines)]
+        for src in self.sources():
+            out.append(
+                f"# ---- {cache.module_name(src, 'jgk' if 'def kernel' in src else 'jgd')}"
+                f".py\n{src}"
+            )
+        return "\n\n".join(out)
 
 
 def _index_checks(tape: Tape) -> list:
@@ -483,88 +559,17 @@ def _check_index(a: np.ndarray, n: int) -> None:
         )
 
 
-def _bind(ns: dict, i: int, a: np.ndarray):
+def _bind(ns: dict, exe: Executable, i: int, a: np.ndarray):
     """A captured input's new buffer: None if its shape or dtype is not the traced one (a guard
     fails), False if it is not C-contiguous (the general path copies it), else its flat view,
-    kept with the buffer for the next calls."""
+    kept with the buffer for the next calls and bound to the executable's table."""
     if (a.shape, a.dtype) != ns[f"_m{i}"]:
         return None
     if not a.flags.c_contiguous:
         return False
     ns[f"_d{i}"], ns[f"_f{i}"] = a, a.reshape(-1)
+    exe.bind(i, ns[f"_f{i}"])
     return ns[f"_f{i}"]
-
-
-def inline_body(lines: list, prefix: str, buffers: dict, consts_at: int) -> list:
-    """A kernel's body for pasting into the driver: buffer arguments (and any other names in
-    ``buffers``, such as its sizes) renamed to the driver's, ``consts[i]`` read from the
-    driver's ``C`` at the kernel's offset, and every other local name prefixed (attributes and
-    globals kept)."""
-    lines = [_CONSTS.sub(lambda m: f"C[{consts_at + int(m.group(1))}]", line) for line in lines]
-    import jitgrad.backends.numba_cpu.runtime as rt
-
-    keep = _GLOBAL_NAMES | set(keyword.kwlist) | {n for n in dir(rt) if not n.startswith("_")}
-
-    def rename(m):
-        name = m.group(1)
-        if name in keep:
-            return name
-        return buffers.get(name, prefix + name)
-
-    return [_NAME.sub(rename, line) for line in lines]
-
-
-def _paired_products(kernels: list) -> set:
-    """Positions ``j`` of split products that share one parallel loop with product ``j + 1``
-    (see ``_concurrent_parts``): the next product is split too and reads nothing the first
-    writes. Structure alone decides, so every batch size gets the same source."""
-    paired: set = set()
-    for j in range(len(kernels) - 1):
-        a, b = kernels[j], kernels[j + 1]
-        if j - 1 not in paired and a.part and b.part and a.root not in b.buffers:
-            paired.add(j)
-    return paired
-
-
-# Two products run side by side when each has every dim at least this and neither has over
-# 5/4 of the other's multiply-adds. On two threads the two gradients of a 256x512x512 product
-# took 1.35 ms side by side against 1.49 ms one after the other, each split in two; those of a
-# 256x512x10 product, 76 us side by side against 48 us split (a skinny product gains from both
-# cores' memory bandwidth).
-SIDE_BY_SIDE_MIN_DIM = 32
-
-
-def _concurrent_parts(calls: list, prefix: str) -> list:
-    """Driver lines for two independent split products in one parallel loop. When both are
-    large and alike (decided at run time, from the sizes) the first runs on ``na`` of the
-    ``nt`` threads and the second on the other ``nb``, each thread calling BLAS once on a
-    larger part; else every thread runs its part of the first, then of the second. The second
-    takes BLAS argument words from ``G[gb * BLAS_WORDS :]`` (0 when a thread runs both). ``calls``:
-    per product, (kernel, its names, where its constants start, its prefix)."""
-    t, nt, na, nb, gb, side = (prefix + x for x in ("t", "nt", "na", "nb", "gb", "side"))
-    # each product's arguments in the driver's names
-    named = [(k.part[0], inline_body(k.part[1], own, bufs, c)) for k, bufs, c, own in calls]
-    # (batch, m, n, k) of each: its arguments after (a, b, out, G), see kernels.matmul_kernel
-    dims = [args[4:8] for _, args in named]
-    sizes = [d[1:] for d in dims]
-    macs = [" * ".join(d) for d in dims]
-    lines = [
-        f"    {nt} = G.size // {runtime.BLAS_WORDS}",
-        f"    {side} = min({', '.join(sizes[0] + sizes[1])}) >= {SIDE_BY_SIDE_MIN_DIM}",
-        f"    {side} = {side} and 4 * max({macs[0]}, {macs[1]}) <= 5 * min({macs[0]}, {macs[1]})",
-        f"    {na} = max({nt} // 2, 1) if {side} else {nt}",
-        f"    {nb} = max({nt} - {na}, 1) if {side} else {nt}",
-        f"    {gb} = {na} % {nt}",
-        f"    for {t} in prange({nt}):",
-    ]
-    parts = [  # (which threads, the part, of how many, BLAS's argument words)
-        (f"{t} < {na}", t, na, "G"),
-        (f"{t} >= {nt} - {nb}", f"{t} - ({nt} - {nb})", nb, f"G[{gb} * {runtime.BLAS_WORDS} :]"),
-    ]
-    for (fn, args), (cond, part, count, words) in zip(named, parts):
-        args = [words if a == "G" else a for a in args]
-        lines += [f"        if {cond}:", f"            {fn}({', '.join(args)}, {part}, {count})"]
-    return lines
 
 
 def plan_loads(kernel, target) -> set:

@@ -107,7 +107,7 @@ def _affine_map_kernel(g: KernelGen, v: Var, affine, parallel: bool) -> Kernel:
         g.dim(("merged", v, j), numel(v.shape[a] for a in axes)) for j, axes in enumerate(groups)
     ]
     for j, (name, n) in enumerate(zip(names, sizes)):
-        body.emit(f"for {name} in {'prange' if parallel and j == 0 else 'range'}({n}):")
+        body.emit(g.loop(name, n, body, parallel and j == 0))
         body.indent += 1
     for x, (src, base, strides, chain) in leaves.items():
         g.covers.extend(chain)

@@ -28,7 +28,14 @@ from pathlib import Path
 
 from ...locks import new_lock
 
-__all__ = ["CACHE_DIR_ENV", "FORMAT_VERSION", "cache_dir", "clear_cache", "load_module"]
+__all__ = [
+    "CACHE_DIR_ENV",
+    "FORMAT_VERSION",
+    "cache_dir",
+    "clear_cache",
+    "load_module",
+    "module_name",
+]
 
 CACHE_DIR_ENV = "JITGRAD_CACHE_DIR"
 # Bump when the layout of generated code changes incompatibly, so old files are not picked up.
@@ -76,7 +83,7 @@ def load_module(source: str, prefix: str) -> types.ModuleType:
     if not prefix.isidentifier():
         raise ValueError(f"load_module: prefix must be a Python identifier, got {prefix!r}")
     data = source.encode("utf-8")
-    name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:_DIGEST_CHARS]}"
+    name = module_name(source, prefix)
     module = _modules.get(name)
     if module is not None:
         return module
@@ -86,6 +93,12 @@ def load_module(source: str, prefix: str) -> types.ModuleType:
             module = _load_uncached(name, source, data)
             _modules[name] = module
     return module
+
+
+def module_name(source: str, prefix: str) -> str:
+    """The name ``load_module`` gives ``source``'s module (and its file): the prefix and a hash
+    of the source."""
+    return f"{prefix}_{hashlib.sha256(source.encode('utf-8')).hexdigest()[:_DIGEST_CHARS]}"
 
 
 def clear_cache() -> None:

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numba
+
 from ...ir.tape import Var
 
 if TYPE_CHECKING:
@@ -49,6 +51,9 @@ PARALLEL_MIN = 1 << 16
 # BLAS on one thread, see runtime.blas_enter). Splitting the small MLP's 64x64x128 products
 # (2^19) gained nothing, and its driver would need Numba's slower parallel pipeline to compile.
 GEMM_SPLIT_MIN = 1 << 20
+# the parts a threaded kernel's loop is cut into: one per thread of Numba's pool (the launch
+# runs them all at once)
+PARTS = numba.config.NUMBA_NUM_THREADS
 # NOTE: "reassoc" lets LLVM vectorize reductions (and so whole fused loops); never add "nsz":
 # with it LLVM folds (x + C) - C to x in the inlined vecmath code, whose range reduction rounds
 # exactly there (exp came out wrong by up to 0.7). tests/test_numba_backend.py checks exp and
@@ -116,9 +121,9 @@ class Kernel:
     dim_keys: list = field(default_factory=list)  # what each entry of ``dims`` is
     uses_blas: bool = False  # reads G, the int32 scratch BLAS reads its arguments from
     scratch: list = field(default_factory=list)  # buffers (Vars) of its own, in the workspace
-    # a product split across the driver's threads: (its part intrinsic, the arguments before
-    # the part's, ``G`` among them)
+    # a product split across threads: (its part intrinsic, the arguments before the part's)
     part: tuple | None = None
+    then: Kernel | None = None  # a kernel to run right after this one (a threaded sum's combine)
 
 
 class _Body:
@@ -186,6 +191,16 @@ class KernelGen:
         """A local name unique within the kernel."""
         self._counter += 1
         return f"{prefix}{self._counter}"
+
+    def loop(self, var: str, n: str, body: _Body, parallel: bool = False) -> str:
+        """The header of a loop of ``var`` over ``range(n)``; in a threaded kernel, over the
+        rows of it that this call's part runs (see abi.part_range: each thread of the launch
+        calls the kernel with its own part)."""
+        if not parallel:
+            return f"for {var} in range({n}):"
+        lo, hi = self.fresh("lo"), self.fresh("hi")
+        body.emit(f"{lo}, {hi} = part_range({n}, part, parts)")
+        return f"for {var} in range({lo}, {hi}):"
 
     # -- symbols -------------------------------------------------------------------------------
     def buf(self, v: Var) -> str:

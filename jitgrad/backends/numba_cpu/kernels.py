@@ -4,6 +4,9 @@ own modules)."""
 
 from __future__ import annotations
 
+import re
+
+from ... import dtypes
 from ...ir.tape import Var
 from . import runtime
 from .affine import _affine_leaves, _affine_map_kernel
@@ -11,6 +14,7 @@ from .codegen import (
     _NP,
     GEMM_SPLIT_MIN,
     PARALLEL_MIN,
+    PARTS,
     Flat,
     Kernel,
     KernelGen,
@@ -19,7 +23,7 @@ from .codegen import (
     numel,
 )
 from .plan import Plan
-from .reductions import reduce_kernel
+from .reductions import combine_kernel, reduce_kernel
 from .scatters import scatter_kernel
 from .source import _finish, _loops, _store_cast
 
@@ -69,8 +73,7 @@ def _transpose_kernel(g: KernelGen, v: Var, chain: list, m: Var, parallel: bool)
         if numel(m.shape[d] for d in run) == 1:
             body.emit(f"{a} = 0")
         else:
-            rng = "prange" if parallel and opened == 0 else "range"
-            body.emit(f"for {a} in {rng}({n}):")
+            body.emit(g.loop(a, n, body, parallel and opened == 0))
             body.indent += 1
             opened += 1
         src.append(a if strides[j] == "1" else f"{a} * {strides[j]}")
@@ -100,7 +103,7 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
     flat = flat or (e.prim.name == "reshape" and plan.flat_ok(e.inputs[0], size))
     if flat:
         n = g.dim(("numel", v), size)
-        body.emit(f"for i in {'prange' if parallel else 'range'}({n}):")
+        body.emit(g.loop("i", n, body, parallel))
         body.indent += 1
         val = g.expr(e, Flat("i"), body)
         body.emit(f"{at(out, 'i')} = {val}")
@@ -152,28 +155,26 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         # B stored transposed, A not: gemm_swapped picks the faster form by the sizes, at run
         # time (a choice at trace time would make a new batch size a new source to compile)
         swappable = tb and not ta
-        # (np.bool_: a literal True/False would make each combination a compile of its own)
-        ta, tb = (f"np.bool_({t})" for t in (ta, tb))
-        # G: the driver's scratch for BLAS's by-pointer arguments
-        arg_list = [ba, bb, out, "G", batch, m, n, k, ta, tb]
+        # runtime flags: every float product of a dtype is one kernel source
+        ta, tb = (f"{g.dim((name, v), int(t))} != 0" for name, t in (("ta", ta), ("tb", tb)))
+        # the words BLAS reads its by-pointer arguments from, BLAS_WORDS per part
+        words = g.scratch_buf(runtime.BLAS_WORDS * PARTS, dtypes.int32)
+        arg_list = [ba, bb, out, words, batch, m, n, k, ta, tb]
         fn = "gemm_swapped" if swappable else "gemm"
         if swappable:
             arg_list.append(g.scratch_buf(numel(v.shape), v.dtype))
         args = ", ".join(arg_list)
-        # a large product is split across the driver's threads, each calling BLAS on one
+        # a large product is split across threads, each calling BLAS (on one thread) for a part
         split = runtime.BLAS_THREADS and plan.threads(
             numel(v.shape) * a.shape[-1] >= GEMM_SPLIT_MIN
         )
         if split:
-            # parts: the driver's threads, BLAS_WORDS words each
-            body.emit(f"nt = G.size // {runtime.BLAS_WORDS}")
-            body.emit("for t in prange(nt):")
-            body.emit(f"    {fn}_part({args}, t, nt)")
+            body.emit(f"{fn}_part({args}, part, parts)")
         else:
             body.emit(f"{fn}({args})")
         g.uses_blas = True
         kernel = _finish(g, body.lines, split)
-        if split:  # the driver may run it beside a neighbour instead (see Executable._layout)
+        if split:  # it may run beside a neighbour instead (see pair_kernel)
             kernel.part = (f"{fn}_part", arg_list)
         return kernel
     body.emit(f"o3 = {out}.reshape(({batch}, {m}, {n}))")
@@ -210,7 +211,7 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
             accs[r] = f"acc{j}"
             body.emit(f"acc{j} = {acc_t}(0)")
     parallel = plan.threads(size >= PARALLEL_MIN)
-    body.emit(f"for i in {'prange' if parallel else 'range'}({n}):")  # sums: prange reductions
+    body.emit(g.loop("i", n, body, parallel))
     body.indent += 1
     member_loads = {}
     for r in roots:
@@ -225,13 +226,23 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
             g.stored[r] = ("i", val)
         member_loads[r] = {k: s - before.get(k, set()) for k, s in g.loads_of.items()}
     body.indent = 1
+    partials = []
     for r, acc in accs.items():
-        body.emit(f"{g.buf_names[r]}[0] = {_store_cast(r, acc)}")
+        if parallel:  # each part's sum, added up by the combine kernel after the launch
+            name = g.scratch_buf(
+                PARTS, dtypes.float64 if r.dtype.is_floating_point else dtypes.int64
+            )
+            body.emit(f"{name}[part] = {acc}")
+            partials.append((g.scratch[-1], r))
+        else:
+            body.emit(f"{g.buf_names[r]}[0] = {_store_cast(r, acc)}")
     kernel = _finish(g, body.lines, parallel)
     kernel.root = roots[-1]
-    kernel.roots = list(roots)
+    kernel.roots = [r for r in roots if not parallel or r not in accs]
     kernel.flat_index = "i"
     kernel.member_loads = member_loads
+    if partials:
+        kernel.then = combine_kernel(plan, partials)
     return kernel
 
 
@@ -240,11 +251,16 @@ def schedule(plan: Plan, order: list) -> list:
     domain share one loop, unless one reads a sum computed in the same run."""
     kernels, run, run_size = [], [], None
 
+    def add(k: Kernel) -> None:
+        kernels.append(k)
+        if k.then is not None:  # a threaded sum's combine step runs right after it
+            add(k.then)
+
     def flush():
         if len(run) > 1:
-            kernels.append(group_kernel(plan, list(run), run_size))
+            add(group_kernel(plan, list(run), run_size))
         elif run:
-            kernels.append(build(plan, run[0]))
+            add(build(plan, run[0]))
         run.clear()
 
     for v in order:
@@ -256,7 +272,7 @@ def schedule(plan: Plan, order: list) -> list:
         flush()
         run_size = size
         if size is None:
-            kernels.append(build(plan, v))
+            add(build(plan, v))
         else:
             run.append(v)
     flush()
@@ -273,3 +289,76 @@ def build(plan: Plan, v: Var) -> Kernel:
     if name == "scatter_add":
         return scatter_kernel(plan, v)
     return map_kernel(plan, v)
+
+
+# Two products run side by side when each has every dim at least this and neither has over
+# 5/4 of the other's multiply-adds. On two threads the two gradients of a 256x512x512 product
+# took 1.35 ms side by side against 1.49 ms one after the other, each split in two; those of a
+# 256x512x10 product, 76 us side by side against 48 us split (a skinny product gains from both
+# cores' memory bandwidth).
+SIDE_BY_SIDE_MIN_DIM = 32
+_DIM_READ = re.compile(r"\bdims\[(\d+)\]")
+_BUF = re.compile(r"\bb(\d+)\b")
+_SIZE = re.compile(r"\bn(\d+)\b")
+
+
+def paired(kernels: list) -> list:
+    """``kernels`` with each split product that the next one does not read merged with it into
+    one threaded kernel (``pair_kernel``). Structure alone decides, so every batch size gets the
+    same kernels."""
+    out: list = []
+    for k in kernels:
+        last = out[-1] if out else None
+        if last is not None and last.kind == "matmul" and last.part and k.part:
+            if last.root not in k.buffers:
+                out[-1] = pair_kernel(last, k)
+                continue
+        out.append(k)
+    return out
+
+
+def pair_kernel(a: Kernel, b: Kernel) -> Kernel:
+    """Two independent split products in one threaded kernel. When both are large and alike
+    (decided at run time, from the sizes) the first runs on half of the parts and the second
+    on the other half, each part calling BLAS once on a larger piece; else every part runs its
+    piece of the first, then of the second."""
+    nb, nd = len(a.buffers), len(a.dims)
+
+    def moved(text: str) -> str:  # b's names, past a's
+        text = _DIM_READ.sub(lambda m: f"dims[{int(m.group(1)) + nd}]", text)
+        text = _BUF.sub(lambda m: f"b{int(m.group(1)) + nb}", text)
+        return _SIZE.sub(lambda m: f"n{int(m.group(1)) + nd}", text)
+
+    def loads(k: Kernel) -> list:
+        return [line for line in k.body if _DIM_READ.search(line)]
+
+    calls = [(a.part[0], a.part[1]), (b.part[0], [moved(x) for x in b.part[1]])]
+    # (batch, m, n, k) of each: its arguments after (a, b, out, words), see matmul_kernel
+    dims = [args[4:8] for _, args in calls]
+    sizes = [d[1:] for d in dims]
+    macs = [" * ".join(d) for d in dims]
+    body = loads(a) + [moved(line) for line in loads(b)]
+    body += [
+        f"    side = min({', '.join(sizes[0] + sizes[1])}) >= {SIDE_BY_SIDE_MIN_DIM}",
+        f"    side = side and 4 * max({macs[0]}, {macs[1]}) <= 5 * min({macs[0]}, {macs[1]})",
+        "    na = max(parts // 2, 1) if side else parts",
+        "    nb = max(parts - na, 1) if side else parts",
+        "    if part < na:",
+        f"        {calls[0][0]}({', '.join(calls[0][1])}, part, na)",
+        "    if part >= parts - nb:",
+        f"        {calls[1][0]}({', '.join(calls[1][1])}, part - (parts - nb), nb)",
+    ]
+    return Kernel(
+        "pair",
+        b.root,
+        a.buffers + b.buffers,
+        a.dims + b.dims,
+        [],
+        covers=a.covers + b.covers,
+        body=body,
+        parallel=True,
+        roots=a.roots + b.roots,
+        dim_keys=a.dim_keys + b.dim_keys,
+        uses_blas=True,
+        scratch=a.scratch + b.scratch,
+    )

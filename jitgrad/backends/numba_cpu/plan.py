@@ -18,6 +18,13 @@ RECOMPUTE_LIMIT = 40  # cost units (1 per arithmetic op, 6 per transcendental)
 INDEX_RECOMPUTE_LIMIT = 2
 
 
+def _stored(e) -> bool:
+    """Whether ``e``'s value is stored whatever reads it: reductions, products, scatters and
+    copies (``.contiguous()``/``.clone()`` ask for memory in order, e.g. a transposed result
+    read by several kernels is transposed once instead of in each)."""
+    return e.prim.kind in ("reduce", "matmul") or e.prim.name in ("scatter_add", "copy")
+
+
 class Plan:
     """Which values are materialized, and in what order kernels compute them."""
 
@@ -38,10 +45,7 @@ class Plan:
         self.materialized = set(tape.inputs) | {v for v in tape.consts if v not in self.scalars}
         must = set(tape.outputs) | {v for _, v in tape.writes if v is not None}
         for e in tape.eqns:
-            kind = e.prim.kind
-            if kind in ("reduce", "matmul") or e.prim.name in ("scatter_add", "copy"):
-                # (copy: .contiguous()/.clone() ask for memory in order, e.g. a transposed
-                # result read by several kernels is transposed once instead of in each)
+            if _stored(e):
                 must.add(e.out)
             if e.prim.name == "expand" and e.inputs[0] not in self.scalars:
                 # broadcasting a computed value would recompute it per copy
@@ -134,6 +138,8 @@ class Plan:
         ):
             return 0.5
         e = self.producer[v]
+        if _stored(e):  # always stored (a load), however much computing it took
+            return 0.5
         own = 6.0 if any(t in e.prim.name for t in _TRANSCENDENTAL) else 1.0
         if e.prim.kind == "movement":
             own = 0.0

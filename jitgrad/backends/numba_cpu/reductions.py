@@ -7,6 +7,7 @@ from ...ir.tape import Var
 from .codegen import (
     _NP,
     PARALLEL_MIN,
+    PARTS,
     Flat,
     Kernel,
     KernelGen,
@@ -102,6 +103,13 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
             body.emit("acc = math.log(acc) + m")
         off = _ravel_kept(g, x, kept, [full[k] for k in kept]) if kept else "0"
         result = "best" if name == "argmax" else "acc"
+        if parallel and not kept:  # a threaded full sum: each part's, added up after
+            name = g.scratch_buf(PARTS, dtypes.float64 if floating else dtypes.int64)
+            body.emit(f"{name}[part] = acc")
+            kernel = _finish(g, body.lines, parallel)
+            kernel.roots = []
+            kernel.then = combine_kernel(plan, [(g.scratch[-1], v)])
+            return kernel
         body.emit(f"{at(out, off)} = {_store_cast(v, result)}")
         return _finish(g, body.lines, parallel)
     # columns: the innermost axis is kept, so accumulate rows of an output-sized buffer
@@ -122,6 +130,25 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
     body.emit(f"for j in range({n_out}):")
     body.emit(f"    {at(out, 'j')} = {_store_cast(v, at(acc, 'j'))}")
     return _finish(g, body.lines, False)
+
+
+def combine_kernel(plan: Plan, partials: list) -> Kernel:
+    """The sums of a threaded kernel: for each (partials, value) pair, the parts' sums added in
+    part order (so the result does not depend on which thread ran which part) and stored."""
+    g = KernelGen(plan, "combine", partials[-1][1])
+    # the parts that ran: the executable sets it (1 where its loops run serially)
+    n = g.dim(("parts",), PARTS)
+    body = _Body(g)
+    for p, v in partials:
+        acc_t = "np.float64" if v.dtype.is_floating_point else "np.int64"
+        src, out = g.buf(p), g.buf(v)
+        body.emit(f"acc = {acc_t}(0)")
+        body.emit(f"for t in range({n}):")
+        body.emit(f"    acc += {src}[t]")
+        body.emit(f"{out}[0] = {_store_cast(v, 'acc')}")
+    kernel = _finish(g, body.lines, False)
+    kernel.roots = [v for _, v in partials]
+    return kernel
 
 
 def _merged_axes(x: Var, axes: tuple) -> tuple:

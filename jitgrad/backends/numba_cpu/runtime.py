@@ -5,17 +5,20 @@ BLAS's thread count (``blas_enter``/``blas_leave``) and the compiler pipeline.""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 import llvmlite.binding as _llvm
 import numpy as np
 from llvmlite import ir as _ir
-from numba import njit, types
+from numba import cfunc, njit, types
 from numba.core import cgutils as _cgutils
 from numba.extending import get_cython_function_address
 from numba.extending import intrinsic as _intrinsic
 
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
+from .abi import *  # noqa: F401,F403  (the kernels' signature, buffer views, part_range)
+from .abi import KERNEL
 from .pipeline import LeanPipeline  # noqa: F401  (named in the drivers' decorators)
 
 # the cast generated kernels put on buffer offsets (see codegen.at)
@@ -189,6 +192,23 @@ def blas_leave(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+def _blas_enter_kernel(B, A, C, part, parts):
+    blas_enter()
+
+
+def _blas_leave_kernel(B, A, C, part, parts):
+    blas_leave()
+
+
+@functools.cache
+def blas_kernel_addresses() -> tuple:
+    """``blas_enter`` and ``blas_leave`` as kernels (abi.KERNEL) for the first and last calls
+    of an executable's program (compiled once per machine: Numba caches them)."""
+    return tuple(
+        cfunc(KERNEL, cache=True)(fn).address for fn in (_blas_enter_kernel, _blas_leave_kernel)
+    )
 
 
 def _gemm_typer(arrays, ints, flags):

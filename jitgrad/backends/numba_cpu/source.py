@@ -1,12 +1,17 @@
-"""What generated code shares: the driver's header (with a digest of the runtime it calls
-into), the finished kernel, loop nests, and store casts."""
+"""What generated code shares: the header of every generated module (with a digest of the
+runtime it calls into), a kernel's function source, the finished kernel, loop nests, and store
+casts."""
 
 from __future__ import annotations
 
+import re
+
 from ...ir.tape import Var
+from .abi import VIEWS
 from .codegen import (
     _NP,
     _VEC,
+    FASTMATH,
     Kernel,
     KernelGen,
     _Body,
@@ -22,7 +27,12 @@ def _runtime_digest() -> str:
 
     here = pathlib.Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in (here / "runtime.py", here / "pipeline.py", here.parent / "vecmath.py"):
+    for path in (
+        here / "runtime.py",
+        here / "abi.py",
+        here / "pipeline.py",
+        here.parent / "vecmath.py",
+    ):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -32,10 +42,43 @@ HEADER = f"""\
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import cfunc, njit
 
 from jitgrad.backends.numba_cpu.runtime import *  # noqa: F401,F403
 """
+
+
+_DIM_READ = re.compile(r"\bdims\[(\d+)\]")
+_CONST_READ = re.compile(r"\bconsts\[(\d+)\]")
+
+
+def kernel_source(k: Kernel, slots: list) -> str:
+    """``k`` as a module of its own: one C function (abi.KERNEL) whose buffers are the slots
+    listed first in ``A``, its sizes the words after them and its constants ``C``. The source
+    depends on what the kernel computes, not on which tensors or sizes: it is the kernel's
+    identity for the caches. Buffers that are the same slot (an update written in place over
+    the value it reads) are one view: LLVM then knows they alias, and vectorizes the loop
+    without runtime overlap checks (Adam's update over 8192 floats took 37 us with two views,
+    against 8 us)."""
+    nb = len(k.buffers)
+    first = {}
+    lines = []
+    for i, (v, s) in enumerate(zip(k.buffers, slots)):
+        j = first.setdefault(s, i)
+        view = f"b{j}" if j < i else f"{VIEWS[v.dtype.name]}(B, A[{i}])"
+        lines.append(f"    b{i} = {view}")
+    for line in k.body:
+        line = _DIM_READ.sub(lambda m: f"A[{nb + int(m.group(1))}]", line)
+        lines.append(_CONST_READ.sub(lambda m: f"C[{m.group(1)}]", line))
+    decorator = (
+        f"@cfunc(KERNEL, cache=_JG_CACHE, fastmath={FASTMATH}, error_model='numpy', "
+        "pipeline_class=LeanPipeline)"
+    )
+    return (
+        f"{HEADER}\n\n{decorator}\ndef kernel(B, A, C, part, parts):\n"
+        + "\n".join(lines or ["    pass"])
+        + "\n"
+    )
 
 
 def _vec(text: str) -> str:
@@ -77,8 +120,7 @@ def _loops(g: KernelGen, v: Var, dims_of: Var, axes, body: _Body, parallel: bool
             body.emit(f"i{k} = 0")
             continue
         n = g.vdim(dims_of, k)
-        rng = "prange" if parallel and opened == 0 else "range"
-        body.emit(f"for i{k} in {rng}({n}):")
+        body.emit(g.loop(f"i{k}", n, body, parallel and opened == 0))
         body.indent += 1
         opened += 1
     return names

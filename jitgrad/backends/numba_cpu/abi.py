@@ -1,0 +1,257 @@
+"""How compiled kernels are called: one C signature for every kernel, and the program that
+calls them in order.
+
+Every kernel is a C function ``kernel(B, A, C, part, parts)`` (``KERNEL``):
+
+- ``B``: the executable's buffer table, two words per slot: a buffer's address and its
+  length in elements. A kernel sees its buffers as 1-D arrays (``view_f32(B, slot)``, ...).
+- ``A``: the kernel's integer arguments: the slots of its buffers, then its sizes.
+- ``C``: its float constants (learning rates, eps, ...).
+- ``part``, ``parts``: which piece of its outermost loop this call runs (``part_range``); a
+  serial kernel is called with (0, 1) and ignores them.
+
+A kernel's source therefore names no buffer, size or constant of a particular tape: two kernels
+that compute the same thing on different tensors (every parameter's optimizer update, the same
+layer twice, a new batch size, a second model) are one source, compiled once and cached on
+disk by a hash of that source.
+
+A program lists the calls of one executable: for each, the kernel's address, its ``A`` and
+``C`` and whether it runs on threads (layout in ``_run_program``). ``run_program`` (compiled
+once per machine, cached by Numba) calls them in order; a threaded call goes through
+``launch``, which calls the kernel once per part on Numba's threads. Kernels are called
+through function pointers, so a step's driver links none of their code: it only stores the
+addresses of the buffers that change from call to call (arguments, and the blocks that
+outputs and new gradients are views into) and calls the program (``driver_source``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from llvmlite import ir
+from numba import cfunc, njit, prange, types  # noqa: F401  (njit: named in driver sources)
+from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
+
+_I64 = ir.IntType(64)
+_P64 = ir.PointerType(_I64)
+_PF64 = ir.PointerType(ir.DoubleType())
+_KERNEL_IR = ir.FunctionType(ir.VoidType(), [_P64, _P64, _PF64, _I64, _I64])
+
+# the kernels' C signature (see the module docstring)
+KERNEL = types.void(
+    types.CPointer(types.int64),
+    types.CPointer(types.int64),
+    types.CPointer(types.float64),
+    types.int64,
+    types.int64,
+)
+# words per call in a program, after its header
+CALL_WORDS = 4
+
+
+def _view(dtype):
+    arrty = types.Array(dtype, 1, "C")
+
+    @intrinsic
+    def view(typingctx, table, slot):
+        """Slot ``slot`` of the buffer table ``table``: a 1-D array over that buffer."""
+        if not isinstance(slot, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            table, slot = args
+            slot = context.cast(builder, slot, signature.args[1], types.int64)
+            at = builder.mul(slot, _I64(2))
+            addr = builder.load(builder.gep(table, [at]))
+            n = builder.load(builder.gep(table, [builder.add(at, _I64(1))]))
+            item = context.get_data_type(dtype)
+            size = context.get_abi_sizeof(item)
+            ary = context.make_array(arrty)(context, builder)
+            data = builder.inttoptr(addr, item.as_pointer())
+            populate_array(
+                ary, data=data, shape=[n], strides=[_I64(size)], itemsize=size, meminfo=None
+            )
+            return ary._getvalue()
+
+        return arrty(table, slot), codegen
+
+    return view
+
+
+view_f32 = _view(types.float32)
+view_f64 = _view(types.float64)
+view_i64 = _view(types.int64)
+view_i32 = _view(types.int32)
+view_u64 = _view(types.uint64)
+view_bool = _view(types.boolean)
+# the view generated code uses for a buffer of each dtype
+VIEWS = {
+    "float32": "view_f32",
+    "float64": "view_f64",
+    "int64": "view_i64",
+    "int32": "view_i32",
+    "uint64": "view_u64",
+    "bool": "view_bool",
+}
+
+
+@njit(inline="always", cache=True)
+def part_range(n, part, parts):
+    """The rows ``[lo, hi)`` of ``range(n)`` that part ``part`` of ``parts`` runs."""
+    return n * part // parts, n * (part + 1) // parts
+
+
+def _as(builder, value, ty):
+    return builder.inttoptr(value, ty) if value.type != ty else value
+
+
+@intrinsic
+def call_kernel(typingctx, fn, table, args, consts, part, parts):
+    """Call the kernel at address ``fn`` (all arguments are integers: addresses, and the
+    part)."""
+    if not all(isinstance(t, types.Integer) for t in (fn, table, args, consts, part, parts)):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        fn, table, args, consts, part, parts = llargs
+        target = builder.inttoptr(fn, ir.PointerType(_KERNEL_IR))
+        builder.call(
+            target,
+            [
+                _as(builder, table, _P64),
+                _as(builder, args, _P64),
+                _as(builder, consts, _PF64),
+                part,
+                parts,
+            ],
+        )
+        return context.get_dummy_value()
+
+    return types.void(fn, table, args, consts, part, parts), codegen
+
+
+_LAUNCH_IR = ir.FunctionType(ir.VoidType(), [_I64] * 5)
+
+
+@intrinsic
+def call_launch(typingctx, launcher, fn, table, args, consts, parts):
+    """Call ``launch`` (at address ``launcher``) for one threaded kernel call."""
+    if not all(isinstance(t, types.Integer) for t in (launcher, fn, table, args, consts, parts)):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        launcher, *rest = llargs
+        builder.call(builder.inttoptr(launcher, ir.PointerType(_LAUNCH_IR)), rest)
+        return context.get_dummy_value()
+
+    return types.void(launcher, fn, table, args, consts, parts), codegen
+
+
+def _launch(fn, table, args, consts, parts):
+    # one part per thread of Numba's pool (parts is the pool's size)
+    for part in prange(parts):
+        call_kernel(fn, table, args, consts, part, parts)
+
+
+def _run_program(table, prog):
+    # prog: run_program's address, launch's, parts, the number of calls, the number of new
+    # arrays; (slot, its block's slot, byte offset) per new array; (kernel address, A, C,
+    # threaded) per call
+    launcher = prog[1]
+    parts = prog[2]
+    # the new arrays of this call: views into its blocks (a block's address plus an offset)
+    for j in range(prog[4]):
+        at = 5 + 3 * j
+        table[2 * prog[at]] = table[2 * prog[at + 1]] + prog[at + 2]
+    calls = 5 + 3 * prog[4]
+    address = table_address(table)
+    for j in range(prog[3]):
+        at = calls + CALL_WORDS * j
+        if prog[at + 3]:
+            call_launch(launcher, prog[at], address, prog[at + 1], prog[at + 2], parts)
+        else:
+            call_kernel(prog[at], address, prog[at + 1], prog[at + 2], 0, 1)
+
+
+@intrinsic
+def table_address(typingctx, table):
+    """A pointer's address, as an integer."""
+    if not isinstance(table, types.CPointer):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        return builder.ptrtoint(llargs[0], _I64)
+
+    return types.int64(table), codegen
+
+
+_WORDS = types.CPointer(types.int64)
+
+
+@functools.cache
+def run_program_address() -> int:
+    """``run_program(table, prog)``, compiled (once per machine: Numba caches it)."""
+    return cfunc(types.void(_WORDS, _WORDS), cache=True)(_run_program).address
+
+
+@functools.cache
+def launch_address() -> int:
+    """``launch(fn, table, args, consts, parts)``: the kernel at ``fn`` once per part, on
+    Numba's threads (compiled once per machine, like ``run_program``)."""
+    sig = types.void(types.int64, types.int64, types.int64, types.int64, types.int64)
+    return cfunc(sig, cache=True, parallel=True)(_launch).address
+
+
+@intrinsic
+def run(typingctx, table, prog, arrays):
+    """Store the address and length of each of ``arrays`` (a tuple of 1-D arrays) in slots
+    0, 1, ... of the buffer table, then call ``run_program`` (its address is the program's
+    first word)."""
+    if not isinstance(arrays, types.BaseTuple) or not all(
+        isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays
+    ):
+        return None
+
+    def codegen(context, builder, signature, llargs):
+        table, prog, arrays = llargs
+        table_ty, prog_ty, arrays_ty = signature.args
+        tab = context.make_array(table_ty)(context, builder, table)
+        words = tab.data
+        for i, ty in enumerate(arrays_ty):
+            ary = context.make_array(ty)(context, builder, builder.extract_value(arrays, i))
+            addr = builder.ptrtoint(ary.data, _I64)
+            builder.store(addr, builder.gep(words, [_I64(2 * i)]))
+            builder.store(ary.nitems, builder.gep(words, [_I64(2 * i + 1)]))
+        pro = context.make_array(prog_ty)(context, builder, prog)
+        entry = builder.load(pro.data)
+        fnty = ir.FunctionType(ir.VoidType(), [_P64, _P64])
+        target = builder.inttoptr(entry, ir.PointerType(fnty))
+        builder.call(target, [_as(builder, words, _P64), _as(builder, pro.data, _P64)])
+        return context.get_dummy_value()
+
+    return types.void(table, prog, arrays), codegen
+
+
+def driver_source(n: int, header: str) -> str:
+    """A driver for executables with ``n`` per-call buffers: one source per ``n``, compiled
+    once per signature (the buffers' dtypes) and cached by Numba."""
+    names = [f"a{i}" for i in range(n)]
+    packed = f"({', '.join(names)},)" if names else "()"
+    return (
+        header
+        + "\n\n@njit(cache=_JG_CACHE, nogil=True, pipeline_class=LeanPipeline)\n"
+        + f"def driver({', '.join([*names, 'B', 'P'])}):\n"
+        + f"    run(B, P, {packed})\n"
+    )
+
+
+__all__ = [
+    "CALL_WORDS",
+    "KERNEL",
+    "VIEWS",
+    "call_kernel",
+    "part_range",
+    "run",
+    *VIEWS.values(),
+]
