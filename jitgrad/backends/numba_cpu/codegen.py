@@ -87,10 +87,9 @@ def _cast_text(np_name: str, text: str) -> str:
 
 
 def at(buf: str, off: str) -> str:
-    """``buf[off]`` with the offset cast to unsigned. A signed index gets a wraparound test
-    (negative counts from the end) on every access, and that test keeps LLVM from vectorizing
-    the loop; generated offsets are never negative (gathers wrap theirs explicitly)."""
-    return f"{buf}[{off}]" if off.isdigit() else f"{buf}[u64({off})]"
+    """``buf[off]``: buffers are typed pointers, indexed with no wraparound or bounds test
+    (generated offsets are never negative: gathers wrap theirs explicitly)."""
+    return f"{buf}[{off}]"
 
 
 def numel(shape) -> int:
@@ -254,6 +253,10 @@ class KernelGen:
             self.consts.append(v)
         return name
 
+    def read(self, v: Var, off: str) -> str:
+        """The element of stored value ``v`` at flat offset ``off``."""
+        return at(self.buf(v), off)
+
     # -- addressing ----------------------------------------------------------------------------
     def ravel(self, v: Var, idx: tuple) -> str:
         if not idx:
@@ -281,7 +284,7 @@ class KernelGen:
         if v in self.affine:
             buf, off = self.affine[v]
             self.loads_of.setdefault(buf, set()).add(off)
-            return body.temp(at(self.buf(buf), off), "x")
+            return body.temp(self.read(buf, off), "x")
         if body is not self.hoisted and v not in self.own and numel(v.shape) == 1:
             return self.load(v, ("0",) * v.ndim, self.hoisted)
         if v in self.stored and isinstance(idx, Flat) and self.stored[v][0] == idx.i:
@@ -289,11 +292,11 @@ class KernelGen:
         if v is self.root and self.root is not None:
             return self.expr(plan.producer[v], idx, body)
         if v.ndim == 0 and v in plan.materialized:
-            return body.temp(f"{self.buf(v)}[0]", "s")
+            return body.temp(self.read(v, "0"), "s")
         if v in plan.materialized:
             off = idx.i if isinstance(idx, Flat) else self.ravel(v, idx)
             self.loads_of.setdefault(v, set()).add(off)
-            return body.temp(at(self.buf(v), off), "x")
+            return body.temp(self.read(v, off), "x")
         return self.expr(plan.producer[v], idx, body)
 
     def expr(self, e, idx, body: _Body) -> str:

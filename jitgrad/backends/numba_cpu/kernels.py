@@ -177,21 +177,17 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         if split:  # it may run beside a neighbour instead (see pair_kernel)
             kernel.part = (f"{fn}_part", arg_list)
         return kernel
-    body.emit(f"o3 = {out}.reshape(({batch}, {m}, {n}))")
-    names = []
-    for j, (buf, rows, cols, transposed) in enumerate(operands):
-        body.emit(f"m{j} = {buf}.reshape(({batch}, {rows}, {cols}))")
-        names.append(f"m{j}[q].T" if transposed else f"m{j}[q]")
-    # integer matmul: plain loops
+    # integer matmul: plain loops; an operand stored transposed is read across its rows
+    (ba, _, _, ta), (bb, _, _, tb) = operands
+    ia = f"q * {m} * {k} + " + (f"t * {m} + r" if ta else f"r * {k} + t")
+    ib = f"q * {k} * {n} + " + (f"c * {k} + t" if tb else f"t * {n} + c")
     body.emit(f"for q in range({batch}):")
-    body.emit(f"    x0 = {names[0]}")
-    body.emit(f"    x1 = {names[1]}")
     body.emit(f"    for r in range({m}):")
     body.emit(f"        for c in range({n}):")
     body.emit(f"            s = {_NP[v.dtype.name]}(0)")
     body.emit(f"            for t in range({k}):")
-    body.emit("                s += x0[r, t] * x1[t, c]")
-    body.emit("            o3[q, r, c] = s")
+    body.emit(f"                s += {ba}[{ia}] * {bb}[{ib}]")
+    body.emit(f"            {out}[(q * {m} + r) * {n} + c] = s")
     return _finish(g, body.lines, False)
 
 

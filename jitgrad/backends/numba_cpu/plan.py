@@ -70,12 +70,29 @@ class Plan:
             if uses > 1 and e.prim.kind != "movement" and self.cost(v) > RECOMPUTE_LIMIT:
                 must.add(v)
         self.materialized |= {v for v in must if v not in self.scalars}
-        # matmul reads stored matrices (or transposed views of them)
+        # matmul reads stored matrices (or transposed views of them, a BLAS flag): the
+        # transpose of a computed matrix stores the matrix, in order, rather than its transpose
+        # (strided loads: a ReLU gradient's transpose for a weight gradient took 8 us of the
+        # small MLP's 45 us step)
         for e in tape.eqns:
             if e.prim.kind == "matmul":
                 for x in e.inputs:
-                    if not self._matmul_operand_ok(x):
+                    if self._matmul_operand_ok(x):
+                        continue
+                    src = self._transposed(x)
+                    if src is not None and self.producer[src].prim.kind != "movement":
+                        self.materialized.add(src)
+                    else:
                         self.materialized.add(x)
+        # A stored permuted copy (NCHW <-> CNHW for a convolution's weight gradient) moves
+        # whole runs of a stored source (kernels._transpose_kernel); of a computed one it
+        # recomputes each element at strided positions (a ReLU gradient's: 58 us against 32 in
+        # the demo CNN's step): its source is stored.
+        for v in list(self.materialized):
+            src = self._permuted(v)
+            if src is not None and src in self.producer and src not in self.scalars:
+                if self.producer[src].prim.kind != "movement":
+                    self.materialized.add(src)
 
     def threads(self, big: bool) -> bool:
         """Whether the next candidate for threads, in generation order, gets them: when it is
@@ -117,14 +134,26 @@ class Plan:
     def _matmul_operand_ok(self, x: Var) -> bool:
         if x in self.materialized or x not in self.producer:
             return True
-        e = self.producer[x]
-        if e.prim.name == "permute":
-            perm = e.kwargs["perm"]
-            n = len(perm)
-            swap = tuple(range(n - 2)) + (n - 1, n - 2)
-            src = e.inputs[0]
-            return perm == swap and (src not in self.producer or src in self.materialized)
-        return False
+        src = self._transposed(x)
+        return src is not None and (src not in self.producer or src in self.materialized)
+
+    def _permuted(self, v: Var):
+        """The value that ``v`` copies through one permute (then perhaps reshapes and copies,
+        which keep the permuted order), or None (as kernels._transpose_source reads it)."""
+        e = self.producer.get(v)
+        while e is not None and e.prim.name in ("reshape", "copy"):
+            e = self.producer.get(e.inputs[0])
+        if e is None or e.prim.name != "permute" or e.out.dtype is not v.dtype:
+            return None
+        return e.inputs[0] if e.inputs[0].ndim >= 2 else None
+
+    def _transposed(self, x: Var):
+        """The value ``x`` is the transpose of (its last two dims swapped), or None."""
+        e = self.producer.get(x)
+        if e is None or e.prim.name != "permute":
+            return None
+        n = len(e.kwargs["perm"])
+        return e.inputs[0] if e.kwargs["perm"] == tuple(range(n - 2)) + (n - 1, n - 2) else None
 
     def cost(self, v: Var, depth: int = 0, stored: set = frozenset()) -> float:
         """Cost units of computing ``v`` inline: a load (0.5) for stored values (and those

@@ -18,11 +18,8 @@ from numba.extending import intrinsic as _intrinsic
 
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
 from .abi import *  # noqa: F401,F403  (the kernels' signature, buffer views, part_range)
-from .abi import KERNEL
+from .abi import KERNEL, Buffer
 from .pipeline import LeanPipeline  # noqa: F401  (named in the drivers' decorators)
-
-# the cast generated kernels put on buffer offsets (see codegen.at)
-u64 = types.uint64
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _COUNTER_MUL = np.uint64(0xD1B54A32D192ED03)
@@ -211,10 +208,15 @@ def blas_kernel_addresses() -> tuple:
     )
 
 
+def _buffer(x) -> bool:
+    """A flat buffer argument: a kernel's buffer (abi.Buffer) or a 1-D C array."""
+    return isinstance(x, Buffer) or (isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C")
+
+
 def _gemm_typer(arrays, ints, flags):
     floats = (types.float32, types.float64)
     a = arrays[0]
-    if not all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in arrays):
+    if not all(_buffer(x) for x in arrays):
         return None
     if a.dtype not in floats or any(x.dtype != a.dtype for x in arrays if x is not arrays[3]):
         return None
@@ -230,10 +232,12 @@ def _gemm_args(context, builder, signature, llargs):
     part and the number of parts when given) and the two flags."""
     intp = context.get_value_type(types.intp)
     tys = signature.args
-    arrays = [(t, v) for t, v in zip(tys, llargs) if isinstance(t, types.Array)]
-    ptrs = [
-        builder.ptrtoint(context.make_array(t)(context, builder, v).data, intp) for t, v in arrays
-    ]
+    ptrs = []
+    for t, v in zip(tys, llargs):
+        if isinstance(t, types.Array):
+            ptrs.append(builder.ptrtoint(context.make_array(t)(context, builder, v).data, intp))
+        elif isinstance(t, Buffer):
+            ptrs.append(builder.ptrtoint(v, intp))
     ints = [(t, v) for t, v in zip(tys, llargs) if isinstance(t, types.Integer)]
     sizes = [context.cast(builder, v, t, types.intp) for t, v in ints]
     flags = [context.cast(builder, v, t, types.boolean) for t, v in zip(tys[8:10], llargs[8:10])]

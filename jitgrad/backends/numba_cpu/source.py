@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from ...ir.tape import Var
-from .abi import VIEWS
+from .abi import POINTERS
 from .codegen import (
     _NP,
     _VEC,
@@ -57,15 +57,15 @@ def kernel_source(k: Kernel, slots: list) -> str:
     listed first in ``A``, its sizes the words after them and its constants ``C``. The source
     depends on what the kernel computes, not on which tensors or sizes: it is the kernel's
     identity for the caches. Buffers that are the same slot (an update written in place over
-    the value it reads) are one view: LLVM then knows they alias, and vectorizes the loop
-    without runtime overlap checks (Adam's update over 8192 floats took 37 us with two views,
-    against 8 us)."""
+    the value it reads) are one pointer: LLVM then knows they alias, and vectorizes the loop
+    without runtime overlap checks (Adam's update over 8192 floats took 37 us with two
+    pointers, against 8 us)."""
     nb = len(k.buffers)
     first = {}
     lines = []
     for i, (v, s) in enumerate(zip(k.buffers, slots)):
         j = first.setdefault(s, i)
-        view = f"b{j}" if j < i else f"{VIEWS[v.dtype.name]}(B, A[{i}])"
+        view = f"b{j}" if j < i else f"{POINTERS[v.dtype.name]}(B, A[{i}])"
         lines.append(f"    b{i} = {view}")
     for line in k.body:
         line = _DIM_READ.sub(lambda m: f"A[{nb + int(m.group(1))}]", line)
