@@ -16,7 +16,9 @@ import contextlib
 import functools
 import gc
 import inspect
+import os
 import time
+import traceback
 import warnings
 
 import numpy as np
@@ -49,6 +51,11 @@ from .tensor import Tensor
 # (rtol, atol). float32 kernels reorder sums and use polynomial transcendental functions.
 TOLERANCES = {"float32": (1e-4, 1e-5), "float64": (1e-9, 1e-12)}
 MAX_WARMUPS = 3
+# the process-wide default of compile(wait=...): "1" waits for the compiler
+WAIT_ENV = "JITGRAD_COMPILE_WAIT"
+_BUILDING = object()  # a cached trace whose compiled code is not built yet: run eagerly
+# seconds a call spends loading a background build's code (then it runs eagerly, once more)
+LOAD_SLICE_S = 0.01
 
 
 class AgreementError(AssertionError):
@@ -58,23 +65,28 @@ class AgreementError(AssertionError):
 # -- pytrees of arguments and results -------------------------------------------------------------
 # -- the compiled function -----------------------------------------------------------------------
 class Stats:
-    """What compile did: traces, compiles, cache hits, seconds, and why each retrace happened."""
+    """What compile did: calls on each path (``traces``: traced, eagerly; ``eager_calls``: run
+    eagerly while their compiled code was being built; ``cache_hits``: run compiled), compiles,
+    seconds, and why each retrace happened."""
 
     def __init__(self):
         self.calls = 0
         self.traces = 0
         self.compiles = 0
         self.cache_hits = 0
+        self.eager_calls = 0
         self.trace_seconds = 0.0
-        self.compile_seconds = 0.0
+        self.compile_seconds = 0.0  # on the calling thread: planning, and compiling if waited
+        self.build_seconds = 0.0  # background builds, from hand-off to ready (wall time)
         self.backend_compiles = 0  # machine-code compilations (0 when a cache had the code)
         self.retrace_reasons: list = []
 
     def __repr__(self) -> str:
         return (
-            f"Stats(calls={self.calls}, traces={self.traces}, compiles={self.compiles}, "
-            f"cache_hits={self.cache_hits}, trace_seconds={self.trace_seconds:.3f}, "
-            f"compile_seconds={self.compile_seconds:.3f}, backend_compiles="
+            f"Stats(calls={self.calls}, traces={self.traces}, eager_calls={self.eager_calls}, "
+            f"cache_hits={self.cache_hits}, compiles={self.compiles}, trace_seconds="
+            f"{self.trace_seconds:.3f}, compile_seconds={self.compile_seconds:.3f}, "
+            f"build_seconds={self.build_seconds:.3f}, backend_compiles="
             f"{self.backend_compiles}, retraces={self.retrace_reasons})"
         )
 
@@ -93,6 +105,10 @@ class _Entry:
         self.fetch = None  # the input bindings in order (filled on first run)
         self.runner = None  # generated straight-line host code for a whole-step call
         self.guards_hold = guard_check(guards)  # (leaves) -> bool
+        self.ready = True  # False while a background build of its code is in flight
+        self.loading = None  # once the worker has built it: the steps loading its code
+        self.failed = None  # why its background build failed (it then stays eager)
+        self.warned = False
 
 
 def _collect_names(fn, args=()) -> dict:
@@ -151,14 +167,23 @@ def _collect_names(fn, args=()) -> dict:
     return names
 
 
+def _detached(o):
+    """A whole-step call's output as it is returned: without a graph."""
+    return o.detach() if isinstance(o, Tensor) and o._requires_grad else o
+
+
 class CompiledFunction:
     """What ``jitgrad.compile(fn)`` returns: call it like ``fn``."""
 
-    def __init__(self, fn, *, backend=None, check=False, optimize=True, name=None):
+    def __init__(self, fn, *, backend=None, check=False, optimize=True, name=None, wait=None):
         self.fn = fn
         self.backend = backend
         self.check = check
         self.optimize = optimize
+        if wait is None:
+            wait = os.environ.get(WAIT_ENV, "0").strip().lower() in ("1", "true", "yes")
+        # an agreement check compares with the compiled code: it waits for it
+        self.wait = bool(wait) or check
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.stats = Stats()
         self._cache: dict = {}
@@ -201,10 +226,13 @@ class CompiledFunction:
                 out = self._cached(key, leaves)
                 if out is MISS:
                     out = self._trace_and_call(key, tree, leaves, args, kwargs)
+        if type(out) is tuple and out and out[0] is _BUILDING:
+            return self._eager(out[1], args, kwargs)
         return out
 
     def _cached(self, key, leaves: list):
-        """The call run by a trace of ``key`` whose guards hold, or ``MISS``."""
+        """The call run by a trace of ``key`` whose guards hold, ``(_BUILDING, entry)`` when
+        that trace's code is still being built, or ``MISS``."""
         for entry in self._cache.get(key, ()):
             if entry.runner is not None and not self.check:
                 out = entry.runner(leaves)  # checks the guards itself
@@ -212,9 +240,32 @@ class CompiledFunction:
                     self.stats.cache_hits += 1
                     return out
             elif entry.guards_hold(leaves):
+                if entry.loading is not None:
+                    self._load(entry)
+                if not entry.ready or entry.failed:
+                    return (_BUILDING, entry)
                 self.stats.cache_hits += 1
                 return self._run(entry, leaves)
         return MISS
+
+    def _eager(self, entry: _Entry, args, kwargs):
+        """The call run eagerly, as the traced one was (outputs detached in whole-step use),
+        while the trace's compiled code is being built (or after its build failed)."""
+        self.stats.eager_calls += 1
+        if entry.failed and not entry.warned:
+            entry.warned = True
+            warnings.warn(
+                f"jitgrad.compile: building the compiled code of {self.name!r} failed, so it "
+                f"keeps running eagerly: {entry.failed}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        result = self.fn(*args, **kwargs)
+        if entry.mode == "inside":
+            return result
+        out_leaves: list = []
+        tree = _flatten(result, out_leaves)
+        return _unflatten(tree, [_detached(o) for o in out_leaves])
 
     def _run(self, entry: _Entry, leaves: list):
         tape = entry.tape
@@ -320,14 +371,13 @@ class CompiledFunction:
             return result if inside else _unflatten(out_tree, [o.detach() for o in out_leaves])
         entry = self._lower(tape, bwd_info, out_tree, guards, inside)
         entry.n_outputs = len(out_leaves)
-        if not inside:
+        if not inside and entry.ready:
             entry.runner = _make_runner(entry, lambda leaves, e=entry: self._run(e, leaves))
         self._cache.setdefault(key, []).append(entry)
         self._last_key = key
         if inside:
             return result
-        detached = [o.detach() if o._requires_grad else o for o in out_leaves]
-        return _unflatten(out_tree, detached)
+        return _unflatten(out_tree, [_detached(o) for o in out_leaves])
 
     def _retrace_reason(self, key, leaves) -> str:
         if not self._cache and not self._warmups:
@@ -423,12 +473,12 @@ class CompiledFunction:
     def _backend_module(self):
         return backends.get(self.backend or backends.default_for("cpu"))
 
-    def _lower_tape(self, backend, tape: Tape):
-        """``backend.lower(tape)``; if the backend cannot compile the tape, the reference
-        interpreter runs it instead (with a warning): the traced call already happened, so
-        failing here would leave its effects without a result."""
+    def _lower_tape(self, backend, tape: Tape, build: bool = True):
+        """``backend.lower(tape, build)``; if the backend cannot compile the tape, the
+        reference interpreter runs it instead (with a warning): the traced call already
+        happened, so failing here would leave its effects without a result."""
         try:
-            return backend.lower(tape)
+            return backend.lower(tape, build)
         except Exception as exc:  # noqa: BLE001 - any backend failure has the same remedy
             if backend is backends.interpreter:
                 raise
@@ -446,22 +496,82 @@ class CompiledFunction:
     def _lower(self, tape: Tape, bwd_info, out_tree, guards, inside) -> _Entry:
         t0 = time.perf_counter()
         backend = self._backend_module()
+        build = self.wait  # else the build goes to another process (compile_worker)
         bwd = None
         if bwd_info is not None:
             tape, bwd_tape, diff_inputs, out_slots = _split(tape, *bwd_info)
             if self.optimize:
                 bwd_tape = passes.optimize(bwd_tape)
-            bwd = (bwd_tape, self._lower_tape(backend, bwd_tape), diff_inputs, out_slots)
+            bwd_exe = self._lower_tape(backend, bwd_tape, build)
+            bwd = (bwd_tape, bwd_exe, diff_inputs, out_slots)
         if self.optimize:
             tape = passes.optimize(tape)
         tape.verify()
-        exe = self._lower_tape(backend, tape)
+        exe = self._lower_tape(backend, tape, build)
         self.stats.compiles += 1
-        self.stats.backend_compiles += getattr(exe, "compiled", 0)
-        if bwd is not None:
-            self.stats.backend_compiles += getattr(bwd[1], "compiled", 0)
+        entry = _Entry("inside" if inside else "step", tape, exe, out_tree, guards, bwd)
+        exes = [exe] + ([bwd[1]] if bwd is not None else [])
+        jobs = [] if build else [job for x in exes for job in x.jobs()]
+        if jobs:
+            entry.ready = False
+            self._build_in_background(entry, exes, jobs)
+        else:
+            if not build:
+                for x in exes:
+                    x.build()
+            self.stats.backend_compiles += sum(x.compiled for x in exes)
         self.stats.compile_seconds += time.perf_counter() - t0
-        return _Entry("inside" if inside else "step", tape, exe, out_tree, guards, bwd)
+        return entry
+
+    def _build_in_background(self, entry: _Entry, exes: list, jobs: list) -> None:
+        """Hand ``jobs`` to the compile worker. When it has built them (its result thread calls
+        ``done``), the entry's calls load the code from the caches, a slice at a time
+        (``_load``), then switch to it."""
+        from . import compile_worker
+
+        t0 = time.perf_counter()
+
+        def steps(compiled):
+            for x in exes:
+                yield from x.build_steps()
+            self.stats.backend_compiles += compiled + sum(x.compiled for x in exes)
+
+        def done(error, compiled):
+            self.stats.build_seconds += time.perf_counter() - t0
+            if error is not None:
+                self._build_failed(entry, error)
+            else:
+                entry.loading = steps(compiled)
+
+        backend = self._backend_module().__name__.rsplit(".", 1)[-1]
+        try:
+            compile_worker.service().submit(backend, jobs, done)
+        except compile_worker.BuildError as exc:
+            done(exc, 0)
+
+    def _load(self, entry: _Entry) -> None:
+        """Advance the loading of ``entry``'s built code for up to LOAD_SLICE_S; when it is
+        loaded, make its runner and mark it ready. (On the calling thread: a thread of its own
+        would wait for the GIL after each of LLVM's many short calls, for minutes behind a
+        busy training loop.)"""
+        deadline = time.perf_counter() + LOAD_SLICE_S
+        try:
+            for _ in entry.loading:
+                if time.perf_counter() > deadline:
+                    return
+            if entry.mode == "step":
+                entry.runner = _make_runner(entry, lambda leaves, e=entry: self._run(e, leaves))
+        except Exception as exc:  # noqa: BLE001  (the function stays eager, see _eager)
+            self._build_failed(entry, exc)
+        entry.loading = None
+        entry.ready = True
+
+    def _build_failed(self, entry: _Entry, exc: Exception) -> None:
+        """Record why ``entry``'s background build failed; its next call warns (``_eager``)."""
+        entry.failed = str(exc) if hasattr(exc, "details") else f"{type(exc).__name__}: {exc}"
+        details = getattr(exc, "details", "") or traceback.format_exc(limit=8)
+        self.stats.retrace_reasons.append(f"background build failed:\n{details}")
+        entry.ready = True
 
     # -- inside an eager graph -----------------------------------------------------------------
     def _attach_backward(self, entry, leaves, inputs, results, residuals) -> None:
@@ -555,10 +665,17 @@ class CompiledFunction:
         return "\n".join(lines)
 
 
-def compile(fn=None, *, backend=None, check=False, optimize=True, name=None):  # noqa: A001
-    """Compile ``fn`` (a function or an ``nn.Module``); also usable as ``@compile(...)``."""
+def compile(fn=None, *, backend=None, check=False, optimize=True, name=None, wait=None):  # noqa: A001
+    """Compile ``fn`` (a function or an ``nn.Module``); also usable as ``@compile(...)``.
+
+    ``wait``: with ``False`` (the default, see ``WAIT_ENV``), calls never wait for the
+    compiler: the code of a new trace is built in another process while calls run eagerly,
+    and they switch to the compiled code when it is ready. With ``True`` each new trace is
+    compiled before its next call, so every call after a trace runs compiled (benchmarks,
+    bitwise reproducible runs). ``check=True`` waits."""
+    opts = dict(backend=backend, check=check, optimize=optimize, name=name, wait=wait)
     if fn is None:
-        return lambda f: compile(f, backend=backend, check=check, optimize=optimize, name=name)
+        return lambda f: compile(f, **opts)
     if backend is not None:
         backends.get(backend)
-    return CompiledFunction(fn, backend=backend, check=check, optimize=optimize, name=name)
+    return CompiledFunction(fn, **opts)

@@ -6,6 +6,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 # Front-end tests compile with the reference interpreter (fast, and the behaviour under test is
 # the same for every backend); the Numba backend has tests of its own that name it.
 os.environ.setdefault("JITGRAD_BACKEND", "interpreter")
+# Compiled functions wait for their compiled code (jitgrad.compile's ``wait``), so that a
+# test's calls after a trace run compiled, as it asserts; the tests of background builds ask
+# for ``wait=False``.
+os.environ.setdefault("JITGRAD_COMPILE_WAIT", "1")
 
 # CI runs the property tests on a fixed sequence of examples, so a submission's result does not
 # depend on which random programs a run happened to draw; locally they keep exploring.

@@ -29,11 +29,22 @@ class Executable:
     """``exe(inputs) -> (outputs, write_values)``, all NumPy arrays."""
 
     backend = "interpreter"
+    compiled = 0  # (nothing to compile)
 
     def __init__(self, tape: Tape):
         self.tape = tape
         self.kernels: list = []
         self._const_ids = {id(a) for a in tape.consts.values()}
+
+    def jobs(self) -> list:
+        """Nothing for another process to build."""
+        return []
+
+    def build(self) -> None:
+        pass
+
+    def build_steps(self):
+        return iter(())
 
     def __call__(self, inputs: list):
         env = evaluate(self.tape, inputs)
@@ -61,7 +72,7 @@ def _own(arr: np.ndarray, shared: set) -> np.ndarray:
     return arr
 
 
-def lower(tape: Tape) -> Executable:
+def lower(tape: Tape, build: bool = True) -> Executable:
     return Executable(tape)
 
 

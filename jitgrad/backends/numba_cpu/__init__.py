@@ -236,6 +236,7 @@ class Executable:
             src = kernel_source(k, slots)
             self.calls.append(Call(k, src, slots + dims, list(k.consts), k.parallel and threads))
         self.blas = blas and runtime.BLAS_THREADS
+        self.name = cache.module_name(self.sources()[-1], "jgd")  # the driver's module
         if self.blas:  # (addresses filled in by build)
             self.calls = [Call(_BLAS, None, [], [], False), *self.calls]
             self.calls.append(Call(_BLAS, None, [], [], False))
@@ -246,32 +247,48 @@ class Executable:
         kernels = list(dict.fromkeys(c.source for c in self.calls if c.source is not None))
         return kernels + [driver_source(len(self.moving) + len(self.blocks), HEADER)]
 
-    def driver_signature(self) -> tuple:
-        """The driver's argument types: the moving inputs' and the blocks' (flat arrays), then
-        the table and the program."""
+    def _driver_dtypes(self) -> list:
+        """The dtypes of the driver's arrays: the moving inputs', then the blocks'."""
         dts = [self.tape.inputs[i].dtype.np for i in self.moving] + [dt for _, dt in self.blocks]
-        return tuple(typeof(np.empty(0, dt)) for dt in dts) + (typeof(np.empty(0, np.int64)),) * 2
+        return [np.dtype(dt).name for dt in dts]
+
+    def jobs(self) -> list:
+        """What another process compiles so that ``build`` finds everything in the caches
+        (see ``run_jobs``): plain data."""
+        sources = self.sources()
+        jobs = [{"source": src, "prefix": "jgk"} for src in sources[:-1]]
+        jobs.append({"source": sources[-1], "prefix": "jgd", "driver": self._driver_dtypes()})
+        jobs.append({"runtime": {"blas": self.blas, "launch": self.parallel}})
+        return jobs
 
     def build(self) -> None:
         """Compile (or load from the caches) every kernel and the driver, and lay out the
         buffer table and the program."""
+        for _ in self.build_steps():
+            pass
+
+    def build_steps(self):
+        """``build``, one generated module (or runtime function) per step: a generator, so a
+        caller can spread loading a background build's code over several calls."""
         compiled = 0
         fns = {}
         for src in self.sources()[:-1]:
             mod = cache.load_module(src, "jgk")
             fns[src] = mod.kernel.address
             compiled += _first_compile(mod, mod.kernel.cache_hits == 0)
+            yield
         if self.blas:
             self.calls[0].address, self.calls[-1].address = runtime.blas_kernel_addresses()
         for c in self.calls:
             if c.source is not None:
                 c.address = fns[c.source]
         driver_mod = cache.load_module(self.sources()[-1], "jgd")
-        self.name = driver_mod.__name__.rsplit(".", 1)[-1]
         self.driver = driver_mod.driver
         misses = sum(self.driver.stats.cache_misses.values())
-        self.driver.compile(self.driver_signature())
+        self.driver.compile(_driver_signature(self._driver_dtypes()))
         compiled += int(sum(self.driver.stats.cache_misses.values()) > misses)
+        prog = [run_program_address(), launch_address() if self.parallel else 0, self.parts]
+        yield
         self.compiled = compiled
         tape = self.tape
         self.const_arrays = [
@@ -289,7 +306,6 @@ class Executable:
             derived += [s, self.slot_of["block", b], at * v.dtype.np.itemsize]
         words = np.array([w for c in self.calls for w in c.words] or [0], np.int64)
         consts = np.array([x for c in self.calls for x in c.consts] or [0.0], np.float64)
-        prog = [run_program_address(), launch_address() if self.parallel else 0, self.parts]
         prog += [len(self.calls), len(self.fresh), *derived]
         at_w = at_c = 0
         for c in self.calls:
@@ -577,5 +593,36 @@ def plan_loads(kernel, target) -> set:
     return getattr(kernel, "loads", {}).get(target, set())
 
 
-def lower(tape: Tape) -> Executable:
-    return Executable(tape)
+def _driver_signature(dtypes: list) -> tuple:
+    """The driver's argument types: flat arrays of ``dtypes``, then the table and program."""
+    arrays = tuple(typeof(np.empty(0, dt)) for dt in dtypes)
+    return arrays + (typeof(np.empty(0, np.int64)),) * 2
+
+
+def lower(tape: Tape, build: bool = True) -> Executable:
+    """``tape`` as an executable; with ``build=False`` its code is neither compiled nor
+    loaded yet: ``exe.jobs()`` says what to compile (in another process, ``run_jobs``), then
+    ``exe.build()`` loads it."""
+    return Executable(tape, build=build)
+
+
+def run_jobs(jobs: list) -> int:
+    """Compile ``jobs`` (from ``Executable.jobs``) into the caches; how many modules no cache
+    had."""
+    compiled = 0
+    for job in jobs:
+        if "runtime" in job:
+            run_program_address()
+            if job["runtime"]["blas"]:
+                runtime.blas_kernel_addresses()
+            if job["runtime"]["launch"]:
+                launch_address()
+            continue
+        module = cache.load_module(job["source"], job["prefix"])
+        if "driver" in job:
+            misses = sum(module.driver.stats.cache_misses.values())
+            module.driver.compile(_driver_signature(job["driver"]))
+            compiled += int(sum(module.driver.stats.cache_misses.values()) > misses)
+        else:
+            compiled += _first_compile(module, module.kernel.cache_hits == 0)
+    return compiled

@@ -1,0 +1,213 @@
+"""Builds compiled code in a separate process, so that training never waits for the compiler.
+
+``jitgrad.compile`` (unless ``wait=True``) hands a backend's build jobs (``exe.jobs()``: the
+generated sources to compile) to one worker process per Python process, and keeps running the
+traced function eagerly until the worker is done. The worker compiles the sources into the
+disk cache; a thread of the parent then loads them from there (``exe.build()``, all cache
+hits) and the function switches to the compiled code. Compiling in another process keeps
+Numba's compiler, which holds the GIL while it types and lowers, off the training thread.
+
+The worker is ``python -m jitgrad.compile_worker``: it reads one JSON job per line on stdin
+and answers one JSON line per job on stdout. It runs in a session of its own (a Ctrl-C in the
+terminal reaches the training process, not the worker), is stopped and reaped when the parent
+exits, and exits by itself when the parent dies. The caches it writes are written atomically
+(generated sources by ``cache.load_module``, compiled code by Numba), so a worker stopped
+mid-build leaves no half-written entry.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+
+from .locks import new_lock
+
+__all__ = ["BuildError", "service", "main"]
+
+# seconds a stopping worker gets to finish before it is killed (its build is not needed then)
+_STOP_GRACE_S = 0.5
+
+
+class BuildError(RuntimeError):
+    """The worker could not build a job: the message says why, ``details`` the traceback."""
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
+class _Service:
+    """The parent's side: one worker process, the jobs in flight and their callbacks."""
+
+    def __init__(self):
+        self._lock = new_lock()
+        self._proc = None
+        self._log = None  # the worker's stderr, for the reason it died
+        self._pending: dict = {}  # job id -> callback(error or None)
+        self._next = 0
+        self._reader = None
+        self._pid = os.getpid()
+
+    # -- the worker process ----------------------------------------------------------------------
+    def _start(self) -> None:
+        import jitgrad
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(jitgrad.__file__)))
+        env = dict(os.environ)
+        # the worker imports this jitgrad, wherever it was imported from
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        self._log = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "jitgrad.compile_worker", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(
+            target=self._read, args=(self._proc,), name="jitgrad-build-results", daemon=True
+        )
+        self._reader.start()
+
+    def _read(self, proc) -> None:
+        """Results as they come; when the worker is gone, every job still in flight fails."""
+        for line in proc.stdout:
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                done = self._pending.pop(reply.get("id"), None)
+            if done is not None:
+                error = reply.get("error")
+                error = BuildError(error, reply.get("traceback", "")) if error else None
+                done(error, reply.get("compiled", 0))
+        proc.wait()  # (reaped: no zombie)
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            if self._proc is proc:
+                self._proc = None
+        if pending:
+            why = self._died(proc)
+            for done in pending.values():
+                done(BuildError(why), 0)
+
+    def _died(self, proc) -> str:
+        tail = ""
+        if self._log is not None:
+            try:
+                self._log.seek(0)
+                tail = self._log.read()[-2000:].decode("utf-8", "replace").strip()
+            except (OSError, ValueError):
+                pass
+        return f"the compile worker exited with status {proc.returncode}" + (
+            f":\n{tail}" if tail else " (it printed nothing)"
+        )
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def submit(self, backend: str, jobs: list, done: Callable) -> None:
+        """Have the worker build ``jobs`` for ``backend``; ``done(error, compiled)`` runs in
+        another thread when they are built (error None; ``compiled``: how many modules the
+        worker compiled rather than found in a cache) or failed (a BuildError)."""
+        with self._lock:
+            if os.getpid() != self._pid:
+                raise BuildError("the compile worker belongs to the parent process")
+            if self._proc is None:
+                self._start()
+            job_id = self._next
+            self._next += 1
+            self._pending[job_id] = done
+            message = json.dumps({"id": job_id, "backend": backend, "jobs": jobs}) + "\n"
+            try:
+                self._proc.stdin.write(message.encode("utf-8"))
+                self._proc.stdin.flush()
+            except OSError:
+                self._pending.pop(job_id, None)
+                raise BuildError("the compile worker is gone") from None
+
+    def busy(self) -> int:
+        """Jobs in flight."""
+        with self._lock:
+            return len(self._pending)
+
+    def stop(self) -> None:
+        """Stop the worker (jobs in flight fail) and reap it."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None or os.getpid() != self._pid:
+            return
+        try:
+            proc.stdin.close()  # the worker's cue to exit
+        except OSError:
+            pass
+        try:
+            proc.wait(_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_service: _Service | None = None
+_service_lock = new_lock()
+
+
+def service() -> _Service:
+    """This process's build service (its worker starts with the first job)."""
+    global _service
+    with _service_lock:
+        if _service is None or _service._pid != os.getpid():
+            _service = _Service()
+        return _service
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    if _service is not None and _service._pid == os.getpid():
+        _service.stop()
+
+
+if hasattr(os, "register_at_fork"):  # a forked child gets a service of its own when it asks
+    os.register_at_fork(after_in_child=lambda: globals().__setitem__("_service", None))
+
+
+# -- the worker ------------------------------------------------------------------------------------
+def _watch_parent(parent: int) -> None:
+    """Exit when the parent is gone (its pipe may only close after a long build)."""
+    import time
+
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def main(argv: list | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        threading.Thread(target=_watch_parent, args=(int(argv[0]),), daemon=True).start()
+    out = os.fdopen(os.dup(1), "w")  # the replies; anything printed goes to stderr
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        message = json.loads(line)
+        reply = {"id": message["id"]}
+        try:
+            backend = importlib.import_module(f"jitgrad.backends.{message['backend']}")
+            reply["compiled"] = backend.run_jobs(message["jobs"])
+        except BaseException as exc:  # noqa: BLE001  (reported to the parent, which warns)
+            reply["error"] = traceback.format_exception_only(exc)[-1].strip()
+            reply["traceback"] = traceback.format_exc(limit=8)
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

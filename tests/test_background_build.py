@@ -1,0 +1,197 @@
+"""compile(wait=False): calls run eagerly while a worker process builds the compiled code, then
+switch to it; a failed build leaves the function eager with one warning; the worker leaves
+nothing behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import jitgrad as jg
+from jitgrad import compile_worker, nn, optim
+
+pytestmark = pytest.mark.worker
+
+# a bound on how long a test waits for a build (a liveness bound, not a speed assertion)
+BUILD_TIMEOUT_S = 120
+
+
+def _model():
+    jg.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def _step_fn(model, opt):
+    def step(x, y):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def _params(model):
+    return [p.detach().numpy().copy() for p in model.parameters()]
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    # nothing cached: the build takes long enough for calls to run eagerly meanwhile
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("JITGRAD_BACKEND", "numba")
+
+
+def test_calls_run_eagerly_until_the_build_is_ready_then_compiled(fresh_cache):
+    a, b = _model(), _model()
+    opt_a, opt_b = optim.Adam(a.parameters(), lr=0.01), optim.Adam(b.parameters(), lr=0.01)
+    step = jg.compile(_step_fn(a, opt_a), wait=False)
+    eager = _step_fn(b, opt_b)
+    x, y = jg.randn(5, 6), jg.randint(0, 3, (5,))
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    calls = 0
+    while step.stats.cache_hits == 0:
+        assert time.monotonic() < deadline, step.stats
+        got, want = step(x, y), eager(x, y)
+        calls += 1
+        if step.stats.cache_hits == 0:  # traced or eager: the eager results, to the bit
+            assert got.requires_grad is False and got.grad_fn is None
+            np.testing.assert_array_equal(got.numpy(), want.detach().numpy())
+            for p, q in zip(_params(a), _params(b)):
+                np.testing.assert_array_equal(p, q)
+    s = step.stats
+    assert s.traces == 2 and s.eager_calls >= 1 and s.calls == calls, s
+    assert s.traces + s.eager_calls + s.cache_hits == s.calls, s
+    assert s.backend_compiles > 0 and s.build_seconds > 0, s
+    for _ in range(3):  # compiled from now on, within the compiled code's tolerance
+        got, want = step(x, y).numpy(), eager(x, y).detach().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    for p, q in zip(_params(a), _params(b)):
+        np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
+    assert step.stats.eager_calls == s.eager_calls
+
+
+def test_a_failed_build_keeps_the_function_eager_with_one_warning(fresh_cache, monkeypatch):
+    from jitgrad.backends.numba_cpu import Executable
+
+    bad = [{"source": "def broken(:\n", "prefix": "jgk"}]  # the worker cannot compile it
+    monkeypatch.setattr(Executable, "jobs", lambda self: bad)
+    w = jg.ones(3, requires_grad=True)
+
+    @jg.compile(wait=False)
+    def step(x):
+        w.grad = None
+        loss = (w * x).sum()
+        loss.backward()
+        return loss
+
+    x = jg.tensor([1.0, 2.0, 3.0])
+    step(x)  # traced, the build handed off
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    entry = next(iter(step._cache.values()))[0]
+    while not entry.ready:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with pytest.warns(RuntimeWarning, match="keeps running eagerly: SyntaxError: invalid syntax"):
+        step(x)
+    assert "File" in step.explain() and "def broken(:" in step.explain()  # the whole traceback
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            assert step(x).item() == 6.0
+    np.testing.assert_array_equal(w.grad.numpy(), [1.0, 2.0, 3.0])
+    assert step.stats.cache_hits == 0 and step.stats.eager_calls == 3
+
+
+def test_a_worker_that_dies_fails_its_jobs_and_is_reaped():
+    results = []
+    service = compile_worker.service()
+    service.stop()  # (a new worker: this job is in flight while it starts)
+    service.submit("numba_cpu", [], lambda error, n: results.append(error))
+    proc = service._proc
+    os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    while not results:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert isinstance(results[0], compile_worker.BuildError)
+    assert "exited with status -9" in str(results[0])
+    assert proc.returncode == -9  # waited for: no zombie
+    # the next job starts a new worker
+    again = []
+    service.submit("numba_cpu", [], lambda error, n: again.append((error, n)))
+    while not again:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert again == [(None, 0)]
+
+
+EXIT_SCRIPT = textwrap.dedent(
+    """
+    import time
+    import jitgrad as jg
+    from jitgrad import compile_worker
+    w = jg.ones(200, requires_grad=True)
+
+    @jg.compile(backend="numba", wait=False)
+    def step(x):
+        loss = (jg.tanh(w * x) ** 3).sum()
+        loss.backward()
+        return loss
+
+    step(jg.ones(200))  # the build is in flight when the script ends
+    print(compile_worker.service()._proc.pid, flush=True)
+    """
+)
+
+
+def test_exiting_with_a_build_in_flight_stops_the_worker_and_leaves_no_partial_cache(tmp_path):
+    cache = tmp_path / "cache"
+    env = dict(os.environ, JITGRAD_CACHE_DIR=str(cache), JITGRAD_COMPILE_WAIT="0")
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert time.monotonic() - t0 < 60  # (no hang at exit: a liveness bound)
+    pid = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}"), "the worker outlived its parent"
+    leftovers = [p.name for p in cache.rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
+    from jitgrad.backends.numba_cpu import cache as gen
+
+    for path in cache.glob("*.py"):  # every source file is whole (its name is its hash)
+        assert path.stem == gen.module_name(path.read_text(), path.stem.split("_")[0])
+
+
+def test_a_compiled_module_inside_an_eager_graph_switches_too(fresh_cache):
+    a, b = _model(), _model()
+    fa = jg.compile(a, wait=False)
+    x = jg.randn(4, 6)
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    while True:
+        assert time.monotonic() < deadline, fa.stats
+        compiled = fa.stats.cache_hits > 0
+        for m, f in ((a, fa), (b, b)):
+            m.zero_grad()
+            (f(x) ** 2).sum().backward()
+        hits = fa.stats.cache_hits
+        for p, q in zip(a.parameters(), b.parameters()):
+            if hits == 0:  # eager: the same graph, to the bit
+                np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy())
+            else:
+                np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-4, atol=1e-6)
+        if compiled:
+            break
+    assert fa.stats.eager_calls >= 1 and fa.stats.traces == 1, fa.stats
