@@ -6,7 +6,8 @@ x = jg.randn(3, requires_grad=True)
 x.grad  # tensor([2., 2., 2.])
 """
 
-from . import autograd, nn, ops, optim, utils  # noqa: F401  (ops installs the Tensor methods)
+# (memory: malloc settings for eager temporaries; ops installs the Tensor methods)
+from . import autograd, memory, nn, ops, optim, utils  # noqa: F401
 from .autograd.grad_mode import (
     enable_grad,
     inference_mode,

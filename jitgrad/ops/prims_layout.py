@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functions as F
+from .loops import scatter_add_flat
 from .prims import _slice_len
 from .registry import register
 
@@ -237,9 +238,20 @@ take_p = register(
 
 
 def _scatter_add_impl(x, idx, src, axis):
+    out = np.array(x, copy=True, order="C")
+    if out.dtype.kind in "fiu" and np.result_type(src) == out.dtype and np.size(idx):
+        # np.add.at's additions, compiled (ops.loops)
+        pre = int(np.prod(x.shape[:axis], dtype=np.int64))
+        n, post = x.shape[axis], int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
+        src = np.broadcast_to(src, x.shape[:axis] + np.shape(idx) + x.shape[axis + 1 :])
+        src = np.ascontiguousarray(src).reshape(-1)
+        index = np.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
+        bad = scatter_add_flat(out.reshape(-1), index, src, pre, n, post)
+        if bad != n:
+            raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {n}")
+        return out
     # NOTE: np.add.at is fast only for a 1-D index into a 1-D array (5x faster than with
     # slices on a (64, 16, 17) im2col gradient), so the additions go to flat positions.
-    out = np.array(x, copy=True, order="C")
     if np.size(src) < 4096:  # small: the flat indices cost more than they save
         np.add.at(out, (slice(None),) * axis + (idx,), src)
         return out

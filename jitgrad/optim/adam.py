@@ -8,6 +8,7 @@ from .. import dtypes
 from ..factories import zeros, zeros_like
 from ..ops import functions as F
 from ..tensor import Tensor
+from . import fused
 from .optimizer import Optimizer
 
 
@@ -65,10 +66,21 @@ class Adam(Optimizer):
         if self._option(group, "amsgrad"):
             state["max_exp_avg_sq"] = zeros_like(p)
 
+    def step(self, closure=None):
+        self._corrections = {}  # (see _fused_update)
+        return super().step(closure)
+
     def _update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
         lr = self._hyper(group, "lr")
         beta1, beta2 = self._hyper(group, "betas")
         eps = self._hyper(group, "eps")
+        buffers = [grad, state["exp_avg"], state["exp_avg_sq"]]
+        if self._option(group, "amsgrad"):
+            buffers.append(state["max_exp_avg_sq"])
+        decay = self._option(group, "weight_decay") != 0
+        wd = self._hyper(group, "weight_decay") if decay else 0.0
+        if fused.usable(p, *buffers) and fused.numbers(lr, beta1, beta2, eps, wd):
+            return self._fused_update(p, grad, state, group, lr, beta1, beta2, eps, wd)
         if self._option(group, "maximize"):
             grad = F.neg(grad)
         step_t = state["step"]
@@ -96,6 +108,42 @@ class Adam(Optimizer):
             second = exp_avg_sq
         denom = F.add(F.div(F.sqrt(second), bias_correction2_sqrt), eps)
         p.addcdiv_(exp_avg, denom, value=F.neg(step_size))
+
+    def _fused_update(self, p, grad, state, group, lr, beta1, beta2, eps, wd) -> None:
+        """``_update`` in one loop (optim.fused), the same arithmetic: the bias corrections
+        come from the same ops, once per step count in a ``step()``."""
+        step_t = state["step"]
+        step_t.add_(1)
+        key = (id(group), float(step_t._data), lr, beta1, beta2)
+        corrections = getattr(self, "_corrections", {})
+        if key not in corrections:
+            step = F.cast(step_t, dtypes.float64)
+            bias_correction1 = F.rsub(F.pow(beta1, step), 1.0)
+            bias_correction2_sqrt = F.sqrt(F.rsub(F.pow(beta2, step), 1.0))
+            step_size = F.div(lr, bias_correction1)
+            corrections[key] = (bias_correction2_sqrt._data, F.neg(step_size)._data)
+        bc2, neg_step = corrections[key]
+        decay = fused.NO_DECAY
+        if self._option(group, "weight_decay") != 0:
+            decay = fused.COUPLED
+            if self._option(group, "decoupled_weight_decay"):
+                decay, wd = fused.DECOUPLED, 1 - lr * wd
+        fused.adam(
+            p,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            state.get("max_exp_avg_sq") if group["amsgrad"] else None,
+            maximize=self._option(group, "maximize"),
+            decay=decay,
+            wd=wd,
+            w1=1 - beta1,
+            b2=beta2,
+            w2=1 - beta2,
+            bc2=bc2,
+            eps=eps,
+            step=neg_step,
+        )
 
 
 class AdamW(Adam):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..factories import empty_like
 from ..ops import functions as F
 from ..tensor import Tensor
+from . import fused
 from .optimizer import Optimizer, required
 
 
@@ -53,6 +55,12 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
+        buf = state.get("momentum_buffer")
+        if fused.usable(p, grad, *([] if buf is None else [buf])):
+            names = ("lr", "momentum", "dampening", "weight_decay")
+            hypers = {name: self._hyper(group, name) for name in names}
+            if fused.numbers(*hypers.values()):
+                return self._fused_update(p, grad, state, group, **hypers)
         if self._option(group, "maximize"):
             grad = F.neg(grad)
         if self._option(group, "weight_decay") != 0:
@@ -68,3 +76,23 @@ class SGD(Optimizer):
                 buf.mul_(momentum).add_(F.mul(grad, 1 - dampening))
             grad = F.add(grad, F.mul(buf, momentum)) if self._option(group, "nesterov") else buf
         p.sub_(F.mul(grad, self._hyper(group, "lr")))
+
+    def _fused_update(self, p, grad, state, group, lr, momentum, dampening, weight_decay):
+        """``_update`` in one loop (optim.fused), the same arithmetic."""
+        use_momentum = self._option(group, "momentum") != 0
+        buf, first = state.get("momentum_buffer"), False
+        if use_momentum and buf is None:
+            buf = state["momentum_buffer"] = empty_like(grad)
+            first = True
+        fused.sgd(
+            p,
+            grad,
+            buf if use_momentum else None,
+            maximize=self._option(group, "maximize"),
+            wd=weight_decay if self._option(group, "weight_decay") != 0 else 0.0,
+            momentum=momentum,
+            damp=1 - dampening,
+            nesterov=self._option(group, "nesterov"),
+            first=first,
+            lr=lr,
+        )
