@@ -778,3 +778,30 @@ def test_kernels_are_compiled_once_per_distinct_source(tmp_path):
             assert int(compiled1) > 0 and compiled4 == "0" and compiled24 == "0", rows
         else:  # every kernel and the driver come from the disk cache
             assert compiled1 == compiled4 == compiled24 == "0", rows
+
+
+@pytest.mark.filterwarnings("error")  # (a fallback to the interpreter warns: strict)
+def test_a_tape_with_an_empty_backward_compiles():
+    # the output is a parameter the step updates: its backward tape has no equations (it
+    # used to generate an empty driver that did not compile)
+    jg.manual_seed(0)
+    p = nn.Parameter(jg.randn(3))
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad = jg.ones(3)
+
+    @jg.compile(backend="numba")
+    def step():
+        opt.step()
+        return p
+
+    want = p.detach().numpy().copy()
+    buf = np.zeros(3)
+    for _ in range(3):
+        out = step()
+        buf = 0.9 * buf + 1 if _ else np.ones(3)
+        want = want - 0.1 * buf
+        np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-6)
+    assert step.stats.cache_hits >= 1 and step.stats.backend_compiles >= 1
+    p.grad = None
+    out.sum().backward()  # its gradient reaches the parameter
+    np.testing.assert_array_equal(p.grad.numpy(), np.ones(3))
