@@ -29,7 +29,7 @@ from numba import typeof
 from ... import dtypes
 from ...ir.tape import Tape, Var
 from ...locks import new_lock
-from . import cache, runtime
+from . import cache, products, runtime
 from .abi import driver_source, launch_address, run_program_address
 from .codegen import PARTS, Kernel, numel
 from .kernels import paired, schedule
@@ -231,10 +231,15 @@ class Executable:
         parts = PARTS if self.parallel else 1
         self.calls = []
         for k in self.kernels:
+            threaded = k.parallel and threads
+            if k.product is not None:  # a kernel of products.py
+                words = [w for bufs, sizes in k.product[2] for w in (*map(slot.get, bufs), *sizes)]
+                self.calls.append(Call(k, None, words, [], threaded))
+                continue
             dims = [parts if key == ("parts",) else d for key, d in zip(k.dim_keys, k.dims)]
             slots = [slot[v] for v in k.buffers]
             src = kernel_source(k, slots)
-            self.calls.append(Call(k, src, slots + dims, list(k.consts), k.parallel and threads))
+            self.calls.append(Call(k, src, slots + dims, list(k.consts), threaded))
         self.blas = blas and runtime.BLAS_THREADS
         self.name = cache.module_name(self.sources()[-1], "jgd")  # the driver's module
         if self.blas:  # (addresses filled in by build)
@@ -258,7 +263,8 @@ class Executable:
         sources = self.sources()
         jobs = [{"source": src, "prefix": "jgk"} for src in sources[:-1]]
         jobs.append({"source": sources[-1], "prefix": "jgd", "driver": self._driver_dtypes()})
-        jobs.append({"runtime": {"blas": self.blas, "launch": self.parallel}})
+        forms = sorted({c.kernel.product[:2] for c in self.calls if c.kernel.product})
+        jobs.append({"runtime": {"blas": self.blas, "launch": self.parallel, "products": forms}})
         return jobs
 
     def build(self) -> None:
@@ -282,6 +288,9 @@ class Executable:
         for c in self.calls:
             if c.source is not None:
                 c.address = fns[c.source]
+            elif c.kernel.product is not None:
+                c.address = products.address(*c.kernel.product[:2])
+                yield
         driver_mod = cache.load_module(self.sources()[-1], "jgd")
         self.driver = driver_mod.driver
         misses = sum(self.driver.stats.cache_misses.values())
@@ -501,9 +510,18 @@ class Executable:
         for j, c in enumerate(self.calls):
             k = c.kernel
             if var in k.roots or any(e.out is var for e in k.covers):
-                name = cache.module_name(c.source, "jgk")
-                return f"call {j}: {k.kind} -> {k.root}, kernel {name} of {self.name}"
+                return f"call {j} of {self.name}: {self._what(c)}"
         return None
+
+    @staticmethod
+    def _what(c: Call) -> str:
+        """Which kernel a call runs: its module, or the runtime's function."""
+        k = c.kernel
+        if k.product is not None:
+            return f"{k.kind} -> {k.root}, runtime {k.product[0]}_{k.product[1]} (products.py)"
+        if c.source is None:
+            return "runtime BLAS thread count"
+        return f"{k.kind} -> {k.root}, kernel {cache.module_name(c.source, 'jgk')}"
 
     def source(self) -> str:
         """The program (which kernel each call runs, on which buffers and sizes), then each
@@ -513,35 +531,31 @@ class Executable:
             names[at] = self.tape.inputs[key] if kind == "input" else key
             if kind == "block":
                 names[at] = f"block{key}"
-        lines = [
-            f"# {self.tape.name}: {len(self.calls)} calls of {len(self.sources()) - 1} "
-            f"kernels, driver {self.name}"
-        ]
+        kernels = len(self.sources()) - 1
+        lines = [f"# {self.tape.name}: {len(self.calls)} calls of {kernels} kernels, driver "
+                 f"{self.name}"]  # fmt: skip
         for j, c in enumerate(self.calls):
-            k, words = c.kernel, c.words
-            nb = len(k.buffers)
-            bufs = ", ".join(
-                f"b{i}={names[w]}" + (" (in place)" if k.in_place is not None and i == 0 else "")
-                for i, w in enumerate(words[:nb])
-            )
-            if c.source is None:
-                what = "BLAS on one thread" if j == 0 else "BLAS's own threads back"
-                lines.append(f"# call {j}: runtime ({what})")
-                continue
-            what = f"{k.kind} -> {k.root}"
-            lines.append(
-                f"# call {j}: {cache.module_name(c.source, 'jgk')} ({what})"
-                + (" on threads" if c.threaded else "")
-                + (f": {bufs}" if bufs else "")
-                + (f"; sizes {words[nb:]}" if words[nb:] else "")
-                + (f"; consts {c.consts}" if c.consts else "")
-            )
+            k = c.kernel
+            line = f"# call {j}: {self._what(c)}" + (" on threads" if c.threaded else "")
+            if k.product is not None:
+                for bufs, sizes in k.product[2]:
+                    out, a, b = bufs[:3]
+                    batch, m, n, kk, ta, tb = sizes
+                    line += (f"; {out} = {a}{'^T' if ta else ''} @ {b}{'^T' if tb else ''} "
+                             f"({batch}x{m}x{n}x{kk})")  # fmt: skip
+            elif k.buffers or c.words:
+                nb = len(k.buffers)
+                bufs = [f"b{i}={names[w]}" for i, w in enumerate(c.words[:nb])]
+                if k.in_place is not None:
+                    bufs[0] += " (in place)"
+                line += ": " + ", ".join(bufs) if bufs else ""
+                line += f"; sizes {c.words[nb:]}" if c.words[nb:] else ""
+                line += f"; consts {c.consts}" if c.consts else ""
+            lines.append(line)
         out = ["\n".join(lines)]
         for src in self.sources():
-            out.append(
-                f"# ---- {cache.module_name(src, 'jgk' if 'def kernel' in src else 'jgd')}"
-                f".py\n{src}"
-            )
+            prefix = "jgk" if "def kernel" in src else "jgd"
+            out.append(f"# ---- {cache.module_name(src, prefix)}.py\n{src}")
         return "\n\n".join(out)
 
 
@@ -617,6 +631,8 @@ def run_jobs(jobs: list) -> int:
                 runtime.blas_kernel_addresses()
             if job["runtime"]["launch"]:
                 launch_address()
+            for form in job["runtime"]["products"]:
+                products.address(*form)
             continue
         module = cache.load_module(job["source"], job["prefix"])
         if "driver" in job:

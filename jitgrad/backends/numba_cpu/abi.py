@@ -133,6 +133,19 @@ POINTERS = {
 }
 
 
+@intrinsic
+def advance(typingctx, ptr, n):
+    """``ptr + n`` (elements), for a pointer argument such as ``A``."""
+    if not isinstance(ptr, types.CPointer) or not isinstance(n, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr, n = args
+        return builder.gep(ptr, [context.cast(builder, n, signature.args[1], types.int64)])
+
+    return ptr(ptr, n), codegen
+
+
 @njit(inline="always", cache=True)
 def part_range(n, part, parts):
     """The rows ``[lo, hi)`` of ``range(n)`` that part ``part`` of ``parts`` runs."""

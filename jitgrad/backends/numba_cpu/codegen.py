@@ -120,8 +120,9 @@ class Kernel:
     dim_keys: list = field(default_factory=list)  # what each entry of ``dims`` is
     uses_blas: bool = False  # reads G, the int32 scratch BLAS reads its arguments from
     scratch: list = field(default_factory=list)  # buffers (Vars) of its own, in the workspace
-    # a product split across threads: (its part intrinsic, the arguments before the part's)
-    part: tuple | None = None
+    # a float product, run by a kernel of products.py: (form, dtype, [(its buffers: out, a, b,
+    # BLAS's words, tmp; its sizes: batch, m, n, k, ta, tb) per product])
+    product: tuple | None = None
     then: Kernel | None = None  # a kernel to run right after this one (a threaded sum's combine)
 
 

@@ -4,8 +4,6 @@ own modules)."""
 
 from __future__ import annotations
 
-import re
-
 from ... import dtypes
 from ...ir.tape import Var
 from . import runtime
@@ -133,6 +131,37 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
     return kernel
 
 
+def _product(g: KernelGen, plan: Plan, v: Var, operands: list) -> Kernel:
+    """A float product as a call of one of products.py's kernels: its operands' slots, sizes
+    and transpose flags are its arguments, so it compiles nothing of its own."""
+    e = plan.producer[v]
+    g.covers.append(e)
+    stored = []
+    for x in e.inputs:
+        if x in plan.materialized:
+            stored.append((x, 0))
+        else:  # a transposed view of a stored matrix: BLAS's transpose flag
+            g.covers.append(plan.producer[x])
+            stored.append((plan.producer[x].inputs[0], 1))
+    (xa, ta), (xb, tb) = stored
+    a = e.inputs[0]
+    sizes = (numel(v.shape[:-2]), v.shape[-2], v.shape[-1], a.shape[-1], ta, tb)
+    # the words BLAS reads its by-pointer arguments from, BLAS_WORDS per part
+    words = plan.new_var((runtime.BLAS_WORDS * PARTS,), dtypes.int32)
+    # A @ B^T may be computed as (B @ A^T)^T (see runtime.gemm_swapped), through a buffer
+    tmp = plan.new_var((numel(v.shape),), v.dtype) if tb and not ta else v
+    scratch = [words] + ([tmp] if tmp is not v else [])
+    # a large product is split across threads, each calling BLAS (on one thread) for a part
+    split = runtime.BLAS_THREADS and plan.threads(numel(v.shape) * a.shape[-1] >= GEMM_SPLIT_MIN)
+    kernel = Kernel(
+        "matmul", v, [v, xa, xb, *scratch], [], [], covers=g.covers, parallel=split,
+        roots=[v], uses_blas=True, scratch=scratch,
+    )  # fmt: skip
+    kernel.product = ("split" if split else "product", v.dtype.name, [((v, xa, xb, words, tmp),
+                                                                      sizes)])  # fmt: skip
+    return kernel
+
+
 def matmul_kernel(plan: Plan, v: Var) -> Kernel:
     e = plan.producer[v]
     g = KernelGen(plan, "matmul", v)
@@ -150,33 +179,8 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
         else:  # a transposed view of a stored matrix
             src = plan.producer[x].inputs[0]
             operands.append((g.buf(src), cols, rows, True))
-    if v.dtype.is_floating_point:  # BLAS; an operand stored transposed is a flag
-        (ba, _, _, ta), (bb, _, _, tb) = operands
-        # B stored transposed, A not: gemm_swapped picks the faster form by the sizes, at run
-        # time (a choice at trace time would make a new batch size a new source to compile)
-        swappable = tb and not ta
-        # runtime flags: every float product of a dtype is one kernel source
-        ta, tb = (f"{g.dim((name, v), int(t))} != 0" for name, t in (("ta", ta), ("tb", tb)))
-        # the words BLAS reads its by-pointer arguments from, BLAS_WORDS per part
-        words = g.scratch_buf(runtime.BLAS_WORDS * PARTS, dtypes.int32)
-        arg_list = [ba, bb, out, words, batch, m, n, k, ta, tb]
-        fn = "gemm_swapped" if swappable else "gemm"
-        if swappable:
-            arg_list.append(g.scratch_buf(numel(v.shape), v.dtype))
-        args = ", ".join(arg_list)
-        # a large product is split across threads, each calling BLAS (on one thread) for a part
-        split = runtime.BLAS_THREADS and plan.threads(
-            numel(v.shape) * a.shape[-1] >= GEMM_SPLIT_MIN
-        )
-        if split:
-            body.emit(f"{fn}_part({args}, part, parts)")
-        else:
-            body.emit(f"{fn}({args})")
-        g.uses_blas = True
-        kernel = _finish(g, body.lines, split)
-        if split:  # it may run beside a neighbour instead (see pair_kernel)
-            kernel.part = (f"{fn}_part", arg_list)
-        return kernel
+    if v.dtype.is_floating_point:  # BLAS, through a product kernel of the runtime
+        return _product(g, plan, v, operands)
     # integer matmul: plain loops; an operand stored transposed is read across its rows
     (ba, _, _, ta), (bb, _, _, tb) = operands
     ia = f"q * {m} * {k} + " + (f"t * {m} + r" if ta else f"r * {k} + t")
@@ -287,74 +291,27 @@ def build(plan: Plan, v: Var) -> Kernel:
     return map_kernel(plan, v)
 
 
-# Two products run side by side when each has every dim at least this and neither has over
-# 5/4 of the other's multiply-adds. On two threads the two gradients of a 256x512x512 product
-# took 1.35 ms side by side against 1.49 ms one after the other, each split in two; those of a
-# 256x512x10 product, 76 us side by side against 48 us split (a skinny product gains from both
-# cores' memory bandwidth).
-SIDE_BY_SIDE_MIN_DIM = 32
-_DIM_READ = re.compile(r"\bdims\[(\d+)\]")
-_BUF = re.compile(r"\bb(\d+)\b")
-_SIZE = re.compile(r"\bn(\d+)\b")
-
-
 def paired(kernels: list) -> list:
-    """``kernels`` with each split product that the next one does not read merged with it into
-    one threaded kernel (``pair_kernel``). Structure alone decides, so every batch size gets the
-    same kernels."""
+    """``kernels`` with each split product that the next split product does not read merged
+    with it into one threaded call (products.py's pair kernel: side by side when both are large
+    and alike, decided at run time). Structure alone decides, so every batch size gets the same
+    calls."""
     out: list = []
     for k in kernels:
         last = out[-1] if out else None
-        if last is not None and last.kind == "matmul" and last.part and k.part:
+        if _split(last) and _split(k) and last.product[1] == k.product[1]:
             if last.root not in k.buffers:
-                out[-1] = pair_kernel(last, k)
+                merged = Kernel(
+                    "pair", k.root, last.buffers + k.buffers, [], [],
+                    covers=last.covers + k.covers, parallel=True, roots=last.roots + k.roots,
+                    uses_blas=True, scratch=last.scratch + k.scratch,
+                )  # fmt: skip
+                merged.product = ("pair", k.product[1], last.product[2] + k.product[2])
+                out[-1] = merged
                 continue
         out.append(k)
     return out
 
 
-def pair_kernel(a: Kernel, b: Kernel) -> Kernel:
-    """Two independent split products in one threaded kernel. When both are large and alike
-    (decided at run time, from the sizes) the first runs on half of the parts and the second
-    on the other half, each part calling BLAS once on a larger piece; else every part runs its
-    piece of the first, then of the second."""
-    nb, nd = len(a.buffers), len(a.dims)
-
-    def moved(text: str) -> str:  # b's names, past a's
-        text = _DIM_READ.sub(lambda m: f"dims[{int(m.group(1)) + nd}]", text)
-        text = _BUF.sub(lambda m: f"b{int(m.group(1)) + nb}", text)
-        return _SIZE.sub(lambda m: f"n{int(m.group(1)) + nd}", text)
-
-    def loads(k: Kernel) -> list:
-        return [line for line in k.body if _DIM_READ.search(line)]
-
-    calls = [(a.part[0], a.part[1]), (b.part[0], [moved(x) for x in b.part[1]])]
-    # (batch, m, n, k) of each: its arguments after (a, b, out, words), see matmul_kernel
-    dims = [args[4:8] for _, args in calls]
-    sizes = [d[1:] for d in dims]
-    macs = [" * ".join(d) for d in dims]
-    body = loads(a) + [moved(line) for line in loads(b)]
-    body += [
-        f"    side = min({', '.join(sizes[0] + sizes[1])}) >= {SIDE_BY_SIDE_MIN_DIM}",
-        f"    side = side and 4 * max({macs[0]}, {macs[1]}) <= 5 * min({macs[0]}, {macs[1]})",
-        "    na = max(parts // 2, 1) if side else parts",
-        "    nb = max(parts - na, 1) if side else parts",
-        "    if part < na:",
-        f"        {calls[0][0]}({', '.join(calls[0][1])}, part, na)",
-        "    if part >= parts - nb:",
-        f"        {calls[1][0]}({', '.join(calls[1][1])}, part - (parts - nb), nb)",
-    ]
-    return Kernel(
-        "pair",
-        b.root,
-        a.buffers + b.buffers,
-        a.dims + b.dims,
-        [],
-        covers=a.covers + b.covers,
-        body=body,
-        parallel=True,
-        roots=a.roots + b.roots,
-        dim_keys=a.dim_keys + b.dim_keys,
-        uses_blas=True,
-        scratch=a.scratch + b.scratch,
-    )
+def _split(k) -> bool:
+    return k is not None and k.product is not None and k.product[0] == "split"
