@@ -7,7 +7,7 @@ fresh process with an empty cache directory. The workloads are defined once in
 ``jitgrad.bench``.
 """
 
-from jitgrad import bench
+from jitgrad import bench, bench_compile
 
 # Fixed parameter list so result history stays comparable; an unregistered backend is skipped.
 BACKENDS = ["numba", "interpreter"]
@@ -64,17 +64,36 @@ class CompiledDigitsCNNStep(_CompiledStep):
 
 
 class CompileTime:
-    """Seconds spent compiling W1's step, cold: a fresh process with an empty cache dir."""
+    """Seconds to a first compiled step of W1, cold: a fresh process with empty caches."""
 
     params = BACKENDS
     param_names = ["backend"]
-    timeout = 900  # a cold Numba compile of a whole training step takes tens of seconds
+    timeout = 900
 
     def setup(self, backend):
         if backend not in bench.available_backends():
             raise NotImplementedError(f"backend {backend!r} is not registered")
 
     def track_compile_seconds_w1(self, backend):
-        return bench.cold_compile_seconds(backend)
+        return bench_compile.cold_seconds(backend)
 
     track_compile_seconds_w1.unit = "seconds"
+
+
+class FirstCompiledStep:
+    """Each case of the bench's compile-time table (jitgrad/bench_compile.py): seconds from
+    the first call to the end of the first compiled call, in fresh processes. Measured once
+    for all cases (they share their cache directories), then reported one by one."""
+
+    params = [c.key for c in bench_compile.CASES if c.wait]
+    param_names = ["case"]
+    timeout = 1800
+    results: dict = {}
+
+    def setup_cache(self):
+        return bench_compile.measure("numba")
+
+    def track_seconds(self, results, case):
+        return results[case]["seconds"]
+
+    track_seconds.unit = "seconds"

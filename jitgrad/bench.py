@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import timeit
 from collections.abc import Callable, Sequence
@@ -220,7 +218,8 @@ def first_calls(step: Any, args: tuple, max_calls: int = MAX_WARMUP_CALLS) -> di
 
 def _jitgrad_compiled(backend: str) -> Callable[[Step, tuple], Callable[[], Any]]:
     def prepare(fn: Step, args: tuple) -> Callable[[], Any]:
-        step = _load_jitgrad().compile(fn, backend=backend)  # the whole step is one tape
+        # the whole step is one tape; steady state is the compiled code's (wait for it)
+        step = _load_jitgrad().compile(fn, backend=backend, wait=True)
         first_calls(step, args)  # trace and compile before timing
         return lambda: step(*args)
 
@@ -408,93 +407,6 @@ def format_table(
 
 
 # --------------------------------------------------------------------------------------------
-# Compile times: W1's first calls in fresh processes, apart from the steady-state table
-# --------------------------------------------------------------------------------------------
-
-_CHILD_TAG = "jitgrad-compile-times: "
-_CHILD_TIMEOUT_S = 900
-COMPILE_CASES = {
-    "cold": "cold: new process, empty cache dir",
-    "warm": "warm: new process, same cache dir",
-    "new_batch": f"new batch {RETRACE_BATCH}: same process (retrace)",
-}
-
-
-def compile_time_child(backend: str) -> None:
-    """Body of the measuring process: W1's first calls, then the same step with a new batch size.
-    Prints one tagged JSON line."""
-    jg = _load_jitgrad()
-    fn, args = setup_mlp_step(jg)
-    step = jg.compile(fn, backend=backend)
-    result = {"first": first_calls(step, args)}
-    model, loss_fn, opt = args[:3]
-    x, y = jg.randn(RETRACE_BATCH, MLP_IN), jg.randint(0, MLP_OUT, (RETRACE_BATCH,))
-    # Same parameters and optimizer, new batch: a retrace that should find the compiled code.
-    result["new_batch"] = first_calls(step, (model, loss_fn, opt, x, y))
-    print(_CHILD_TAG + json.dumps(result), flush=True)
-
-
-def _run_child(backend: str, cache_dir: str) -> dict:
-    # Numba's own cache (cache=True helpers outside the generated code) goes there too, so that
-    # "cold" is a first run after installing, not just a first run of this step.
-    numba_dir = os.path.join(cache_dir, "numba")
-    env = dict(os.environ, JITGRAD_CACHE_DIR=cache_dir, NUMBA_CACHE_DIR=numba_dir)
-    code = "import sys, jitgrad.bench as b; b.compile_time_child(sys.argv[1])"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, backend],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=_CHILD_TIMEOUT_S,
-    )
-    tagged = [ln for ln in proc.stdout.splitlines() if ln.startswith(_CHILD_TAG)]
-    if proc.returncode != 0 or not tagged:
-        raise RuntimeError(
-            f"measuring compile times of backend {backend!r} failed (exit {proc.returncode}):\n"
-            f"{proc.stderr[-3000:]}"
-        )
-    return json.loads(tagged[-1][len(_CHILD_TAG) :])
-
-
-def measure_compile_times(backend: str) -> dict[str, dict]:
-    """W1 compiled with `backend`: {case: first_calls(...) result} for the COMPILE_CASES.
-
-    cold: a fresh process with an empty JITGRAD_CACHE_DIR (and NUMBA_CACHE_DIR); warm: a second
-    fresh process with the same directories; new_batch: in that second process after its warm-up,
-    batch 32 instead of 64.
-    """
-    with tempfile.TemporaryDirectory(prefix="jitgrad-cache-") as tmp:
-        cold = _run_child(backend, tmp)
-        warm = _run_child(backend, tmp)
-    return {"cold": cold["first"], "warm": warm["first"], "new_batch": warm["new_batch"]}
-
-
-def cold_compile_seconds(backend: str) -> float:
-    """``.stats.compile_seconds`` of W1's warm-up in a fresh process with an empty cache dir."""
-    with tempfile.TemporaryDirectory(prefix="jitgrad-cache-") as tmp:
-        return float(_run_child(backend, tmp)["first"]["compile_seconds"])
-
-
-def format_compile_times(results: dict[str, dict[str, dict] | None]) -> str:
-    """One row per (backend, case); a backend whose measurement failed shows `error`."""
-    headers = ["backend", "case", "first call (s)", "warm-up (s)", "traced calls", "traces"]
-    headers += ["compiles", "trace (s)", "compile (s)"]
-    table = [headers]
-    for backend, cases in results.items():
-        for case, label in COMPILE_CASES.items():
-            r = None if cases is None else cases[case]
-            if r is None:
-                table.append([backend, label] + ["error"] * (len(headers) - 2))
-                continue
-            table.append(
-                [backend, label, f"{r['first_call']:.3f}", f"{r['warmup']:.3f}"]
-                + [str(r[k]) for k in ("traced_calls", "traces", "compiles")]
-                + [f"{r['trace_seconds']:.3f}", f"{r['compile_seconds']:.3f}"]
-            )
-    return _grid(table, left=2)
-
-
-# --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 
@@ -525,7 +437,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-compile-times",
         action="store_true",
-        help="skip the compile-time table (it starts two fresh processes per backend)",
+        help="skip the compile-time table (it starts a fresh process for each case)",
     )
 
 
@@ -563,15 +475,18 @@ def main(args: argparse.Namespace) -> int:
         return 0
     compiled = [b for b in dict.fromkeys([*backends, "interpreter"]) if b in available]
     print()
-    print(f"Compile times of W1 ({workload('W1').title}), whole step, in seconds.")
-    print("first call: its wall time; warm-up: wall time of all calls that traced, until one ran")
-    print("from the cache; traces .. compile (s): the step's .stats over those calls.")
-    results: dict[str, dict[str, dict] | None] = {}
+    print("Time to a first compiled step, in seconds: each case in a fresh process, from the")
+    print("first call to the end of the first call that ran compiled code (wait=True). Caches:")
+    print("empty, or kept from an earlier case; 'runtime cached': the runtime's own helpers")
+    print("were compiled before, as by any earlier run (see jitgrad/bench_compile.py).")
+    from . import bench_compile
+
+    results: dict[str, dict | None] = {}
     for b in compiled:
         try:
-            results[b] = measure_compile_times(b)
+            results[b] = bench_compile.measure(b)
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             print(exc, file=sys.stderr)
             results[b] = None
-    print(format_compile_times(results))
+    print(bench_compile.format_table(results))
     return 0

@@ -56,6 +56,8 @@ WAIT_ENV = "JITGRAD_COMPILE_WAIT"
 _BUILDING = object()  # a cached trace whose compiled code is not built yet: run eagerly
 # seconds a call spends loading a background build's code (then it runs eagerly, once more)
 LOAD_SLICE_S = 0.01
+# a waited-for build shares its jobs with the compile worker from this many new kernels on
+SHARE_MIN = 3
 
 
 class AgreementError(AssertionError):
@@ -473,55 +475,80 @@ class CompiledFunction:
     def _backend_module(self):
         return backends.get(self.backend or backends.default_for("cpu"))
 
-    def _lower_tape(self, backend, tape: Tape, build: bool = True):
-        """``backend.lower(tape, build)``; if the backend cannot compile the tape, the
+    def _lower_tape(self, backend, tape: Tape):
+        """``backend.lower(tape, build=False)``; if the backend cannot compile the tape, the
         reference interpreter runs it instead (with a warning): the traced call already
         happened, so failing here would leave its effects without a result."""
         try:
-            return backend.lower(tape, build)
+            return backend.lower(tape, build=False)
         except Exception as exc:  # noqa: BLE001 - any backend failure has the same remedy
             if backend is backends.interpreter:
                 raise
-            warnings.warn(
-                f"jitgrad.compile: the {backend.__name__.rsplit('.', 1)[-1]} backend could not "
-                f"compile {tape.name!r} ({type(exc).__name__}: {exc}); running it with the "
-                "reference interpreter instead. Please report this with the tape "
-                "(cfn.tape(*args)).",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            self.stats.retrace_reasons.append(f"backend fell back to the interpreter: {exc}")
-            return backends.interpreter.lower(tape)
+            return self._fall_back(backend, tape, exc)
+
+    def _fall_back(self, backend, tape: Tape, exc: Exception):
+        """The interpreter's executable for ``tape``, which ``backend`` could not compile."""
+        warnings.warn(
+            f"jitgrad.compile: the {backend.__name__.rsplit('.', 1)[-1]} backend could not "
+            f"compile {tape.name!r} ({type(exc).__name__}: {exc}); running it with the "
+            "reference interpreter instead. Please report this with the tape "
+            "(cfn.tape(*args)).",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        self.stats.retrace_reasons.append(f"backend fell back to the interpreter: {exc}")
+        return backends.interpreter.lower(tape)
 
     def _lower(self, tape: Tape, bwd_info, out_tree, guards, inside) -> _Entry:
         t0 = time.perf_counter()
         backend = self._backend_module()
-        build = self.wait  # else the build goes to another process (compile_worker)
         bwd = None
         if bwd_info is not None:
             tape, bwd_tape, diff_inputs, out_slots = _split(tape, *bwd_info)
             if self.optimize:
                 bwd_tape = passes.optimize(bwd_tape)
-            bwd_exe = self._lower_tape(backend, bwd_tape, build)
-            bwd = (bwd_tape, bwd_exe, diff_inputs, out_slots)
+            bwd = (bwd_tape, self._lower_tape(backend, bwd_tape), diff_inputs, out_slots)
         if self.optimize:
             tape = passes.optimize(tape)
         tape.verify()
-        exe = self._lower_tape(backend, tape, build)
+        exe = self._lower_tape(backend, tape)
         self.stats.compiles += 1
         entry = _Entry("inside" if inside else "step", tape, exe, out_tree, guards, bwd)
         exes = [exe] + ([bwd[1]] if bwd is not None else [])
-        jobs = [] if build else [job for x in exes for job in x.jobs()]
-        if jobs:
+        jobs = [job for x in exes for job in x.jobs()]
+        if jobs and not self.wait:  # the build goes to another process (compile_worker)
             entry.ready = False
             self._build_in_background(entry, exes, jobs)
         else:
-            if not build:
-                for x in exes:
-                    x.build()
-            self.stats.backend_compiles += sum(x.compiled for x in exes)
+            try:
+                self._build_now(exes, jobs)
+            except Exception as exc:  # noqa: BLE001 - as in _lower_tape
+                if backend is backends.interpreter:
+                    raise
+                entry.exe = self._fall_back(backend, tape, exc)
+                if bwd is not None:
+                    entry.bwd = (bwd[0], backends.interpreter.lower(bwd[0]), *bwd[2:])
         self.stats.compile_seconds += time.perf_counter() - t0
         return entry
+
+    def _build_now(self, exes: list, jobs: list) -> None:
+        """Build ``exes`` before returning: with the compile worker's help when there is much
+        to compile (it takes the jobs from the last, this process from the first)."""
+        shared = None
+        if sum(x.new_modules() for x in exes) >= SHARE_MIN:
+            from . import compile_worker
+
+            shared = compile_worker.service().share(self._backend_name(), jobs)
+        first = 0
+        for x in exes:
+            for _ in x.build_steps(shared, first):
+                pass
+            first += len(x.jobs())
+        self.stats.backend_compiles += sum(x.compiled for x in exes)
+        self.stats.backend_compiles += shared.compiled if shared is not None else 0
+
+    def _backend_name(self) -> str:
+        return self._backend_module().__name__.rsplit(".", 1)[-1]
 
     def _build_in_background(self, entry: _Entry, exes: list, jobs: list) -> None:
         """Hand ``jobs`` to the compile worker. When it has built them (its result thread calls
@@ -543,9 +570,8 @@ class CompiledFunction:
             else:
                 entry.loading = steps(compiled)
 
-        backend = self._backend_module().__name__.rsplit(".", 1)[-1]
         try:
-            compile_worker.service().submit(backend, jobs, done)
+            compile_worker.service().submit(self._backend_name(), jobs, done)
         except compile_worker.BuildError as exc:
             done(exc, 0)
 

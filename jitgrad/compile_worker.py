@@ -52,6 +52,7 @@ class _Service:
         self._proc = None
         self._log = None  # the worker's stderr, for the reason it died
         self._pending: dict = {}  # job id -> callback(error or None)
+        self._shared: dict = {}  # job id -> the Shared build it belongs to
         self._next = 0
         self._reader = None
         self._pid = os.getpid()
@@ -85,7 +86,14 @@ class _Service:
                 reply = json.loads(line)
             except ValueError:
                 continue
+            if "started" in reply or "finished" in reply:  # a shared build's progress
+                with self._lock:
+                    shared = self._shared.get(reply["id"])
+                if shared is not None:
+                    shared._progress(reply)
+                continue
             with self._lock:
+                self._shared.pop(reply.get("id"), None)
                 done = self._pending.pop(reply.get("id"), None)
             if done is not None:
                 error = reply.get("error")
@@ -114,10 +122,12 @@ class _Service:
         )
 
     # -- jobs ------------------------------------------------------------------------------------
-    def submit(self, backend: str, jobs: list, done: Callable) -> None:
+    def submit(self, backend: str, jobs: list, done: Callable, shared=None) -> int:
         """Have the worker build ``jobs`` for ``backend``; ``done(error, compiled)`` runs in
         another thread when they are built (error None; ``compiled``: how many modules the
-        worker compiled rather than found in a cache) or failed (a BuildError)."""
+        worker compiled rather than found in a cache) or failed (a BuildError). With
+        ``shared`` (a Shared), the worker builds them from the last, skipping those the caller
+        claims. Returns the job's id."""
         with self._lock:
             if os.getpid() != self._pid:
                 raise BuildError("the compile worker belongs to the parent process")
@@ -126,13 +136,31 @@ class _Service:
             job_id = self._next
             self._next += 1
             self._pending[job_id] = done
-            message = json.dumps({"id": job_id, "backend": backend, "jobs": jobs}) + "\n"
+            message = {"id": job_id, "backend": backend, "jobs": jobs}
+            if shared is not None:
+                self._shared[job_id] = shared
+                message["shared"] = True
             try:
-                self._proc.stdin.write(message.encode("utf-8"))
-                self._proc.stdin.flush()
+                self._send(message)
             except OSError:
                 self._pending.pop(job_id, None)
+                self._shared.pop(job_id, None)
                 raise BuildError("the compile worker is gone") from None
+            return job_id
+
+    def _send(self, message: dict) -> None:
+        self._proc.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+        self._proc.stdin.flush()
+
+    def share(self, backend: str, jobs: list) -> Shared:
+        """A build of ``jobs`` that the caller and the worker share: the caller builds them in
+        order, claiming each first (``Shared.claim``), and the worker from the last."""
+        shared = Shared(self, len(jobs))
+        try:
+            shared.id = self.submit(backend, jobs, shared._done, shared)
+        except BuildError:
+            shared._done(None, 0)  # (no worker: the caller builds everything)
+        return shared
 
     def busy(self) -> int:
         """Jobs in flight."""
@@ -154,6 +182,57 @@ class _Service:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class Shared:
+    """A build shared with the worker (``_Service.share``): which jobs the worker started and
+    finished, and the caller's claims."""
+
+    def __init__(self, service: _Service, n: int):
+        self._service = service
+        self._cond = threading.Condition(new_lock())
+        self.started: set = set()
+        self.finished: set = set()
+        self.over = False  # the worker is done with the whole build (or gone)
+        self.compiled = 0  # modules the worker compiled
+        self.id = None
+
+    def claim(self, j: int) -> bool:
+        """Whether the caller builds job ``j`` (the worker has not started it; it then skips
+        it). A job both start at once is built twice, harmlessly: caches are written whole."""
+        with self._cond:
+            if j in self.started or j in self.finished:
+                return False
+            if self.over:
+                return True
+        try:
+            with self._service._lock:
+                if self._service._proc is not None:
+                    self._service._send({"id": self.id, "claim": j})
+        except OSError:
+            pass
+        return True
+
+    def wait(self, j: int) -> bool:
+        """Wait until the worker has built job ``j``; False if it gave up (the caller builds
+        it then)."""
+        with self._cond:
+            while j not in self.finished and not self.over:
+                self._cond.wait()
+            return j in self.finished
+
+    def _progress(self, reply: dict) -> None:
+        with self._cond:
+            if "started" in reply:
+                self.started.add(reply["started"])
+            else:
+                self.finished.add(reply["finished"])
+            self._cond.notify_all()
+
+    def _done(self, error, compiled: int) -> None:
+        with self._cond:
+            self.over, self.compiled = True, compiled if error is None else 0
+            self._cond.notify_all()
 
 
 _service: _Service | None = None
@@ -190,23 +269,59 @@ def _watch_parent(parent: int) -> None:
             os._exit(0)
 
 
+def _read_messages(messages, claims: dict, lock) -> None:
+    """The worker's stdin: builds go to ``messages``, claims into ``claims`` at once (so a
+    build in progress sees them); EOF ends the worker after its current build."""
+    for line in sys.stdin:
+        message = json.loads(line)
+        if "claim" in message:
+            with lock:
+                claims.setdefault(message["id"], set()).add(message["claim"])
+            continue
+        messages.put(message)
+    messages.put(None)
+
+
 def main(argv: list | None = None) -> None:
+    import queue
+
     argv = sys.argv[1:] if argv is None else argv
     if argv:
         threading.Thread(target=_watch_parent, args=(int(argv[0]),), daemon=True).start()
     out = os.fdopen(os.dup(1), "w")  # the replies; anything printed goes to stderr
     os.dup2(2, 1)
-    for line in sys.stdin:
-        message = json.loads(line)
+    messages: queue.Queue = queue.Queue()
+    claims: dict = {}
+    lock = threading.Lock()
+    threading.Thread(target=_read_messages, args=(messages, claims, lock), daemon=True).start()
+
+    def send(reply):
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+    while (message := messages.get()) is not None:
         reply = {"id": message["id"]}
         try:
             backend = importlib.import_module(f"jitgrad.backends.{message['backend']}")
-            reply["compiled"] = backend.run_jobs(message["jobs"])
+            jobs = message["jobs"]
+            if not message.get("shared"):
+                reply["compiled"] = backend.run_jobs(jobs)
+            else:  # from the last job, skipping those the parent claims
+                compiled = 0
+                for j in reversed(range(len(jobs))):
+                    with lock:
+                        if j in claims.get(message["id"], ()):
+                            continue
+                    send({"id": message["id"], "started": j})
+                    compiled += backend.run_jobs([jobs[j]])
+                    send({"id": message["id"], "finished": j})
+                reply["compiled"] = compiled
         except BaseException as exc:  # noqa: BLE001  (reported to the parent, which warns)
             reply["error"] = traceback.format_exception_only(exc)[-1].strip()
             reply["traceback"] = traceback.format_exc(limit=8)
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+        with lock:
+            claims.pop(message["id"], None)
+        send(reply)
 
 
 if __name__ == "__main__":

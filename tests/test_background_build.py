@@ -195,3 +195,30 @@ def test_a_compiled_module_inside_an_eager_graph_switches_too(fresh_cache):
         if compiled:
             break
     assert fa.stats.eager_calls >= 1 and fa.stats.traces == 1, fa.stats
+
+
+def test_a_waited_build_shares_its_jobs_with_the_worker(fresh_cache):
+    # compile(wait=True) with several new kernels: the worker takes jobs from the last, the
+    # caller claims from the first; the caller then loads the worker's from the caches
+    from jitgrad.backends import numba_cpu
+
+    model = _model()
+    step = jg.compile(_step_fn(model, optim.SGD(model.parameters(), lr=0.1)), backend="interpreter")
+    x, y = jg.randn(5, 6), jg.randint(0, 3, (5,))
+    step(x, y)  # (a tape, nothing compiled)
+    exe = numba_cpu.lower(step.tape(x, y), build=False)
+    jobs = exe.jobs()
+    assert len(jobs) >= 5
+    shared = compile_worker.service().share("numba_cpu", jobs)
+    claimed = [j for j in range(2) if shared.claim(j)]  # before the worker gets to them
+    assert claimed == [0, 1]
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    while not shared.over:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert shared.finished == set(range(2, len(jobs)))  # the worker built all the others
+    for _ in exe.build_steps(shared):
+        pass
+    # at most the two claimed kernels compiled here (fewer if an earlier test did); the rest
+    # came from the caches
+    assert exe.compiled <= 2

@@ -174,24 +174,27 @@ def test_unregistered_backend_is_a_column_of_na(monkeypatch):
     assert bench.make_runner(bench.WORKLOADS[0], engines[1]) is None
 
 
-def test_compile_time_child_reports_warmup_and_retrace(capsys):
+def test_compile_time_child_reports_a_first_compiled_call_and_a_retrace(capsys):
     # In process, on the interpreter: the measuring body without the subprocess.
-    bench.compile_time_child("interpreter")
+    from jitgrad import bench_compile
+
+    bench_compile.child("warm", "interpreter")
     line = capsys.readouterr().out.strip().splitlines()[-1]
     result = json.loads(line.split(": ", 1)[1])
-    first, new_batch = result["first"], result["new_batch"]
-    # W1 traces (once, or twice if .grad None on the first call matters), then runs from the cache
-    assert 1 <= first["traced_calls"] == first["traces"] < bench.MAX_WARMUP_CALLS
-    assert first["first_call"] > 0 and first["warmup"] >= first["first_call"]
+    warm, new_batch = result["warm"], result["new_batch"]
+    # W1 traces (once, or twice if .grad None on the first call matters), then runs compiled
+    assert warm["compiled"] and 1 <= warm["traces"] <= 2 and warm["eager_calls"] == 0
+    assert 0 < warm["first_call"] <= warm["seconds"]
     # a new batch size is one retrace
-    assert new_batch["traced_calls"] == new_batch["traces"] == 1
-    text = bench.format_compile_times({"interpreter": result | {"cold": first, "warm": first}})
-    assert len(text.splitlines()) == 2 + len(bench.COMPILE_CASES)
-    assert "new batch 32" in text
+    assert new_batch["compiled"] and new_batch["traces"] == warm["traces"] + 1
+    text = bench_compile.format_table({"interpreter": result})
+    assert "new batch 32" in text and "same caches" in text
 
 
 def test_cold_compile_seconds_runs_in_a_fresh_process():
-    assert bench.cold_compile_seconds("interpreter") >= 0
+    from jitgrad import bench_compile
+
+    assert bench_compile.cold_seconds("interpreter") > 0
 
 
 def test_bench_rejects_unknown_workload():

@@ -43,8 +43,11 @@ class Executable:
     def build(self) -> None:
         pass
 
-    def build_steps(self):
+    def build_steps(self, shared=None, first: int = 0):
         return iter(())
+
+    def new_modules(self) -> int:
+        return 0
 
     def __call__(self, inputs: list):
         env = evaluate(self.tape, inputs)

@@ -10,6 +10,7 @@ bit for bit ``np.add.at``'s, in a tenth of the time. Compiled by Numba once per 
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 
@@ -34,3 +35,10 @@ def scatter_add_flat(out, index, src, pre, n, post) -> int:
             for q in range(post):
                 out[o + q] += src[s + q]
     return n
+
+
+def compile_all() -> None:
+    """Compile (or load from Numba's cache) the loops for the dtypes eager code uses."""
+    index = np.zeros(1, np.int64)
+    for dtype in (np.float32, np.float64, np.int64, np.int32):
+        scatter_add_flat(np.zeros(1, dtype), index, np.zeros(1, dtype), 1, 1, 1)

@@ -120,3 +120,11 @@ def sgd(p, grad, buf, *, maximize, wd, momentum, damp, nesterov, first, lr) -> N
     p._vc[0] += 1
     if buf is not None and not first:
         buf._vc[0] += 1
+
+
+def compile_all() -> None:
+    """Compile (or load from Numba's cache) the loops for float32 and float64 parameters."""
+    for dtype in (np.float32, np.float64):
+        t, a = np.dtype(dtype).type, [np.zeros(1, dtype) for _ in range(5)]
+        _adam_loop(*a, False, NO_DECAY, *[t(0)] * 5, t(1), t(0))
+        _sgd_loop(*a[:3], False, False, *[t(0)] * 3, False, True, t(0))

@@ -252,6 +252,10 @@ class Executable:
         kernels = list(dict.fromkeys(c.source for c in self.calls if c.source is not None))
         return kernels + [driver_source(len(self.moving) + len(self.blocks), HEADER)]
 
+    def new_modules(self) -> int:
+        """How many of this executable's kernels no cache directory holds yet (to compile)."""
+        return sum(not cache.exists(src, "jgk") for src in self.sources()[:-1])
+
     def _driver_dtypes(self) -> list:
         """The dtypes of the driver's arrays: the moving inputs', then the blocks'."""
         dts = [self.tape.inputs[i].dtype.np for i in self.moving] + [dt for _, dt in self.blocks]
@@ -259,7 +263,8 @@ class Executable:
 
     def jobs(self) -> list:
         """What another process compiles so that ``build`` finds everything in the caches
-        (see ``run_jobs``): plain data."""
+        (see ``run_jobs``): plain data, one job per kernel, then the driver's and the
+        runtime's."""
         sources = self.sources()
         jobs = [{"source": src, "prefix": "jgk"} for src in sources[:-1]]
         jobs.append({"source": sources[-1], "prefix": "jgd", "driver": self._driver_dtypes()})
@@ -273,15 +278,41 @@ class Executable:
         for _ in self.build_steps():
             pass
 
-    def build_steps(self):
+    def build_steps(self, shared=None, first: int = 0):
         """``build``, one generated module (or runtime function) per step: a generator, so a
-        caller can spread loading a background build's code over several calls."""
+        caller can spread loading a background build's code over several calls. With
+        ``shared`` (compile_worker.Shared) the worker builds some of the jobs (``jobs()``, the
+        build's from ``first`` on): this builds those it claims first, then loads the rest
+        from the caches as the worker finishes them."""
         compiled = 0
         fns = {}
-        for src in self.sources()[:-1]:
-            mod = cache.load_module(src, "jgk")
-            fns[src] = mod.kernel.address
-            compiled += _first_compile(mod, mod.kernel.cache_hits == 0)
+        sources = self.sources()
+        n = len(sources) + 1  # (the jobs: the kernels, the driver, the runtime's functions)
+        theirs: list = []  # jobs the worker started first: loaded once it has finished them
+
+        def order():
+            for j in range(n):  # (claimed one at a time, as this process reaches each)
+                if shared is None or shared.claim(first + j):
+                    yield j
+                else:
+                    theirs.append(j)
+            for j in theirs:
+                shared.wait(first + j)  # (then loaded from the caches; built here if it failed)
+                yield j
+
+        for j in order():
+            if j == n - 1:  # the runtime's functions (see jobs())
+                run_jobs(self.jobs()[-1:])
+            elif j == n - 2:
+                driver_mod = cache.load_module(sources[-1], "jgd")
+                self.driver = driver_mod.driver
+                misses = sum(self.driver.stats.cache_misses.values())
+                self.driver.compile(_driver_signature(self._driver_dtypes()))
+                compiled += int(sum(self.driver.stats.cache_misses.values()) > misses)
+            else:
+                mod = cache.load_module(sources[j], "jgk")
+                fns[sources[j]] = mod.kernel.address
+                compiled += _first_compile(mod, mod.kernel.cache_hits == 0)
             yield
         if self.blas:
             self.calls[0].address, self.calls[-1].address = runtime.blas_kernel_addresses()
@@ -290,14 +321,7 @@ class Executable:
                 c.address = fns[c.source]
             elif c.kernel.product is not None:
                 c.address = products.address(*c.kernel.product[:2])
-                yield
-        driver_mod = cache.load_module(self.sources()[-1], "jgd")
-        self.driver = driver_mod.driver
-        misses = sum(self.driver.stats.cache_misses.values())
-        self.driver.compile(_driver_signature(self._driver_dtypes()))
-        compiled += int(sum(self.driver.stats.cache_misses.values()) > misses)
         prog = [run_program_address(), launch_address() if self.parallel else 0, self.parts]
-        yield
         self.compiled = compiled
         tape = self.tape
         self.const_arrays = [
@@ -618,6 +642,19 @@ def lower(tape: Tape, build: bool = True) -> Executable:
     loaded yet: ``exe.jobs()`` says what to compile (in another process, ``run_jobs``), then
     ``exe.build()`` loads it."""
     return Executable(tape, build=build)
+
+
+def compile_runtime() -> None:
+    """Compile (or load) every function of the runtime a program may call: run_program, the
+    threaded launch, BLAS's thread count, the product kernels (each compiled once per machine
+    on first use; this compiles them ahead, e.g. when building an image)."""
+    run_program_address()
+    launch_address()
+    if runtime.BLAS_THREADS:
+        runtime.blas_kernel_addresses()
+    for form in ("product", "split", "pair"):
+        for dtype in ("float32", "float64"):
+            products.address(form, dtype)
 
 
 def run_jobs(jobs: list) -> int:

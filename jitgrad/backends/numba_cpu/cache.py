@@ -101,6 +101,13 @@ def module_name(source: str, prefix: str) -> str:
     return f"{prefix}_{hashlib.sha256(source.encode('utf-8')).hexdigest()[:_DIGEST_CHARS]}"
 
 
+def exists(source: str, prefix: str) -> bool:
+    """Whether ``source``'s module is loaded or its file is in the cache directory (so its
+    compiled code most likely is too)."""
+    name = module_name(source, prefix)
+    return name in _modules or (cache_dir() / f"{name}.py").exists()
+
+
 def clear_cache() -> None:
     """Remove jitgrad-generated files from ``cache_dir()`` and forget loaded modules.
 
