@@ -7,10 +7,12 @@ disk cache; a thread of the parent then loads them from there (``exe.build()``, 
 hits) and the function switches to the compiled code. Compiling in another process keeps
 Numba's compiler, which holds the GIL while it types and lowers, off the training thread.
 
-The worker is ``python -m jitgrad.compile_worker``: it reads one JSON job per line on stdin
-and answers one JSON line per job on stdout. It runs in a session of its own (a Ctrl-C in the
-terminal reaches the training process, not the worker), is stopped and reaped when the parent
-exits, and exits by itself when the parent dies. The caches it writes are written atomically
+The worker is ``python -m jitgrad.compile_worker`` at the lowest priority (``nice 19``), so it
+compiles on the cores the training leaves idle (while a background build is in flight, NumPy's
+BLAS runs on one thread, see ``jitgrad.blas``): it reads one JSON job per line on stdin
+and answers one JSON line per job on stdout. It ignores SIGINT (a Ctrl-C in the terminal is
+for the training process), is stopped and reaped when the parent exits, and exits by itself
+when the parent dies. The caches it writes are written atomically
 (generated sources by ``cache.load_module``, compiled code by Numba), so a worker stopped
 mid-build leaves no half-written entry.
 """
@@ -28,6 +30,7 @@ import threading
 import traceback
 from collections.abc import Callable
 
+from . import blas
 from .locks import new_lock
 
 __all__ = ["BuildError", "service", "main"]
@@ -66,13 +69,21 @@ class _Service:
         # the worker imports this jitgrad, wherever it was imported from
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         self._log = tempfile.TemporaryFile()
+        # at the lowest priority from the start (its imports too): it compiles on the cores the
+        # training leaves idle
+        # (in the parent's session: a session of its own is a scheduling group of its own on
+        # Linux, which takes its fair share of the cores whatever its priority, and made each
+        # BLAS call of an eager CNN step wait for a core: 64 ms steps instead of 3. A Ctrl-C
+        # in the terminal, meant for the training, does not stop it: it ignores SIGINT.)
+        boot = "import os, runpy, signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        boot += "if hasattr(os, 'nice'): os.nice(19)\n"
+        boot += "runpy.run_module('jitgrad.compile_worker', run_name='__main__')"
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "jitgrad.compile_worker", str(os.getpid())],
+            [sys.executable, "-c", boot, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
             env=env,
-            start_new_session=True,
         )
         self._reader = threading.Thread(
             target=self._read, args=(self._proc,), name="jitgrad-build-results", daemon=True
@@ -135,6 +146,9 @@ class _Service:
                 self._start()
             job_id = self._next
             self._next += 1
+            if shared is None:  # a background build: NumPy's BLAS leaves a core to the worker
+                blas.hold_one_thread()
+                done = _releasing(done)
             self._pending[job_id] = done
             message = {"id": job_id, "backend": backend, "jobs": jobs}
             if shared is not None:
@@ -145,6 +159,8 @@ class _Service:
             except OSError:
                 self._pending.pop(job_id, None)
                 self._shared.pop(job_id, None)
+                if shared is None:
+                    blas.release()
                 raise BuildError("the compile worker is gone") from None
             return job_id
 
@@ -182,6 +198,18 @@ class _Service:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _releasing(done: Callable) -> Callable:
+    """``done``, then the BLAS thread hold of its build is released."""
+
+    def wrapped(error, compiled):
+        try:
+            done(error, compiled)
+        finally:
+            blas.release()
+
+    return wrapped
 
 
 class Shared:
