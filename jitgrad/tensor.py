@@ -41,6 +41,9 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
         data = prim.impl(inputs[0]._data, **params)
     else:
         data = prim.impl(*[t._data for t in inputs], **params)
+    residual = None
+    if prim.residual:
+        data, residual = data
     if type(data) is not _ndarray:
         data = _asarray(data)
     out = plain_tensor(data)
@@ -58,7 +61,7 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
     if STATE.grad_enabled and prim.differentiable and data.dtype.kind == "f":
         for t in inputs:
             if t._requires_grad:
-                _attach_node(prim, inputs, params, out)
+                _attach_node(prim, inputs, params, out, residual)
                 break
     if STATE.tracer is not None:
         STATE.tracer.record(prim, inputs, params, out)
@@ -77,7 +80,7 @@ def plain_tensor(data: np.ndarray) -> Tensor:
     return t
 
 
-def _attach_node(prim, inputs, params, out) -> None:
+def _attach_node(prim, inputs, params, out, residual=None) -> None:
     edges = []
     for t in inputs:
         fn = t._grad_fn
@@ -87,7 +90,7 @@ def _attach_node(prim, inputs, params, out) -> None:
             edges.append((t._acc or accumulator(t), 0))
         else:
             edges.append(None)
-    node = PrimNode(prim, inputs, params, tuple(edges), out._data, out._vc)
+    node = PrimNode(prim, inputs, params, tuple(edges), out._data, out._vc, residual)
     if STATE.anomaly:
         node._trace = "".join(traceback.format_stack()[:-3])
     out._grad_fn = node

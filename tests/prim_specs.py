@@ -68,6 +68,84 @@ def _scatter_ref(x, idx, src, axis):
     return out
 
 
+def _conv_ref(x, w, b=None, *, geometry, groups):
+    """Cross-correlation by the definition: zero padding, stride, dilation, groups."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow), ((top, _), (left, _)) = geometry
+    n, c, h, wd = x.shape
+    oc, cg = w.shape[:2]
+    xp = np.zeros((n, c, h + 2 * kh * dh, wd + 2 * kw * dw), x.dtype)
+    xp[:, :, top : top + h, left : left + wd] = x
+    out = np.zeros((n, oc, oh, ow), np.float64)
+    for o in range(oc):
+        g = o // (oc // groups)
+        for i in range(kh):
+            for j in range(kw):
+                patch = xp[:, g * cg : (g + 1) * cg, i * dh : i * dh + sh * oh : sh][
+                    :, :, :oh, j * dw : j * dw + sw * ow : sw
+                ][:, :, :, :ow]
+                out[:, o] += np.einsum("nchw,c->nhw", patch, w[o, :, i, j])
+        if b is not None:
+            out[:, o] += b[o]
+    return out
+
+
+def _pool_ref(x, geometry):
+    """Max over each window by the definition; padding never wins."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow), ((top, _), (left, _)) = geometry
+    n, c, h, w = x.shape
+    out = np.full((n, c, oh, ow), -np.inf)
+    for i in range(kh):
+        for j in range(kw):
+            for y in range(oh):
+                for z in range(ow):
+                    r, q = y * sh - top + i * dh, z * sw - left + j * dw
+                    if 0 <= r < h and 0 <= q < w:
+                        out[:, :, y, z] = np.maximum(out[:, :, y, z], x[:, :, r, q])
+    return out
+
+
+def _geometry(kind, x_shape, *args):
+    from jitgrad.nn import conv, pooling
+
+    x = jg.zeros(x_shape)
+    if kind == "pool":
+        return pooling._pool_geometry(x, "max_pool2d", *args)
+    (kh, kw), stride, dilation, padding = args
+    pads = conv._conv_padding(padding, (kh, kw), stride, dilation)
+    eff = [d * (k - 1) + 1 for d, k in zip(dilation, (kh, kw))]
+    out = [
+        conv._out_size(n, p[0], p[1], e, s) for n, p, e, s in zip(x_shape[2:], pads, eff, stride)
+    ]
+    return ((kh, kw), stride, dilation, tuple(out), pads)
+
+
+CONV = {"geometry": _geometry("conv", (2, 3, 5, 5), (3, 3), (1, 1), (1, 1), 1), "groups": 1}
+POOL = {"geometry": _geometry("pool", (2, 3, 6, 6), 2, None, 0, 1, False)}
+# the fused primitives' bit-for-bit cases (see test_prims): (inputs, params) each
+FUSED_CASES = {
+    "conv2d": [
+        ([F(2, 3, 5, 5), F(4, 3, 3, 3), F(4)], CONV),
+        ([F(2, 3, 5, 5), F(4, 3, 3, 3)], CONV),  # no bias
+        (
+            [F(2, 4, 7, 6), F(6, 2, 2, 3), F(6)],
+            {"geometry": _geometry("conv", (2, 4, 7, 6), (2, 3), (2, 1), (1, 2), 0), "groups": 2},
+        ),
+        (
+            [F(2, 3, 4, 4), F(5, 3, 1, 1), F(5)],  # 1x1: the plane is the columns
+            {"geometry": _geometry("conv", (2, 3, 4, 4), (1, 1), (1, 1), (1, 1), 0), "groups": 1},
+        ),
+    ],  # fmt: skip
+    "max_pool2d": [
+        ([F(2, 3, 6, 6)], POOL),
+        ([F(2, 3, 7, 6)], {"geometry": _geometry("pool", (2, 3, 7, 6), 3, 2, 1, 1, True)}),
+        (
+            [F(2, 2, 6, 7)],
+            {"geometry": _geometry("pool", (2, 2, 6, 7), (2, 3), 1, 0, (2, 1), False)},
+        ),
+    ],
+}
+
+
 def _cast_ref(x, dtype):
     return x.astype(dtype.np)
 
@@ -207,6 +285,10 @@ SPECS: dict[str, Spec] = {
         params={"ignore_index": 2, "reduction": "none"},
         differentiable=(0, 2),
     ),
+    "conv2d": Spec(
+        [F(2, 3, 5, 5), F(4, 3, 3, 3), F(4)], _conv_ref, params=CONV, differentiable=(0, 1, 2)
+    ),
+    "max_pool2d": Spec([F(2, 3, 6, 6)], _pool_ref, params=POOL, differentiable=(0,), smooth=False),
     # rand is checked for determinism and distribution in test_prims.py
     "rand": Spec([], None),
 }

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from prim_specs import SPECS
+from prim_specs import FUSED_CASES, SPECS
 
 import jitgrad as jg
 from jitgrad.ops.registry import PRIMS, scalar_expr
@@ -197,6 +197,9 @@ def _fused_cases():
             if name == "linear":
                 yield name, dtype, {}, 3
                 yield name, dtype, {}, 2  # without a bias
+            elif name in FUSED_CASES:
+                for k in range(len(FUSED_CASES[name])):
+                    yield name, dtype, FUSED_CASES[name][k][1], k
             else:
                 for params in _CE_PARAMS:
                     yield name, dtype, params, None
@@ -204,7 +207,10 @@ def _fused_cases():
 
 def _fused_inputs(name, dtype, params, n_inputs, seed):
     rng = np.random.default_rng(seed)
-    arrays = [a.draw(rng) for a in SPECS[name].args][: n_inputs or None]
+    args = FUSED_CASES[name][n_inputs][0] if name in FUSED_CASES else SPECS[name].args
+    arrays = [a.draw(rng) for a in args]
+    if name not in FUSED_CASES:
+        arrays = arrays[: n_inputs or None]
     if name == "cross_entropy_backward" and params["reduction"] != "none":
         arrays[2] = np.asarray(rng.standard_normal())
     return [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays]
@@ -304,3 +310,22 @@ def test_fused_linear_saves_input_and_weight_not_bias():
         lin.weight.mul_(2.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_fused_max_pool_picks_what_argmax_picks_on_ties_nans_and_infinities(case):
+    # which element wins decides both the value's bits (+0.0 or -0.0) and where the gradient
+    # goes: the fused loop must pick as the composite's argmax does
+    arrays, params = FUSED_CASES["max_pool2d"][case]
+    rng = np.random.default_rng(case)
+    x = rng.choice([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan], arrays[0].shape)
+    x = x.astype(np.float32)
+    prim = PRIMS["max_pool2d"]
+    got = []
+    for run in (lambda t: jg.apply(prim, (t,), params), lambda t: prim.decompose(t, **params)):
+        t = jg.tensor(x, requires_grad=True)
+        out = run(t)
+        (g,) = jg.autograd.grad(out, [t], jg.ones_like(out))
+        got.append((out.detach().numpy(), g.numpy()))
+    (a, ga), (b, gb) = got
+    assert a.tobytes() == b.tobytes() and np.array_equal(ga, gb)

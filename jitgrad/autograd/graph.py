@@ -119,15 +119,18 @@ class _Meta:
 class PrimNode(Node):
     """The backward of one primitive application; the VJP rule comes from the registry."""
 
-    __slots__ = ("prim", "inputs", "params", "_out_data", "_out_vc", "_versions", "_freed")
+    __slots__ = (
+        "prim", "inputs", "params", "_out_data", "_out_vc", "_versions", "_freed", "residual",
+    )  # fmt: skip
 
-    def __init__(self, prim, inputs, params, edges, out_data, out_vc=None):
+    def __init__(self, prim, inputs, params, edges, out_data, out_vc=None, residual=None):
         self._seq = next(_sequence)
         self._edges = edges
         self._pre_hooks = self._post_hooks = self._retained = self._trace = None
         self.prim = prim
         self.inputs = inputs
         self.params = params
+        self.residual = residual
         if prim.save_out:
             self._out_data = out_data
             # the saved output's version counter and version: writing into the output in place
@@ -203,9 +206,9 @@ class PrimNode(Node):
         # Nodes that save nothing PyTorch would keep (add, reshape, sum, ...) keep their inputs
         # (their VJPs read shapes only) and stay usable; the others drop what they saved.
         prim = self.prim
-        if prim.saves or prim.save_out:
+        if prim.saves or prim.save_out or prim.residual:
             self.inputs = tuple(_Meta(t) for t in self.inputs) if not prim.saves else None
-            self._out_data = self._out_vc = None
+            self._out_data = self._out_vc = self.residual = None
             self._freed = True
 
 

@@ -14,9 +14,13 @@ from functools import lru_cache
 import numpy as np
 
 from .. import dtypes
+from ..autograd.engine import grad as autograd_grad
+from ..autograd.grad_mode import STATE, enable_grad
 from ..factories import empty
 from ..ops import functions as _F
 from ..ops import prims as _P
+from ..ops.loops import scatter_add_skipping
+from ..ops.registry import register
 from ..tensor import Tensor, apply
 from . import init
 from .module import Module, Parameter
@@ -220,10 +224,23 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, mode) -> Ten
             "more padding or a smaller kernel/dilation."
         )
     oh, ow = _out_size(h, t, b, ekh, stride[0]), _out_size(w, l, r, ekw, stride[1])
-    k, length = kh * kw, oh * ow
     if mode != "zeros":
         _check_mode_padding(x, pads, mode)
     geometry = ((kh, kw), stride, dilation, (oh, ow), pads)
+    if mode == "zeros":  # one fused step eagerly (conv2d_p), the composite when traced
+        inputs = (x, weight) if bias is None else (x, weight, bias)
+        out = apply(conv2d_p, inputs, {"geometry": geometry, "groups": groups})
+    else:
+        out = _conv_composite(x, weight, bias, geometry, groups, mode)
+    return _F.squeeze(out, 0) if unbatched else out
+
+
+def _conv_composite(x, weight, bias, geometry, groups, mode) -> Tensor:
+    """The batched convolution over core primitives."""
+    n, c, h, w = x.shape
+    oc, cg, kh, kw = weight.shape
+    k, (oh, ow), pads = kh * kw, geometry[3], geometry[4]
+    length = oh * ow
     # The plane goes channels-first, (C, N*H*W): the gather along it gives the columns as
     # (C, K, N*L), already the (C*K, N*L) matrix of one large matmul (which beats N small
     # ones). Batch stays outside each image's H*W, so the transposes to and from NCHW move
@@ -242,8 +259,97 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, mode) -> Ten
         out = _F.add(out, _F.reshape(bias, (1, oc, 1, 1)))
     # NCHW memory like PyTorch's result, so .view() works on it (free in compiled code: the
     # copy fuses into whatever reads it)
-    out = _F.contiguous(out)
-    return _F.squeeze(out, 0) if unbatched else out
+    return _F.contiguous(out)
+
+
+# -- conv2d as one fused primitive ----------------------------------------------------------------
+# Eagerly, the composite is some fifteen primitives forward and as many nodes backward. The
+# fused primitive repeats its arithmetic operation for operation (the same gather of columns,
+# the same product, the same bias add; backward, the same products, sum and scatter-add), so
+# eager and traced runs agree bit for bit, and keeps the columns for the weight's gradient.
+
+
+def _gathered(x: np.ndarray, geometry: tuple, groups: int, weight_shape: tuple) -> np.ndarray:
+    """The composite's columns, (groups, C/groups * KH*KW, N*OH*OW)."""
+    n, c, h, w = x.shape
+    (kh, kw), _, _, (oh, ow), pads = geometry
+    plane = x.transpose(1, 0, 2, 3).reshape(c, n * h * w)
+    if geometry[:3] == ((1, 1), (1, 1), (1, 1)) and pads == ((0, 0), (0, 0)):
+        cols = plane
+    else:
+        if pads != ((0, 0), (0, 0)):
+            plane = np.concatenate([plane, np.zeros((c, 1), plane.dtype)], 1)
+        cols = np.take(plane, _batch_window_index((h, w), geometry, "zeros", n), axis=1)
+    return cols.reshape(groups, weight_shape[1] * kh * kw, n * oh * ow)
+
+
+def _conv_impl(x, weight, bias=None, *, geometry, groups):
+    n, oc = x.shape[0], weight.shape[0]
+    oh, ow = geometry[3]
+    cols = _gathered(x, geometry, groups, weight.shape)
+    out = np.matmul(weight.reshape(groups, oc // groups, cols.shape[1]), cols)
+    out = out.reshape(oc, n, oh, ow).transpose(1, 0, 2, 3)
+    if bias is not None:
+        out = np.add(out, np.broadcast_to(bias.reshape(1, oc, 1, 1), out.shape))
+    return np.array(out, order="C"), cols
+
+
+def _conv_vjp(node, g):
+    x, weight = node.inputs[0], node.inputs[1]
+    geometry, groups = node.params["geometry"], node.params["groups"]
+    needs = node.needs
+    if STATE.grad_enabled:  # a graph of the gradient (create_graph): the composite's
+        bias = node.inputs[2] if len(node.inputs) == 3 else None
+        with enable_grad():
+            out = _conv_composite(x, weight, bias, geometry, groups, "zeros")
+        wanted = [t for t, need in zip(node.inputs, needs) if need]
+        grads = iter(autograd_grad(out, wanted, g, create_graph=True))
+        return tuple(next(grads) if need else None for need in needs)
+    n, c, h, w = x.shape
+    oc = weight.shape[0]
+    oh, ow = geometry[3]
+    cols = node.residual
+    gd = g._data
+    # (the composite's gradient ops: the bias's through its expand, then the product's)
+    g3 = gd.transpose(1, 0, 2, 3).reshape(groups, oc // groups, n * oh * ow)
+    gx = gw = gb = None
+    if len(needs) == 3 and needs[2]:
+        gb = Tensor._wrap(np.add.reduce(gd, axis=(0, 2, 3), keepdims=True).reshape(oc))
+    if needs[1]:
+        gw = Tensor._wrap(np.matmul(g3, cols.transpose(0, 2, 1)).reshape(weight.shape))
+    if needs[0]:
+        w3 = weight._data.reshape(groups, oc // groups, cols.shape[1])
+        gcols = np.matmul(w3.transpose(0, 2, 1), g3).reshape(c, -1, n * oh * ow)
+        if geometry[:3] == ((1, 1), (1, 1), (1, 1)) and geometry[4] == ((0, 0), (0, 0)):
+            plane = gcols.reshape(c, n * h * w)
+        else:  # the gather's transpose, as scatter_add adds (the padding's sink aside)
+            index = _batch_window_index((h, w), geometry, "zeros", n)
+            plane = np.zeros((c, n * h * w), gd.dtype)
+            flat = np.ascontiguousarray(gcols).reshape(-1)
+            size = n * h * w  # (the padding's zero sits at index size: skipped)
+            scatter_add_skipping(plane.reshape(-1), index.reshape(-1), flat, c, size, size)
+        gx = Tensor._wrap(plane.reshape(c, n, h, w).transpose(1, 0, 2, 3))
+    return (gx, gw) if len(needs) == 2 else (gx, gw, gb)
+
+
+def _conv_shape(avals, geometry, groups):
+    x, weight = avals[0], avals[1]
+    return (x.shape[0], weight.shape[0], *geometry[3]), x.dtype
+
+
+conv2d_p = register(
+    "conv2d",
+    impl=_conv_impl,
+    vjp=_conv_vjp,
+    shape=_conv_shape,
+    kind="fused",
+    residual=True,  # the columns, for the weight's gradient
+    saves=(1,),  # (and the weight, for the input's; like PyTorch's node it keeps the input too)
+    decompose=lambda x, weight, bias=None, *, geometry, groups: _conv_composite(
+        x, weight, bias, geometry, groups, "zeros"
+    ),
+    node_name="ConvolutionBackward0",
+)
 
 
 def _type_name(t: Tensor) -> str:

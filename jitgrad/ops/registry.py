@@ -49,6 +49,10 @@ class Prim:
     saves: bool | tuple = True
     # Whether vjp reads ``node.out`` (the primal result), so the node keeps the output's buffer.
     save_out: bool = False
+    # Whether impl returns (output, residual): eagerly, the node keeps the residual for vjp
+    # (``node.residual``: e.g. the positions max pooling picked, so its gradient need not
+    # find them again)
+    residual: bool = False
     # Outputs of non-differentiable prims (comparisons, argmax, random draws) never require grad.
     differentiable: bool = True
     node_name: str = ""
