@@ -82,6 +82,11 @@ def release() -> None:
             fns[0](_saved)
 
 
+def holding() -> bool:
+    """Whether a hold is on (a background build is in flight)."""
+    return _holders > 0
+
+
 def threads() -> int | None:
     """NumPy's BLAS thread count now (None where it cannot be read)."""
     fns = _functions()

@@ -19,6 +19,15 @@ from .autograd.grad_mode import STATE
 from .autograd.graph import PrimNode, accumulator
 
 _NO_PARAMS: dict = {}
+_PARALLEL_MIN = 1 << 18  # (ops.parallel.MIN_ELEMENTS: imported lazily, ops imports this module)
+
+
+def _parallel(arrays, impl, params):
+    from .ops.parallel import elementwise
+
+    return elementwise(impl, arrays, params)
+
+
 _ndarray = np.ndarray
 _asarray = np.asarray
 
@@ -35,7 +44,12 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
     if prim.decompose is not None and STATE.tracer is not None:
         return prim.decompose(*inputs, **params)  # tapes hold core primitives only
     n = len(inputs)
-    if n == 2:
+    data = None
+    if prim.kind == "elementwise" and inputs and inputs[0]._data.size >= _PARALLEL_MIN:
+        data = _parallel([t._data for t in inputs], prim.impl, params)
+    if data is not None:
+        pass
+    elif n == 2:
         data = prim.impl(inputs[0]._data, inputs[1]._data, **params)
     elif n == 1:
         data = prim.impl(inputs[0]._data, **params)

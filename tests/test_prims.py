@@ -329,3 +329,25 @@ def test_fused_max_pool_picks_what_argmax_picks_on_ties_nans_and_infinities(case
         got.append((out.detach().numpy(), g.numpy()))
     (a, ga), (b, gb) = got
     assert a.tobytes() == b.tobytes() and np.array_equal(ga, gb)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_large_elementwise_primitives_in_pieces_give_the_same_bits(name):
+    # ops.parallel cuts large elementwise inputs into pieces, one per core: each element is
+    # computed by the same loop, so the result must not change by a bit
+    from jitgrad.ops import parallel
+
+    spec, prim = SPECS[name], PRIMS[name]
+    rng = np.random.default_rng(11)
+    n = parallel.MIN_ELEMENTS + 12345
+    arrays = []
+    for a in spec.args:
+        drawn = [a.draw(rng) for _ in range(-(-n // max(1, int(np.prod(a.shape)))))]
+        flat = np.concatenate([d.reshape(-1) for d in drawn])[:n]
+        arrays.append(flat.astype(np.float32) if flat.dtype.kind == "f" else flat)
+    whole = prim.impl(*arrays, **spec.params)
+    pieces = parallel.elementwise(prim.impl, arrays, spec.params)
+    if parallel.CORES < 2:
+        pytest.skip("one core: nothing is cut")
+    assert pieces is not None
+    assert pieces.dtype == whole.dtype and pieces.tobytes() == np.asarray(whole).tobytes()
