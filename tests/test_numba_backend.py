@@ -292,6 +292,30 @@ def test_large_loops_run_in_parallel_and_agree():
     assert "on threads" in src and "part_range(" in src and "prange(" not in src
 
 
+def test_threaded_compiled_code_keeps_numpys_blas_on_one_thread(monkeypatch):
+    # OpenBLAS's threads spin after an eager product, on the cores a threaded driver's loops
+    # wait for: once threaded code is built, NumPy's BLAS stays on one thread
+    from jitgrad import blas
+
+    if blas.threads() is None:
+        pytest.skip("NumPy's BLAS thread count cannot be set here")
+    before = blas.threads()
+    monkeypatch.setattr(blas, "_kept", False)
+    blas._functions()[0](2)
+    try:
+        f = jg.compile(lambda x: (jg.tanh(x) * 3.0).sum(), backend="numba")
+        x = jg.tensor(np.linspace(-1, 1, 300_001))
+        assert blas.threads() == 2  # (tracing builds nothing: the first call runs it eagerly)
+        got = _compiled_call(f, x)
+        assert "on threads" in f.source(x) and blas.threads() == 1 and blas._kept
+        blas.hold_one_thread()
+        blas.release()  # (a background build's release leaves it on one thread too)
+        assert blas.threads() == 1
+        np.testing.assert_allclose(got.numpy(), np.tanh(x.numpy()).sum() * 3.0, rtol=1e-9)
+    finally:
+        blas._functions()[0](before)
+
+
 def test_without_control_of_blas_threads_a_step_with_products_runs_serially(monkeypatch):
     # a BLAS whose thread count cannot be set keeps its own threads: no loops on threads
     # beside it, no split products

@@ -26,6 +26,7 @@ import numba
 import numpy as np
 from numba import typeof
 
+from ... import blas as numpy_blas
 from ... import dtypes
 from ...ir.tape import Tape, Var
 from ...locks import new_lock
@@ -322,6 +323,8 @@ class Executable:
             elif c.kernel.product is not None:
                 c.address = products.address(*c.kernel.product[:2])
         prog = [run_program_address(), launch_address() if self.parallel else 0, self.parts]
+        if self.parallel:  # (NumPy's BLAS threads would spin on the cores its loops wait for)
+            numpy_blas.keep_one_thread()
         self.compiled = compiled
         tape = self.tape
         self.const_arrays = [
