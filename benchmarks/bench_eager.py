@@ -6,6 +6,7 @@ these suites only time them.
 
 import jitgrad
 from jitgrad import bench
+from jitgrad.ops import loops
 
 
 class PerOpOverhead:
@@ -29,6 +30,7 @@ class MLPTrainStep:
     def setup(self):
         self.fn, self.args = bench.setup_mlp_step(jitgrad)
         self.fn(*self.args)  # first step allocates .grad buffers: not steady state
+        loops.wait()  # (and the compiled eager loops it uses are ready)
 
     def time_train_step(self):
         self.fn(*self.args)

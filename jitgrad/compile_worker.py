@@ -134,7 +134,8 @@ class _Service:
 
     # -- jobs ------------------------------------------------------------------------------------
     def submit(self, backend: str, jobs: list, done: Callable, shared=None) -> int:
-        """Have the worker build ``jobs`` for ``backend``; ``done(error, compiled)`` runs in
+        """Have the worker build ``jobs`` for ``backend`` (a backend's name, or a module with a
+        ``run_jobs`` function: ``jitgrad.ops.loops``); ``done(error, compiled)`` runs in
         another thread when they are built (error None; ``compiled``: how many modules the
         worker compiled rather than found in a cache) or failed (a BuildError). With
         ``shared`` (a Shared), the worker builds them from the last, skipping those the caller
@@ -330,7 +331,8 @@ def main(argv: list | None = None) -> None:
     while (message := messages.get()) is not None:
         reply = {"id": message["id"]}
         try:
-            backend = importlib.import_module(f"jitgrad.backends.{message['backend']}")
+            name = message["backend"]  # a backend's name, or a module's (ops.loops)
+            backend = importlib.import_module(name if "." in name else f"jitgrad.backends.{name}")
             jobs = message["jobs"]
             if not message.get("shared"):
                 reply["compiled"] = backend.run_jobs(jobs)

@@ -175,6 +175,64 @@ def test_exiting_with_a_build_in_flight_stops_the_worker_and_leaves_no_partial_c
         assert path.stem == gen.module_name(path.read_text(), path.stem.split("_")[0])
 
 
+EAGER_LOOP_SCRIPT = textwrap.dedent(
+    """
+    import time
+    import numpy as np
+    import jitgrad as jg
+    from jitgrad import nn, optim
+    from jitgrad.ops import loops
+    from jitgrad.optim import fused
+
+    def adam():
+        jg.manual_seed(0)
+        model = nn.Linear(4, 3)
+        return model, optim.Adam(model.parameters(), lr=0.1)
+
+    def step(model, opt, x):
+        opt.zero_grad()
+        (model(x) ** 2).sum().backward()
+        opt.step()
+        return [p.detach().numpy().copy() for p in model.parameters()]
+
+    (a, opt_a), (b, opt_b) = adam(), adam()
+    x = jg.randn(5, 4)
+    loop, key = fused._adam_loop, (fused._adam_loop, np.dtype(np.float32))
+    real = fused.usable
+    deadline = time.monotonic() + {timeout}
+    steps = 0  # with the loop ready
+    while steps < 3:
+        assert time.monotonic() < deadline, loops._state
+        building = loops._state.get(key) != "ready"
+        got = step(a, opt_a, x)
+        fused.usable = lambda *args, **kw: False  # (the op-by-op update)
+        want = step(b, opt_b, x)
+        fused.usable = real
+        for p, q in zip(got, want):
+            np.testing.assert_array_equal(p, q)
+        assert loops._state[key] in ("building", "ready")
+        if building and loops._state[key] == "building":
+            assert not loop.overloads  # nothing compiled on this thread
+        steps += not building
+        time.sleep(0.01)
+    assert loop.overloads and sum(loop.stats.cache_misses.values()) == 0, loop.stats
+    assert sum(loop.stats.cache_hits.values()) >= 1  # loaded: the worker compiled it
+    print("ok")
+    """
+)
+
+
+def test_eager_loops_are_compiled_by_the_worker_meanwhile_numpy_gives_the_same_bits(tmp_path):
+    # a fresh install: no loop in Numba's cache. Eager Adam steps take the op-by-op update (the
+    # same bits) until the worker has compiled the fused loop, then load it from the cache.
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), JITGRAD_COMPILE_WAIT="0")
+    script = EAGER_LOOP_SCRIPT.format(timeout=BUILD_TIMEOUT_S)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
 def test_a_compiled_module_inside_an_eager_graph_switches_too(fresh_cache):
     a, b = _model(), _model()
     fa = jg.compile(a, wait=False)

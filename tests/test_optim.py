@@ -400,9 +400,21 @@ def test_mlp_training_matches_torch():
         np.testing.assert_allclose(arr(p), q.detach().numpy(), rtol=1e-9, atol=1e-11)
 
 
+class _NoLoopReady(dict):
+    """An ops.loops state table in which no loop is ready (the fused updates' NumPy path)."""
+
+    def get(self, key, default=None):
+        from jitgrad.ops import loops
+
+        return loops._NUMPY
+
+
+@pytest.mark.parametrize("loops_ready", [True, False], ids=["loop", "arrays"])
 @pytest.mark.parametrize("dtype", [jg.float32, jg.float64])
 @pytest.mark.parametrize("name,kw", CASES, ids=IDS)
-def test_fused_eager_update_is_the_op_by_op_update_bit_for_bit(name, kw, dtype, monkeypatch):
+def test_fused_eager_update_is_the_op_by_op_update_bit_for_bit(
+    name, kw, dtype, loops_ready, monkeypatch
+):
     # Eagerly, each parameter's update is one compiled loop (optim.fused) doing the op-by-op
     # update's arithmetic; under a tracer the ops run. Both must give the same bits: run the
     # same trajectory both ways, with a second parameter group at other step counts too.
@@ -429,12 +441,16 @@ def test_fused_eager_update_is_the_op_by_op_update_bit_for_bit(name, kw, dtype, 
                                                   for v in s.values()])  # fmt: skip
         return out
 
+    from jitgrad.ops import loops
+
+    if not loops_ready:  # (while the loops are being compiled: the same update over arrays)
+        monkeypatch.setattr(loops, "_state", _NoLoopReady())
     calls = []
     real = fused.usable
-    monkeypatch.setattr(fused, "usable", lambda *a: calls.append(real(*a)) or calls[-1])
+    monkeypatch.setattr(fused, "usable", lambda *a, **k: calls.append(real(*a, **k)) or calls[-1])
     fast = trajectory()
     assert calls and all(calls)  # every update took the fused loop
-    monkeypatch.setattr(fused, "usable", lambda *a: False)
+    monkeypatch.setattr(fused, "usable", lambda *a, **k: False)
     slow = trajectory()
     for a, b in zip(fast, slow):
         for x, y in zip(a, b):

@@ -10,6 +10,7 @@ import pytest
 from prim_specs import FUSED_CASES, SPECS
 
 import jitgrad as jg
+from jitgrad.ops import loops
 from jitgrad.ops.registry import PRIMS, scalar_expr
 
 EPS = 1e-6
@@ -216,6 +217,13 @@ def _fused_inputs(name, dtype, params, n_inputs, seed):
     return [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays]
 
 
+class _NoLoopReady(dict):
+    """An ops.loops state table in which no loop is ready (every caller takes its NumPy path)."""
+
+    def get(self, key, default=None):
+        return loops._NUMPY
+
+
 @pytest.mark.parametrize(("name", "dtype", "params", "n_inputs"), list(_fused_cases()))
 def test_fused_primitive_agrees_with_its_decomposition_bit_for_bit(name, dtype, params, n_inputs):
     """The fused impl and VJP repeat the decomposition's arithmetic: eager runs (fused) and traced
@@ -224,18 +232,27 @@ def test_fused_primitive_agrees_with_its_decomposition_bit_for_bit(name, dtype, 
     for seed in range(3):
         arrays = _fused_inputs(name, dtype, params, n_inputs, seed)
         results = []
-        for run in (
-            lambda ts: jg.apply(prim, tuple(ts), params),
-            lambda ts: prim.decompose(*ts, **params),
+        # fused with its compiled loops (ops.loops), fused on their NumPy paths (taken while
+        # the loops are being compiled), decomposed
+        for run, loops_ready in (
+            (lambda ts: jg.apply(prim, tuple(ts), params), True),
+            (lambda ts: jg.apply(prim, tuple(ts), params), False),
+            (lambda ts: prim.decompose(*ts, **params), True),
         ):
             ts = [jg.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
-            out = run(ts)
-            cot = jg.tensor(np.random.default_rng(9).standard_normal(out.shape), dtype=out.dtype)
-            wanted = [t for t in ts if t.requires_grad]
-            results.append(
-                [out.detach().numpy(), *[g.numpy() for g in jg.autograd.grad(out, wanted, cot)]]
-            )
-        for k, (fused, decomposed) in enumerate(zip(*results)):
+            with pytest.MonkeyPatch.context() as mp:
+                if not loops_ready:
+                    mp.setattr(loops, "_state", _NoLoopReady())
+                out = run(ts)
+                cot = jg.tensor(
+                    np.random.default_rng(9).standard_normal(out.shape), dtype=out.dtype
+                )
+                wanted = [t for t in ts if t.requires_grad]
+                grads = jg.autograd.grad(out, wanted, cot)
+            results.append([out.detach().numpy(), *[g.numpy() for g in grads]])
+        for with_loops, numpy_path in zip(results[0], results[1]):
+            np.testing.assert_array_equal(with_loops, numpy_path)
+        for k, (fused, decomposed) in enumerate(zip(results[0], results[2])):
             assert fused.dtype == decomposed.dtype
             if k and name == "cross_entropy_backward":
                 # its own VJP (second order of the loss) is a closed form, not the decomposition's

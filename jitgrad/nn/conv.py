@@ -19,7 +19,7 @@ from ..autograd.grad_mode import STATE, enable_grad
 from ..factories import empty
 from ..ops import functions as _F
 from ..ops import prims as _P
-from ..ops.loops import scatter_add_skipping
+from ..ops.loops import ready, scatter_add_skipping
 from ..ops.registry import register
 from ..tensor import Tensor, apply
 from . import init
@@ -327,7 +327,13 @@ def _conv_vjp(node, g):
             plane = np.zeros((c, n * h * w), gd.dtype)
             flat = np.ascontiguousarray(gcols).reshape(-1)
             size = n * h * w  # (the padding's zero sits at index size: skipped)
-            scatter_add_skipping(plane.reshape(-1), index.reshape(-1), flat, c, size, size)
+            if ready(scatter_add_skipping, gd.dtype):
+                scatter_add_skipping(plane.reshape(-1), index.reshape(-1), flat, c, size, size)
+            else:  # (the same additions in the same order)
+                index = index.reshape(-1)
+                inside = index != size
+                at = (np.arange(c)[:, None] * size + index[inside]).reshape(-1)
+                np.add.at(plane.reshape(-1), at, flat.reshape(c, -1)[:, inside].reshape(-1))
         gx = Tensor._wrap(plane.reshape(c, n, h, w).transpose(1, 0, 2, 3))
     return (gx, gw) if len(needs) == 2 else (gx, gw, gb)
 

@@ -15,10 +15,11 @@ from functools import lru_cache
 import numpy as np
 
 from .. import dtypes
+from ..autograd.grad_mode import no_grad
 from ..factories import zeros as _zeros
 from ..ops import functions as _F
 from ..ops import prims as _P
-from ..ops.loops import window_first_max, windows_first_max
+from ..ops.loops import ready, window_first_max, windows_first_max
 from ..ops.registry import register
 from ..tensor import Tensor, apply
 from .conv import _batched, _pair, _plane, _take, _window_index
@@ -181,7 +182,13 @@ def _first_max(x: np.ndarray, geometry: tuple) -> tuple:
     out = np.empty((n, c, oh, ow), x.dtype)
     at = np.empty(n * c * oh * ow, np.int64)
     flat = np.ascontiguousarray(x).reshape(-1)
-    if pads == ((0, 0), (0, 0)):
+    loop = windows_first_max if pads == ((0, 0), (0, 0)) else window_first_max
+    if not ready(loop, x.dtype):  # (the composite's: the same picks)
+        with no_grad():
+            pooled, position = _max_pool(Tensor._wrap(x), geometry)
+        planes = _plane_starts(n * c, h * w).reshape(n, c, 1)
+        return pooled._data, (position._data + planes).reshape(-1)
+    if loop is windows_first_max:
         starts, offsets = _window_starts((h, w), geometry)
         windows_first_max(flat, n * c, h * w, starts, offsets, out.reshape(-1), at)
         return out, at

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functions as F
-from .loops import scatter_add_flat
+from .loops import ready, scatter_add_flat
 from .prims import _slice_len
 from .registry import register
 
@@ -239,8 +239,12 @@ take_p = register(
 
 def _scatter_add_impl(x, idx, src, axis):
     out = np.array(x, copy=True, order="C")
-    if out.dtype.kind in "fiu" and np.result_type(src) == out.dtype and np.size(idx):
-        # np.add.at's additions, compiled (ops.loops)
+    if (
+        out.dtype.kind in "fiu"
+        and np.result_type(src) == out.dtype
+        and np.size(idx)
+        and ready(scatter_add_flat, out.dtype)
+    ):  # np.add.at's additions, compiled (ops.loops)
         pre = int(np.prod(x.shape[:axis], dtype=np.int64))
         n, post = x.shape[axis], int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
         src = np.broadcast_to(src, x.shape[:axis] + np.shape(idx) + x.shape[axis + 1 :])

@@ -13,7 +13,10 @@ eager results are bit for bit what the op-by-op path computes (and so what the r
 interpreter computes for a traced step). ``tests/test_optim.py`` checks that, option by option.
 Under a tracer the op-by-op path runs, so tapes keep the core primitives.
 
-The loops are compiled by Numba once per machine (``cache=True``) on their first use.
+The loops are compiled by Numba once per machine and dtype (``cache=True``); until one is
+(``ops.loops.ready``: by the compile worker), the same update runs as whole-array NumPy
+operations, in the same order (``_adam_arrays``, ``_sgd_arrays``): the same bits again, without
+the per-op dispatch, at a few passes over memory instead of one.
 """
 
 from __future__ import annotations
@@ -24,11 +27,23 @@ import numpy as np
 from numba import njit
 
 from ..autograd.grad_mode import STATE
+from ..ops.loops import ready, warmed_by
 
 # how a weight decay enters (Adam's option names): none, added to the gradient, decoupled
 NO_DECAY, COUPLED, DECOUPLED = 0, 1, 2
 
 
+def _warm_adam(t):
+    a, s = [np.zeros(1, t) for _ in range(5)], t.type
+    _adam_loop(*a, False, NO_DECAY, *[s(0)] * 5, s(1), s(0))
+
+
+def _warm_sgd(t):
+    a, s = [np.zeros(1, t) for _ in range(3)], t.type
+    _sgd_loop(*a, False, False, *[s(0)] * 3, False, True, s(0))
+
+
+@warmed_by(_warm_adam)
 @njit(cache=True, nogil=True, error_model="numpy")
 def _adam_loop(p, g, m, v, vmax, maximize, decay, wd, w1, b2, w2, bc2, eps, step):
     # (Adam._update, operation for operation)
@@ -53,6 +68,7 @@ def _adam_loop(p, g, m, v, vmax, maximize, decay, wd, w1, b2, w2, bc2, eps, step
         p[i] = pi + (mi / (math.sqrt(vi) / bc2 + eps)) * step  # p.addcdiv_(m, denom, -step)
 
 
+@warmed_by(_warm_sgd)
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sgd_loop(p, g, buf, maximize, decay, wd, momentum, damp, nesterov, first, lr):
     # (SGD._update, operation for operation)
@@ -70,8 +86,47 @@ def _sgd_loop(p, g, buf, maximize, decay, wd, momentum, damp, nesterov, first, l
         p[i] = p[i] - gi * lr
 
 
+def _adam_arrays(p, g, m, v, vmax, maximize, decay, wd, w1, b2, w2, bc2, eps, step):
+    # (_adam_loop's operations, each over whole arrays)
+    gi = np.negative(g) if maximize else g
+    if decay == COUPLED:
+        gi = gi + p * wd
+    pi = p * wd if decay == DECOUPLED else p
+    t = np.subtract(gi, m)
+    t *= w1
+    m += t
+    v *= b2
+    t = np.multiply(gi, gi)
+    t *= w2
+    v += t
+    if vmax.size:
+        np.maximum(vmax, v, out=vmax)  # (a NaN in either wins, as in the loop)
+        v = vmax
+    d = np.sqrt(v)
+    d /= bc2
+    d += eps
+    np.divide(m, d, out=d)
+    d *= step
+    np.add(pi, d, out=p)
+
+
+def _sgd_arrays(p, g, buf, maximize, decay, wd, momentum, damp, nesterov, first, lr):
+    # (_sgd_loop's operations, each over whole arrays)
+    gi = np.negative(g) if maximize else g
+    if decay:
+        gi = gi + p * wd
+    if buf.size:
+        if first:
+            buf[...] = gi
+        else:
+            buf *= momentum
+            buf += gi * damp
+        gi = gi + buf * momentum if nesterov else buf
+    np.subtract(p, gi * lr, out=p)
+
+
 def usable(p, grad, *state) -> bool:
-    """Whether the fused loop may update ``p`` with ``grad`` and these state tensors: not
+    """Whether the fused update may update ``p`` with ``grad`` and these state tensors: not
     tracing, one floating dtype and shape, the tensors it writes in C-contiguous memory (the
     gradient, only read, may be a view), no tensor requiring grad."""
     if STATE.tracer is not None:
@@ -106,7 +161,8 @@ def adam(p, grad, exp_avg, exp_avg_sq, max_sq, *, maximize, decay, wd, w1, b2, w
     vmax = max_sq._data.reshape(-1) if max_sq is not None else np.empty(0, p._data.dtype)
     flat = [_flat(x) for x in (p, grad, exp_avg, exp_avg_sq)]
     scalars = (t(wd), t(w1), t(b2), t(w2), t(bc2), t(eps), t(step))
-    _adam_loop(*flat, vmax, maximize, decay, *scalars)
+    update = _adam_loop if ready(_adam_loop, p._data.dtype) else _adam_arrays
+    update(*flat, vmax, maximize, decay, *scalars)
     for x in (exp_avg, exp_avg_sq, p) + (() if max_sq is None else (max_sq,)):
         x._vc[0] += 1
 
@@ -116,7 +172,8 @@ def sgd(p, grad, buf, *, maximize, wd, momentum, damp, nesterov, first, lr) -> N
     t = p._data.dtype.type
     flat = buf._data.reshape(-1) if buf is not None else np.empty(0, p._data.dtype)
     args = (wd != 0, t(wd), t(momentum), t(damp), nesterov, first, t(lr))
-    _sgd_loop(p._data.reshape(-1), _flat(grad), flat, maximize, *args)
+    update = _sgd_loop if ready(_sgd_loop, p._data.dtype) else _sgd_arrays
+    update(p._data.reshape(-1), _flat(grad), flat, maximize, *args)
     p._vc[0] += 1
     if buf is not None and not first:
         buf._vc[0] += 1
@@ -125,6 +182,5 @@ def sgd(p, grad, buf, *, maximize, wd, momentum, damp, nesterov, first, lr) -> N
 def compile_all() -> None:
     """Compile (or load from Numba's cache) the loops for float32 and float64 parameters."""
     for dtype in (np.float32, np.float64):
-        t, a = np.dtype(dtype).type, [np.zeros(1, dtype) for _ in range(5)]
-        _adam_loop(*a, False, NO_DECAY, *[t(0)] * 5, t(1), t(0))
-        _sgd_loop(*a[:3], False, False, *[t(0)] * 3, False, True, t(0))
+        _warm_adam(np.dtype(dtype))
+        _warm_sgd(np.dtype(dtype))
