@@ -185,7 +185,7 @@ class CompiledFunction:
         if wait is None:
             wait = os.environ.get(WAIT_ENV, "0").strip().lower() in ("1", "true", "yes")
         # an agreement check compares with the compiled code: it waits for it
-        self.wait = bool(wait) or check
+        self.waits = bool(wait) or check
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.stats = Stats()
         self._cache: dict = {}
@@ -516,7 +516,7 @@ class CompiledFunction:
         entry = _Entry("inside" if inside else "step", tape, exe, out_tree, guards, bwd)
         exes = [exe] + ([bwd[1]] if bwd is not None else [])
         jobs = [job for x in exes for job in x.jobs()]
-        if jobs and not self.wait:  # the build goes to another process (compile_worker)
+        if jobs and not self.waits:  # the build goes to another process (compile_worker)
             entry.ready = False
             self._build_in_background(entry, exes, jobs)
         else:
@@ -575,15 +575,15 @@ class CompiledFunction:
         except compile_worker.BuildError as exc:
             done(exc, 0)
 
-    def _load(self, entry: _Entry) -> None:
+    def _load(self, entry: _Entry, budget: float | None = LOAD_SLICE_S) -> None:
         """Advance the loading of ``entry``'s built code for up to LOAD_SLICE_S; when it is
         loaded, make its runner and mark it ready. (On the calling thread: a thread of its own
         would wait for the GIL after each of LLVM's many short calls, for minutes behind a
         busy training loop.)"""
-        deadline = time.perf_counter() + LOAD_SLICE_S
+        deadline = None if budget is None else time.perf_counter() + budget
         try:
             for _ in entry.loading:
-                if time.perf_counter() > deadline:
+                if deadline is not None and time.perf_counter() > deadline:
                     return
             if entry.mode == "step":
                 entry.runner = _make_runner(entry, lambda leaves, e=entry: self._run(e, leaves))
@@ -654,6 +654,24 @@ class CompiledFunction:
                     f"{np.nanmax(diff):.3g}, max rel error {np.nanmax(rel):.3g} (tolerance rtol="
                     f"{rtol}, atol={atol}). Nothing was written back."
                 )
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the compiled code of every trace so far is built and loaded (for one
+        built in the background, see ``compile(wait=...)``); True when it is, False if
+        ``timeout`` seconds passed first. Later calls of those traces run compiled."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        for entries in list(self._cache.values()):
+            for entry in entries:
+                while not entry.ready:
+                    if entry.loading is not None:
+                        with self._trace_lock:
+                            if entry.loading is not None:
+                                self._load(entry, budget=None)
+                        continue
+                    if deadline is not None and time.perf_counter() > deadline:
+                        return False
+                    time.sleep(0.005)
+        return True
 
     # -- introspection -------------------------------------------------------------------------
     def _entry_for(self, args, kwargs) -> _Entry:
