@@ -128,6 +128,38 @@ def _time_torch(kind: str, batch: int, lr: float) -> float | None:
     return _seconds_per_step(lambda: step(*args))
 
 
+def _torch_training_seconds(kind: str, args: argparse.Namespace, data) -> float | None:
+    """PyTorch eager's time for the same training: the same model, optimizer, schedule, batches
+    and per-epoch evaluation as ``run`` (None without torch)."""
+    try:
+        torch = importlib.import_module("torch")
+    except ImportError:
+        return None
+    x_tr, y_tr, x_te, y_te = (torch.from_numpy(np.array(t.numpy())) for t in data)
+    torch.manual_seed(args.seed)
+    model = build_model(torch, kind)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs)
+    gen = torch.Generator().manual_seed(args.seed)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x_tr, y_tr),
+        batch_size=args.batch_size,
+        shuffle=True,
+        generator=gen,
+    )
+    t0 = time.perf_counter()
+    for _ in range(args.epochs):
+        for xb, yb in loader:
+            train_step(model, loss_fn, opt, xb, yb).item()
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            (model(x_te).argmax(dim=1) == y_te).sum().item()
+        model.train()
+    return time.perf_counter() - t0
+
+
 def _agreement(model, loss_fn, opt, x, y, backend: str) -> str:
     """Run the compiled step with check=True on copies: compiled vs the reference interpreter."""
     model, opt = copy.deepcopy((model, opt))
@@ -185,11 +217,14 @@ def run(kind: str, args: argparse.Namespace, data) -> dict:
         history["accuracy"].append(accuracy(model, x_te, y_te))
     bar.close()
     train_seconds = time.perf_counter() - t0
+    stats = None if eager else copy.copy(step.stats)  # (the training's, before the timings)
+    torch_seconds = _torch_training_seconds(kind, args, data)
 
     # time per step on one fixed batch: compiled (if it was), eager, torch eager
     xb, yb = x_tr[: args.batch_size], y_tr[: args.batch_size]
     timings = {}
     if not eager:
+        step.wait()  # (a background build may still be in flight: time the compiled code)
         timings["compiled"] = _seconds_per_step(lambda: step(model, loss_fn, opt, xb, yb))
     e_model, e_opt = copy.deepcopy((model, opt))
     timings["eager"] = _seconds_per_step(lambda: train_step(e_model, loss_fn, e_opt, xb, yb))
@@ -202,8 +237,9 @@ def run(kind: str, args: argparse.Namespace, data) -> dict:
         "accuracy": history["accuracy"][-1],
         "timings": timings,
         "train_seconds": train_seconds,
+        "torch_seconds": torch_seconds,
         "check": check,
-        "stats": None if eager else step.stats,
+        "stats": stats,
     }
     _report(result)
     return result
@@ -219,7 +255,12 @@ def _progress(total: int, kind: str):
 
 def _report(r: dict) -> None:
     t = r["timings"]
-    print(f"trained in {r['train_seconds']:.1f} s; test accuracy {100 * r['accuracy']:.1f}%")
+    line = f"trained in {r['train_seconds']:.2f} s"
+    if r.get("torch_seconds"):
+        ratio = r["train_seconds"] / r["torch_seconds"]
+        line += (f" (PyTorch eager: {r['torch_seconds']:.2f} s for the same steps; jitgrad took "
+                 f"{ratio:.2f}x its time)")  # fmt: skip
+    print(f"{line}; test accuracy {100 * r['accuracy']:.1f}%")
     cells = [f"{name} {1e6 * s:.0f} µs" for name, s in t.items() if s is not None]
     print("time per step: " + ", ".join(cells))
     if t.get("compiled"):
@@ -228,9 +269,10 @@ def _report(r: dict) -> None:
     s = r["stats"]
     if s is not None:
         print(
-            f"compile: {s.trace_seconds + s.compile_seconds:.2f} s "
-            f"({s.traces} traces, {s.backend_compiles} backend compiles, {s.cache_hits} "
-            f"cache hits over {s.calls} calls)"
+            f"training calls: {s.traces} traced, {s.eager_calls} eager while the compiled code "
+            f"was built ({s.build_seconds:.2f} s, in the background), {s.cache_hits} compiled; "
+            f"{s.backend_compiles} kernels compiled, {s.trace_seconds + s.compile_seconds:.2f} "
+            "s on the training thread"
         )
         for reason in s.retrace_reasons:
             print(f"  retrace: {reason}")
