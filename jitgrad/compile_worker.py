@@ -7,10 +7,14 @@ disk cache; a thread of the parent then loads them from there (``exe.build()``, 
 hits) and the function switches to the compiled code. Compiling in another process keeps
 Numba's compiler, which holds the GIL while it types and lowers, off the training thread.
 
-The worker is ``python -m jitgrad.compile_worker`` at the lowest priority (``nice 19``), so it
+On Linux the worker is a fork of the process (``_fork_worker``): it starts compiling at once,
+with the modules and compiled helpers the process already has, and is retired after
+``_IDLE_S`` idle seconds (the next build forks anew). Elsewhere, or with
+``JITGRAD_WORKER_START=spawn``, it is ``python -m jitgrad.compile_worker``, which first imports
+jitgrad (about half a second). Either runs at the lowest priority (``nice 19``), so it
 compiles on the cores the training leaves idle (while a background build is in flight, NumPy's
-BLAS runs on one thread, see ``jitgrad.blas``): it reads one JSON job per line on stdin
-and answers one JSON line per job on stdout. It ignores SIGINT (a Ctrl-C in the terminal is
+BLAS runs on one thread, see ``jitgrad.blas``): it reads one JSON job per line from a pipe
+and answers one JSON line per job on another. It ignores SIGINT (a Ctrl-C in the terminal is
 for the training process), is stopped and reaped when the parent exits, and exits by itself
 when the parent dies. The caches it writes are written atomically
 (generated sources by ``cache.load_module``, compiled code by Numba), so a worker stopped
@@ -23,11 +27,14 @@ import atexit
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
+import warnings
 from collections.abc import Callable
 
 from . import blas
@@ -37,6 +44,10 @@ __all__ = ["BuildError", "service", "main"]
 
 # seconds a stopping worker gets to finish before it is killed (its build is not needed then)
 _STOP_GRACE_S = 0.5
+# how the worker starts: "fork" or "spawn" (see _start_method)
+START_ENV = "JITGRAD_WORKER_START"
+# seconds a forked worker stays idle before the service retires it (a later build forks anew)
+_IDLE_S = 10.0
 
 
 class BuildError(RuntimeError):
@@ -53,8 +64,7 @@ class _Service:
     def __init__(self):
         self._lock = new_lock()
         self._proc = None
-        self._log = None  # the worker's stderr, for the reason it died
-        self._pending: dict = {}  # job id -> callback(error or None)
+        self._pending: dict = {}  # job id -> (the worker building it, callback)
         self._shared: dict = {}  # job id -> the Shared build it belongs to
         self._next = 0
         self._reader = None
@@ -62,29 +72,14 @@ class _Service:
 
     # -- the worker process ----------------------------------------------------------------------
     def _start(self) -> None:
-        import jitgrad
-
-        root = os.path.dirname(os.path.dirname(os.path.abspath(jitgrad.__file__)))
-        env = dict(os.environ)
-        # the worker imports this jitgrad, wherever it was imported from
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        self._log = tempfile.TemporaryFile()
-        # at the lowest priority from the start (its imports too): it compiles on the cores the
-        # training leaves idle
-        # (in the parent's session: a session of its own is a scheduling group of its own on
-        # Linux, which takes its fair share of the cores whatever its priority, and made each
-        # BLAS call of an eager CNN step wait for a core: 64 ms steps instead of 3. A Ctrl-C
-        # in the terminal, meant for the training, does not stop it: it ignores SIGINT.)
-        boot = "import os, runpy, signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-        boot += "if hasattr(os, 'nice'): os.nice(19)\n"
-        boot += "runpy.run_module('jitgrad.compile_worker', run_name='__main__')"
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", boot, str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-        )
+        method = _start_method()
+        log = tempfile.TemporaryFile()  # the worker's stderr, for the reason it died
+        try:
+            self._proc = (_fork_worker if method == "fork" else _spawn_worker)(log)
+        except OSError as exc:
+            log.close()
+            raise BuildError(f"the compile worker could not start: {exc}") from exc
+        self._proc.log = log
         self._reader = threading.Thread(
             target=self._read, args=(self._proc,), name="jitgrad-build-results", daemon=True
         )
@@ -105,27 +100,54 @@ class _Service:
                 continue
             with self._lock:
                 self._shared.pop(reply.get("id"), None)
-                done = self._pending.pop(reply.get("id"), None)
+                done = self._pending.pop(reply.get("id"), (None, None))[1]
+                if isinstance(proc, _Forked) and not self._jobs_of(proc):
+                    self._retire_later(proc)
             if done is not None:
                 error = reply.get("error")
                 error = BuildError(error, reply.get("traceback", "")) if error else None
                 done(error, reply.get("compiled", 0))
         proc.wait()  # (reaped: no zombie)
         with self._lock:
-            pending, self._pending = self._pending, {}
+            pending = self._jobs_of(proc)  # (a newer worker's jobs are not this one's)
+            for job_id in pending:
+                del self._pending[job_id]
             if self._proc is proc:
                 self._proc = None
-        if pending:
-            why = self._died(proc)
-            for done in pending.values():
-                done(BuildError(why), 0)
+        why = self._died(proc) if pending else ""
+        if getattr(proc, "log", None) is not None:
+            proc.log.close()
+        for done in pending.values():
+            done(BuildError(why), 0)
+
+    def _jobs_of(self, proc) -> dict:
+        """{job id: callback} of the jobs in flight on ``proc`` (the caller holds the lock)."""
+        return {j: done for j, (p, done) in self._pending.items() if p is proc}
+
+    def _retire_later(self, proc) -> None:
+        """Stop the forked worker ``proc`` if it is still idle ``_IDLE_S`` from now: its pages
+        are copies of this process's that either side's writes duplicate."""
+
+        def retire():
+            with self._lock:
+                if self._proc is not proc or self._jobs_of(proc):
+                    return
+                self._proc = None
+                try:
+                    proc.stdin.close()  # the worker's cue to exit (the reader reaps it)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(_IDLE_S, retire)
+        timer.name, timer.daemon = "jitgrad-retire-worker", True
+        timer.start()
 
     def _died(self, proc) -> str:
         tail = ""
-        if self._log is not None:
+        if getattr(proc, "log", None) is not None:
             try:
-                self._log.seek(0)
-                tail = self._log.read()[-2000:].decode("utf-8", "replace").strip()
+                proc.log.seek(0)
+                tail = proc.log.read()[-2000:].decode("utf-8", "replace").strip()
             except (OSError, ValueError):
                 pass
         return f"the compile worker exited with status {proc.returncode}" + (
@@ -150,7 +172,7 @@ class _Service:
             if shared is None:  # a background build: NumPy's BLAS leaves a core to the worker
                 blas.hold_one_thread()
                 done = _releasing(done)
-            self._pending[job_id] = done
+            self._pending[job_id] = (self._proc, done)
             message = {"id": job_id, "backend": backend, "jobs": jobs}
             if shared is not None:
                 self._shared[job_id] = shared
@@ -199,6 +221,130 @@ class _Service:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# -- starting the worker ---------------------------------------------------------------------------
+def _start_method() -> str:
+    """ "fork" (the worker is a copy of this process, ready at once: nothing to import) where
+    the platform forks safely, else "spawn" (a new interpreter that imports jitgrad, about half
+    a second). ``$JITGRAD_WORKER_START`` chooses one."""
+    method = os.environ.get(START_ENV, "")
+    if method in ("fork", "spawn"):
+        return method
+    if method:
+        raise BuildError(f"{START_ENV}={method!r}: expected 'fork' or 'spawn'")
+    return "fork" if _fork_is_safe() else "spawn"
+
+
+# libraries whose threads make a fork unsafe (they warn when the process forks)
+_FORK_HOSTILE = ("jax",)
+
+
+def _fork_is_safe() -> bool:
+    """On Linux, when no Python thread but this one and jitgrad's own is running (another one
+    might hold a lock the child needs) and no library that forbids forks is loaded."""
+    if not (hasattr(os, "fork") and sys.platform.startswith("linux")):
+        return False
+    if any(name in sys.modules for name in _FORK_HOSTILE):
+        return False
+    me = threading.current_thread()
+    return all(t is me or t.name.startswith("jitgrad-") for t in threading.enumerate())
+
+
+def _spawn_worker(log) -> subprocess.Popen:
+    import jitgrad
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(jitgrad.__file__)))
+    env = dict(os.environ)
+    # the worker imports this jitgrad, wherever it was imported from
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    # at the lowest priority from the start (its imports too): it compiles on the cores the
+    # training leaves idle
+    # (in the parent's session: a session of its own is a scheduling group of its own on
+    # Linux, which takes its fair share of the cores whatever its priority, and made each
+    # BLAS call of an eager CNN step wait for a core: 64 ms steps instead of 3. A Ctrl-C
+    # in the terminal, meant for the training, does not stop it: it ignores SIGINT.)
+    boot = "import os, runpy, signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    boot += "if hasattr(os, 'nice'): os.nice(19)\n"
+    boot += "runpy.run_module('jitgrad.compile_worker', run_name='__main__')"
+    return subprocess.Popen(
+        [sys.executable, "-c", boot, str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+    )
+
+
+class _Forked:
+    """A forked worker, with the part of ``subprocess.Popen``'s interface the service uses."""
+
+    def __init__(self, pid: int, stdin, stdout):
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode = None
+        self._lock = threading.Lock()
+
+    def poll(self):
+        with self._lock:  # (the reader and stop() may both wait for it)
+            if self.returncode is None:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+
+    def wait(self, timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"compile worker {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _fork_worker(log) -> _Forked:
+    """A worker that is a fork of this process: it has jitgrad, Numba and the modules this
+    process loaded already, and starts compiling at once. It is forked while this thread holds
+    Numba's compiler lock (no other thread is compiling then, so the child's copy of LLVM is
+    in a consistent state) and it runs nothing but the compiler; jitgrad's own locks are freed
+    in the child (``jitgrad.locks``). Its memory is shared with this process until either
+    writes a page, so the service retires it when it has been idle a while (``_IDLE_S``)."""
+    from numba.core.compiler_lock import global_compiler_lock
+
+    jobs_r, jobs_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    parent = os.getpid()
+    with global_compiler_lock, warnings.catch_warnings():
+        # (Python 3.12+ warns when a process with threads forks: BLAS's idle pool is one)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the worker: never returns into the caller's frames
+        status = 0
+        try:
+            os.close(jobs_w)
+            os.close(replies_r)
+            os.dup2(log.fileno(), 2)
+            os.dup2(2, 1)  # (anything printed goes to the log)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if hasattr(os, "nice"):
+                os.nice(19)
+            inp = os.fdopen(jobs_r, "r", encoding="utf-8")
+            out = os.fdopen(replies_w, "w", encoding="utf-8")
+            main([str(parent)], inp, out)
+        except BaseException:  # noqa: BLE001  (the parent reports a worker that died)
+            traceback.print_exc()
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(jobs_r)
+    os.close(replies_w)
+    return _Forked(pid, os.fdopen(jobs_w, "wb"), os.fdopen(replies_r, "rb"))
 
 
 def _releasing(done: Callable) -> Callable:
@@ -298,10 +444,10 @@ def _watch_parent(parent: int) -> None:
             os._exit(0)
 
 
-def _read_messages(messages, claims: dict, lock) -> None:
+def _read_messages(inp, messages, claims: dict, lock) -> None:
     """The worker's stdin: builds go to ``messages``, claims into ``claims`` at once (so a
     build in progress sees them); EOF ends the worker after its current build."""
-    for line in sys.stdin:
+    for line in inp:
         message = json.loads(line)
         if "claim" in message:
             with lock:
@@ -311,18 +457,24 @@ def _read_messages(messages, claims: dict, lock) -> None:
     messages.put(None)
 
 
-def main(argv: list | None = None) -> None:
+def main(argv: list | None = None, inp=None, out=None) -> None:
+    """The worker's loop: jobs from ``inp`` (stdin), replies to ``out`` (a copy of stdout, which
+    then goes to stderr, so that anything printed stays out of the replies)."""
     import queue
 
     argv = sys.argv[1:] if argv is None else argv
     if argv:
         threading.Thread(target=_watch_parent, args=(int(argv[0]),), daemon=True).start()
-    out = os.fdopen(os.dup(1), "w")  # the replies; anything printed goes to stderr
-    os.dup2(2, 1)
+    if out is None:
+        out = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
     messages: queue.Queue = queue.Queue()
     claims: dict = {}
     lock = threading.Lock()
-    threading.Thread(target=_read_messages, args=(messages, claims, lock), daemon=True).start()
+    reader = threading.Thread(
+        target=_read_messages, args=(inp or sys.stdin, messages, claims, lock), daemon=True
+    )
+    reader.start()
 
     def send(reply):
         out.write(json.dumps(reply) + "\n")

@@ -48,7 +48,16 @@ def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("JITGRAD_BACKEND", "numba")
 
 
-def test_calls_run_eagerly_until_the_build_is_ready_then_compiled(fresh_cache):
+@pytest.fixture(params=["fork", "spawn"])
+def start_method(request, monkeypatch):
+    # the worker as a fork of this process (Linux's default) and as a new interpreter
+    monkeypatch.setenv(compile_worker.START_ENV, request.param)
+    compile_worker.service().stop()
+    yield request.param
+    compile_worker.service().stop()
+
+
+def test_calls_run_eagerly_until_the_build_is_ready_then_compiled(fresh_cache, start_method):
     a, b = _model(), _model()
     opt_a, opt_b = optim.Adam(a.parameters(), lr=0.01), optim.Adam(b.parameters(), lr=0.01)
     step = jg.compile(_step_fn(a, opt_a), wait=False)
@@ -111,11 +120,11 @@ def test_a_failed_build_keeps_the_function_eager_with_one_warning(fresh_cache, m
     assert step.stats.cache_hits == 0 and step.stats.eager_calls == 3
 
 
-def test_a_worker_that_dies_fails_its_jobs_and_is_reaped():
+def test_a_worker_that_dies_fails_its_jobs_and_is_reaped(fresh_cache, start_method):
     results = []
     service = compile_worker.service()
-    service.stop()  # (a new worker: this job is in flight while it starts)
-    service.submit("numba_cpu", [], lambda error, n: results.append(error))
+    slow = [{"source": "import time\ntime.sleep(60)\n", "prefix": "jgk"}]  # in flight
+    service.submit("numba_cpu", slow, lambda error, n: results.append(error))
     proc = service._proc
     os.kill(proc.pid, signal.SIGKILL)
     deadline = time.monotonic() + BUILD_TIMEOUT_S
@@ -132,6 +141,59 @@ def test_a_worker_that_dies_fails_its_jobs_and_is_reaped():
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert again == [(None, 0)]
+
+
+def test_an_idle_forked_worker_is_retired_and_reaped_and_the_next_build_forks_anew(
+    fresh_cache, monkeypatch
+):
+    monkeypatch.setenv(compile_worker.START_ENV, "fork")
+    monkeypatch.setattr(compile_worker, "_IDLE_S", 0.2)
+    service = compile_worker.service()
+    service.stop()
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    for _ in range(2):
+        results = []
+        service.submit("numba_cpu", [], lambda error, n, got=results: got.append((error, n)))
+        proc = service._proc
+        while not results:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert results == [(None, 0)]
+        while proc.returncode is None:  # retired once idle, then waited for: no zombie
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert proc.returncode == 0 and service._proc is None
+        assert not os.path.exists(f"/proc/{proc.pid}") or _zombie(proc.pid) is False
+
+
+def _zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_the_worker_is_spawned_while_another_thread_runs(monkeypatch):
+    import threading
+
+    monkeypatch.delenv(compile_worker.START_ENV, raising=False)
+    monkeypatch.setattr(compile_worker, "_FORK_HOSTILE", ())  # (whatever other tests loaded)
+    assert compile_worker._start_method() == "fork"  # (Linux, this thread alone)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="a-data-loader")
+    other.start()
+    try:
+        assert compile_worker._start_method() == "spawn"  # it might hold a lock the child needs
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_an_unknown_start_method_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(compile_worker.START_ENV, "thread")
+    service = compile_worker.service()
+    service.stop()
+    with pytest.raises(compile_worker.BuildError, match="expected 'fork' or 'spawn'"):
+        service.submit("numba_cpu", [], lambda error, n: None)
+    assert service._proc is None and service.busy() == 0
 
 
 EXIT_SCRIPT = textwrap.dedent(
