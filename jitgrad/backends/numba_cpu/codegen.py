@@ -413,6 +413,9 @@ class KernelGen:
             return self._rand(e, self.ravel(e.out, idx), body)
         raise NotImplementedError(f"numba backend: no inline rule for {name}")
 
+    # the primitives ``expr`` computes inline besides the elementwise ones (index arithmetic)
+    INLINE = ("reshape", "permute", "expand", "slice", "pad", "cat", "take", "rand")
+
     def wrap_index(self, index: Var, pos: str, n: str, body: _Body) -> str:
         """A gathered position as np.take reads it: negative ones count from the end. (Bounds
         are checked before the call: see ``_index_checks``.) Constant indices that are all

@@ -279,6 +279,10 @@ def schedule(plan: Plan, order: list) -> list:
     return kernels
 
 
+# the primitives with kernels of their own (``build``); the others are maps (``map_kernel``)
+KERNELS = ("sum", "max", "logsumexp", "argmax", "matmul", "scatter_add")
+
+
 def build(plan: Plan, v: Var) -> Kernel:
     e = plan.producer[v]
     name = e.prim.name
