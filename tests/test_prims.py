@@ -358,6 +358,7 @@ def test_every_prim_declares_its_rules():
             assert callable(prim.vjp), prim.name
         if prim.kind == "elementwise":
             assert prim.scalar is not None, prim.name
+        assert (prim.kind == "reduce") == (prim.reduction is not None), prim.name
 
 
 # -- fused primitives: one eager step standing for a composite ------------------------------------

@@ -160,6 +160,25 @@ def sum(input, dim=None, keepdim=False, *, dtype=None):  # noqa: A001
     return apply(P.sum_p, (input,), {"axes": _axes(input, dim), "keepdim": bool(keepdim)})
 
 
+# (the product of a slice with zeros has its own test: test_prod_gradient_with_zeros)
+@op(
+    spec=_s1(
+        lambda x, dim, keepdim: x.prod(axis=dim, keepdims=keepdim),
+        shape=_R345,
+        params={"dim": 1, "keepdim": False},
+        lo=-1.5,
+        hi=1.5,
+        away_from=(0.0,),
+        margin=0.3,
+    ),
+)
+def prod(input, dim=None, keepdim=False, *, dtype=None):
+    """The product of all elements, or along ``dim`` (an int, or a tuple of them)."""
+    if dtype is not None:
+        input = cast(input, dtype)
+    return apply(P.prod_p, (input,), {"axes": _axes(input, dim), "keepdim": bool(keepdim)})
+
+
 def _count(x: Tensor, axes: tuple) -> int:
     n = 1
     for a in axes:
@@ -233,7 +252,8 @@ def amax(input, dim=(), keepdim=False):
     ),
 )
 def amin(input, dim=(), keepdim=False):
-    return neg(amax(neg(input), dim, keepdim))
+    axes = _axes(input, None if dim == () else dim)
+    return apply(P.min_p, (input,), {"axes": axes, "keepdim": bool(keepdim)})
 
 
 @op(spec=_s1(lambda x, dim: np.argmax(x, axis=dim), d=(), shape=_R345, params={"dim": 1}))

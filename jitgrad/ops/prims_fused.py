@@ -24,8 +24,8 @@ import numpy as np
 
 from ..tensor import apply
 from . import functions as F
-from .prims import _lse_impl, sum_p
 from .prims_layout import matmul_p, permute_p
+from .prims_reduce import _lse_impl, sum_p
 from .registry import register
 from .spec import Arg, Spec, arg
 

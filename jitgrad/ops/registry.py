@@ -23,6 +23,10 @@ A primitive's rules, side by side:
     Fused primitives only: ``decompose(*tensors, **params) -> Tensor``, the composite over core
     primitives that the fused one stands for. ``apply`` runs it instead while tracing, so tapes
     and backends never meet a fused primitive.
+``reduction``
+    Reductions only: how compiled backends fold the reduced elements (``Reduction``: init,
+    combine, finalize). Every reduction is an entry of that one table; backends hold no
+    reduction of their own.
 ``spec``
     The test spec (``ops.spec.Spec``): how the shared per-op tests apply it.
 
@@ -47,6 +51,34 @@ OPS: dict[str, Op] = {}
 KINDS = ("elementwise", "reduce", "movement", "matmul", "index", "random", "other", "fused")
 
 
+@dataclass(frozen=True)
+class Reduction:
+    """How a reduce primitive folds the elements it reduces, for compiled backends: ``acc =
+    init`` (and the ``state`` statements), ``combine`` for each element in order, then ``result``
+    holds ``finalize``. Templates may name ``{acc}`` (the accumulator), ``{x}`` (the element),
+    ``{i}`` (its position along the reduced axis), ``{t}`` (a fresh local), ``{A}`` and ``{X}``
+    (the accumulator's and the input's scalar types), ``{lowest}`` and ``{highest}`` (the
+    accumulator type's extremes). ``combine`` is one statement or several, and must stay right
+    when partial results (of threads, say) are combined with it in order, unless the reduction
+    has ``first`` or a ``result`` other than the accumulator."""
+
+    init: str
+    combine: str | tuple
+    finalize: str = "{acc}"
+    # "wide": float64 for floats, int64 otherwise; "input": the input's own type for floats
+    acc: str = "wide"
+    state: tuple = ()  # more locals' first values (statements)
+    result: str = "acc"  # the local holding the result ("best": a position)
+    # a reduction of the same elements run first, whose finalized result the combine reads as m
+    first: Reduction | None = None
+
+    @property
+    def folds(self) -> bool:
+        """Whether partial results combine with ``combine`` (one pass, the accumulator is the
+        result): such reductions may run in threaded parts, over columns, and in groups."""
+        return self.first is None and self.result == "acc"
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class Prim:
     name: str
@@ -69,6 +101,7 @@ class Prim:
     differentiable: bool = True
     node_name: str = ""
     decompose: Callable | None = None
+    reduction: Reduction | None = None
     spec: Spec | None = None
 
     def __repr__(self) -> str:
@@ -88,6 +121,8 @@ def register(name: str, **rules) -> Prim:
     differentiable = rules.get("differentiable", True)
     if differentiable and rules.get("vjp") is None:
         raise ValueError(f"differentiable primitive {name!r} needs a vjp rule")
+    if (kind == "reduce") != (rules.get("reduction") is not None):
+        raise ValueError(f"primitive {name!r}: a reduction, and only one, needs reduction rules")
     if (kind == "fused") != (rules.get("decompose") is not None):
         raise ValueError(f"primitive {name!r}: a fused primitive, and only one, needs decompose")
     camel = "".join(part.capitalize() for part in name.split("_"))

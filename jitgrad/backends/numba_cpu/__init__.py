@@ -650,6 +650,8 @@ def lowers(prim) -> bool:
         return True
     if prim.kind == "elementwise":
         return prim.scalar is not None
+    if prim.kind == "reduce":
+        return prim.reduction is not None
     return prim.name in KERNELS or prim.name in KernelGen.INLINE
 
 
