@@ -27,6 +27,16 @@ def test_every_entry_has_a_spec():
     assert not ops, f"ops declared without a test spec (op(spec=)): {ops}"
 
 
+def test_lowering_and_simplification_rules_name_registered_primitives():
+    from jitgrad.backends.numba_cpu.inline import INLINE
+    from jitgrad.backends.numba_cpu.kernels import KERNELS
+    from jitgrad.ir.passes import SIMPLIFY
+    from jitgrad.ops.registry import KINDS
+
+    assert set(INLINE) <= set(PRIMS) and set(SIMPLIFY) <= set(PRIMS)
+    assert set(KERNELS) <= set(KINDS)
+
+
 def test_every_primitive_has_a_numba_lowering():
     missing = sorted(n for n, p in PRIMS.items() if not numba_cpu.lowers(p))
     assert not missing, f"primitives the numba backend cannot lower: {missing}"
@@ -350,7 +360,8 @@ def test_rand_is_deterministic_and_uniform():
 
 def test_every_prim_declares_its_rules():
     for prim in PRIMS.values():
-        kinds = ("elementwise", "reduce", "movement", "matmul", "index", "random", "fused")
+        kinds = ("elementwise", "reduce", "movement", "matmul", "index", "scatter", "random")
+        kinds += ("fused",)
         assert prim.kind in kinds
         assert callable(prim.impl) and callable(prim.shape)
         assert (prim.kind == "fused") == callable(prim.decompose), prim.name

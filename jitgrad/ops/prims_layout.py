@@ -359,7 +359,7 @@ scatter_add_p = register(
     impl=_scatter_add_impl,
     vjp=_scatter_add_vjp,
     shape=lambda avals, axis: (tuple(avals[0].shape), avals[0].dtype),
-    kind="index",
+    kind="scatter",
     spec=Spec(
         [arg(5, 3), Arg((4,), kind="int", lo=0, hi=5), arg(4, 3)],
         _scatter_ref,

@@ -14,8 +14,9 @@ A primitive's rules, side by side:
     For elementwise primitives: a per-element expression template over ``{0}``, ``{1}``, ...
     (the inputs) using ``math`` functions only; the compiled backends paste it into fused loops.
 ``kind``
-    ``elementwise``, ``reduce``, ``movement``, ``matmul``, ``index``, ``random``, ``other``, or
-    ``fused`` for a composite run as one eager step (see ``prims_fused``).
+    ``elementwise``, ``reduce``, ``movement``, ``matmul``, ``index`` (a gather), ``scatter``
+    (additions into a copy of a buffer), ``random``, ``other``, or ``fused`` for a composite run
+    as one eager step (see ``prims_fused``). Backends key their lowering by kind.
 ``shape``
     ``shape(avals, **params) -> (shape, dtype)``: the output's shape and dtype from the inputs'
     (anything with ``.shape`` and ``.dtype``), without computing anything.
@@ -48,7 +49,17 @@ from .spec import Spec
 PRIMS: dict[str, Prim] = {}
 OPS: dict[str, Op] = {}
 
-KINDS = ("elementwise", "reduce", "movement", "matmul", "index", "random", "other", "fused")
+KINDS = (
+    "elementwise",
+    "reduce",
+    "movement",
+    "matmul",
+    "index",
+    "scatter",
+    "random",
+    "other",
+    "fused",
+)
 
 
 @dataclass(frozen=True)

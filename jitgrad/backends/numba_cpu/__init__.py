@@ -641,9 +641,10 @@ def _driver_signature(dtypes: list) -> tuple:
 
 
 def lowers(prim) -> bool:
-    """Whether this backend lowers ``prim``: an elementwise template, index arithmetic, or a
-    kernel of its own. (Fused primitives never reach a tape: tracing decomposes them.)"""
-    from .codegen import KernelGen
+    """Whether this backend lowers ``prim``: an elementwise template, a kernel for its kind (a
+    reduction from its fold rules), or an inline rule. (Fused primitives never reach a tape:
+    tracing decomposes them.)"""
+    from .inline import INLINE
     from .kernels import KERNELS
 
     if prim.kind == "fused":
@@ -652,7 +653,7 @@ def lowers(prim) -> bool:
         return prim.scalar is not None
     if prim.kind == "reduce":
         return prim.reduction is not None
-    return prim.name in KERNELS or prim.name in KernelGen.INLINE
+    return prim.kind in KERNELS or prim.name in INLINE
 
 
 def lower(tape: Tape, build: bool = True) -> Executable:

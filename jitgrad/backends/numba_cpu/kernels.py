@@ -282,21 +282,14 @@ def schedule(plan: Plan, order: list) -> list:
     return kernels
 
 
-# the primitives with kernels of their own besides the reductions (``build``); the others are
-# maps (``map_kernel``)
-KERNELS = ("matmul", "scatter_add")
+# The kernel of a stored value, by its primitive's kind: reductions, products and scatters have
+# kernels of their own; everything else (elementwise, movement, gathers, draws) is a map, whose
+# loop computes the value inline (codegen.KernelGen.expr).
+KERNELS = {"reduce": reduce_kernel, "matmul": matmul_kernel, "scatter": scatter_kernel}
 
 
 def build(plan: Plan, v: Var) -> Kernel:
-    e = plan.producer[v]
-    name = e.prim.name
-    if e.prim.kind == "reduce":
-        return reduce_kernel(plan, v)
-    if name == "matmul":
-        return matmul_kernel(plan, v)
-    if name == "scatter_add":
-        return scatter_kernel(plan, v)
-    return map_kernel(plan, v)
+    return KERNELS.get(plan.producer[v].prim.kind, map_kernel)(plan, v)
 
 
 def paired(kernels: list) -> list:

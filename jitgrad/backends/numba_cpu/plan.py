@@ -22,7 +22,7 @@ def _stored(e) -> bool:
     """Whether ``e``'s value is stored whatever reads it: reductions, products, scatters and
     copies (``.contiguous()``/``.clone()`` ask for memory in order, e.g. a transposed result
     read by several kernels is transposed once instead of in each)."""
-    return e.prim.kind in ("reduce", "matmul") or e.prim.name in ("scatter_add", "copy")
+    return e.prim.kind in ("reduce", "matmul", "scatter") or e.prim.name == "copy"
 
 
 class Plan:
