@@ -258,6 +258,16 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert quick_start_commands()[1] in lines
 
 
+def test_ci_installs_torch_so_the_agreement_tests_run():
+    # tests/test_torch_agreement.py skips itself without torch: CI installs it before the tests
+    ci = ROOT / ".ci" / "run"
+    if not ci.exists():
+        pytest.skip("no .ci/run in this checkout")
+    lines = [line.strip() for line in ci.read_text().splitlines()]
+    installs = [i for i, line in enumerate(lines) if re.match(r'pip install "?torch==', line)]
+    assert installs and installs[0] < lines.index(quick_start_commands()[1])
+
+
 def test_readme_python_examples_run(capsys):
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prim_specs import SPECS
 from test_compile import _compiled_call, _make_step
 from test_properties import _run, step
 
 import jitgrad as jg
 import jitgrad.nn as nn
 import jitgrad.optim as optim
-from jitgrad.ops import PRIMS
+from jitgrad.ops import OPS, PRIMS
+from jitgrad.ops.spec import Arg
 
 pytestmark = pytest.mark.slow
 
@@ -33,51 +33,87 @@ def _cache_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jg-cache"))
 
 
-def _spec_arrays(name, seed=0):
-    rng = np.random.default_rng(seed)
-    return [a.draw(rng) for a in SPECS[name].args]
+def _entries(kind: str) -> dict:
+    """name -> (run(inputs), spec) for every primitive or every op with a NumPy reference."""
+    if kind == "prims":
+        return {
+            n: (lambda ins, p=p: jg.apply(p, tuple(ins), p.spec.params), p.spec)
+            for n, p in PRIMS.items()
+            if p.spec is not None and p.spec.ref is not None
+        }
+    out = {}
+    for n, o in OPS.items():
+        if o.spec is None or o.spec.ref is None:
+            continue
+        call = o.spec.call or (lambda fn, *ins, **params: fn(*ins, **params))
+        out[n] = (lambda ins, o=o, call=call: call(o.fn, *ins, **o.spec.params), o.spec)
+    return out
 
 
-DIFF = sorted(n for n, s in SPECS.items() if s.ref is not None and s.differentiable)
-NONDIFF = sorted(n for n, s in SPECS.items() if s.ref is not None and not s.differentiable)
+def _flat(out) -> list:
+    return list(out) if isinstance(out, tuple) else [out]
 
 
-def _all_prims(tensors: dict, cotangents: dict):
-    """Every primitive forward, and its VJP for a fixed cotangent: one tape, one compile."""
+def _inputs(spec, tensors):
+    """The spec's inputs with ``tensors`` at its ``Arg`` positions (constants as drawn)."""
+    it = iter(tensors)
+    return [next(it) if isinstance(a, Arg) else v for a, v in zip(spec.args, spec.draw())]
+
+
+def _all_entries(entries: dict, tensors: dict, cotangents: dict):
+    """Every entry forward, and its VJP for fixed cotangents: one tape, one compile."""
     results = []
-    for name in NONDIFF + DIFF:
-        spec = SPECS[name]
-        ins = tensors[name]
-        out = jg.apply(PRIMS[name], tuple(ins), spec.params)
-        results.append(out)
-        if name in DIFF:
+    for name, (run, spec) in entries.items():
+        ins = _inputs(spec, tensors[name])
+        outs = _flat(run(ins))
+        results.extend(outs)
+        if spec.differentiable:
+            floats = [o for o in outs if o.dtype.is_floating_point]
             wanted = [ins[k] for k in spec.differentiable]
-            results.extend(jg.autograd.grad(out, wanted, cotangents[name]))
+            results.extend(
+                jg.autograd.grad(
+                    floats, wanted, cotangents[name], allow_unused=True, materialize_grads=True
+                )
+            )
     return results
 
 
-def test_every_primitive_forward_and_vjp_matches_interpreter():
+@pytest.mark.filterwarnings("error")  # (a fallback to the interpreter warns: strict)
+@pytest.mark.parametrize("kind", ["prims", "ops"])
+def test_every_entry_forward_and_vjp_matches_interpreter(kind):
+    """Every primitive (and, in a second tape, every op of the op table) on its spec's inputs:
+    the numba backend against the interpreter, every stored value."""
+    entries = _entries(kind)
     tensors, cotangents = {}, {}
-    for name in NONDIFF + DIFF:
-        spec = SPECS[name]
-        arrays = _spec_arrays(name)
-        tensors[name] = [
-            jg.tensor(a, requires_grad=k in spec.differentiable) for k, a in enumerate(arrays)
+    rng = np.random.default_rng(1)
+
+    def leaves(spec, seed):
+        return [
+            jg.tensor(v, requires_grad=k in spec.differentiable)
+            for k, (a, v) in enumerate(zip(spec.args, spec.draw(seed)))
+            if isinstance(a, Arg)
         ]
-        out = jg.apply(PRIMS[name], tuple(tensors[name]), spec.params)
-        cotangents[name] = jg.tensor(np.random.default_rng(1).standard_normal(out.shape))
-    fn = jg.compile(_all_prims, backend="numba", check=True)
+
+    for name, (run, spec) in entries.items():
+        tensors[name] = leaves(spec, 0)
+        outs = _flat(run(_inputs(spec, tensors[name])))
+        cotangents[name] = [
+            jg.tensor(rng.standard_normal(o.shape), dtype=o.dtype)
+            for o in outs
+            if o.dtype.is_floating_point
+        ]
+    fn = jg.compile(lambda t, c: _all_entries(entries, t, c), backend="numba", check=True)
     got = fn(tensors, cotangents)  # check=True: every stored value vs the interpreter
-    want = _all_prims(tensors, cotangents)
+    want = _all_entries(entries, tensors, cotangents)
     assert len(got) == len(want)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-9, atol=1e-12)
     # replay on new values of the same shapes
-    for name in NONDIFF + DIFF:
-        for t, a in zip(tensors[name], _spec_arrays(name, seed=7)):
-            t.data = jg.tensor(a)
+    for name, (_, spec) in entries.items():
+        for t, new in zip(tensors[name], leaves(spec, 7)):
+            t.data = new.detach()
     got = fn(tensors, cotangents)
-    want = _all_prims(tensors, cotangents)
+    want = _all_entries(entries, tensors, cotangents)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.numpy(), w.detach().numpy(), rtol=1e-9, atol=1e-12)
     assert fn.stats.traces == 1

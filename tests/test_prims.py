@@ -1,5 +1,8 @@
-"""Every primitive: forward vs NumPy, shape rule vs impl, VJP (first and second order) vs finite
-differences in float64, and each scalar template vs its impl."""
+"""The shared per-op tests: every entry of the op table and every primitive, read from their
+test specs (``ops.spec.Spec``): forward against NumPy in each dtype, shape rule against impl,
+first and second order against finite differences in float64, linearity as declared, eager
+against the interpreter bit for bit, and each scalar template against its impl. A new entry
+with a spec is covered here with nothing else written; one without a spec fails."""
 
 from __future__ import annotations
 
@@ -7,143 +10,295 @@ import math
 
 import numpy as np
 import pytest
-from prim_specs import FUSED_CASES, SPECS
 
 import jitgrad as jg
+from jitgrad.backends import numba_cpu
 from jitgrad.ops import loops
-from jitgrad.ops.registry import PRIMS, scalar_expr
+from jitgrad.ops.registry import KEYWORD_ALIASES, OPS, PRIMS, scalar_expr
+from jitgrad.ops.spec import Arg
 
 EPS = 1e-6
 
 
-def test_every_primitive_has_a_spec():
-    missing = sorted(set(PRIMS) - set(SPECS))
-    assert not missing, f"primitives without a test spec in tests/prim_specs.py: {missing}"
+def test_every_entry_has_a_spec():
+    prims = sorted(n for n, p in PRIMS.items() if p.spec is None)
+    ops = sorted(n for n, o in OPS.items() if o.spec is None)
+    assert not prims, f"primitives registered without a test spec (register(..., spec=)): {prims}"
+    assert not ops, f"ops declared without a test spec (op(spec=)): {ops}"
 
 
-def _inputs(spec, seed=0):
-    rng = np.random.default_rng(seed)
-    return [a.draw(rng) for a in spec.args]
+def test_lowering_and_simplification_rules_name_registered_primitives():
+    from jitgrad.backends.numba_cpu.inline import INLINE
+    from jitgrad.backends.numba_cpu.kernels import KERNELS
+    from jitgrad.ir.passes import SIMPLIFY
+    from jitgrad.ops.registry import KINDS
+
+    assert set(INLINE) <= set(PRIMS) and set(SIMPLIFY) <= set(PRIMS)
+    assert set(KERNELS) <= set(KINDS)
 
 
-def _run(prim, arrays, params):
-    tensors = [jg.tensor(a) for a in arrays]
-    return jg.apply(prim, tuple(tensors), params)
+def test_every_primitive_has_a_numba_lowering():
+    missing = sorted(n for n, p in PRIMS.items() if not numba_cpu.lowers(p))
+    assert not missing, f"primitives the numba backend cannot lower: {missing}"
 
 
-NAMES = sorted(n for n in SPECS if SPECS[n].ref is not None)
+# -- cases: a primitive applied, or an op called, on its spec's inputs -----------------------------
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_forward_matches_numpy(name):
-    spec, prim = SPECS[name], PRIMS[name]
-    arrays = _inputs(spec)
-    out = _run(prim, arrays, spec.params)
-    expected = spec.ref(*arrays, **spec.params)
-    assert out.shape == tuple(np.shape(expected))
-    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
+class Case:
+    def __init__(self, spec, run, prim=None):
+        self.spec, self.run, self.prim = spec, run, prim
+
+    def tensors(self, values, wanted=(), dtype=None):
+        """Tensors for the ``Arg`` positions of ``values`` (float ones in ``dtype``), those in
+        ``wanted`` requiring grad; constants as they are."""
+        out = []
+        for k, (a, v) in enumerate(zip(self.spec.args, values)):
+            if isinstance(a, Arg):
+                if dtype is not None and v.dtype.kind == "f":
+                    v = v.astype(dtype)
+                v = jg.tensor(v, requires_grad=k in wanted)
+            out.append(v)
+        return out
+
+    def outputs(self, values, wanted=(), dtype=None):
+        ins = self.tensors(values, wanted, dtype)
+        return ins, _flat(self.run(ins, self.spec.params))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_shape_rule_matches_impl(name):
-    spec, prim = SPECS[name], PRIMS[name]
-    tensors = [jg.tensor(a) for a in _inputs(spec)]
-    out = jg.apply(prim, tuple(tensors), spec.params)
-    shape, dtype = prim.shape(tensors, **spec.params)
+def _flat(out) -> list:
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def _apply(prim):
+    return lambda ins, params: jg.apply(prim, tuple(ins), params)
+
+
+def _call(entry):
+    call = entry.spec.call
+    if call is not None:
+        return lambda ins, params: call(entry.fn, *ins, **params)
+    return lambda ins, params: entry.fn(*ins, **params)
+
+
+# primitives as ``<name>_p``, ops by their names; rand (no reference) has a test of its own
+CASES = {f"{n}_p": Case(p.spec, _apply(p), p) for n, p in PRIMS.items() if p.spec and p.spec.ref}
+CASES.update({n: Case(o.spec, _call(o)) for n, o in OPS.items() if o.spec and o.spec.ref})
+NAMES = sorted(CASES)
+PRIM_NAMES = [n for n in NAMES if CASES[n].prim is not None]
+DIFF = [n for n in NAMES if CASES[n].spec.differentiable]
+SMOOTH = [n for n in DIFF if CASES[n].spec.smooth]
+DTYPE_CASES = [(n, d) for n in NAMES for d in CASES[n].spec.dtypes]
+
+
+def _ref(case, values):
+    return _flat(case.spec.ref(*values, **case.spec.params))
+
+
+@pytest.mark.parametrize(("name", "dtype"), DTYPE_CASES)
+def test_forward_matches_numpy(name, dtype):
+    case = CASES[name]
+    values = case.spec.draw()
+    _, outs = case.outputs(values, dtype=dtype)
+    expected = _ref(case, values)  # in float64
+    tol = case.spec.ref_tol if dtype == "float64" else max(case.spec.ref_tol, 2e-5)
+    assert len(outs) == len(expected)
+    for out, want in zip(outs, expected):
+        assert out.shape == tuple(np.shape(want))
+        if out.dtype.is_floating_point:
+            assert out.dtype.name == dtype or case.spec.params.get("dtype") is out.dtype
+        np.testing.assert_allclose(out.numpy(), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(("name", "dtype"), [(n, d) for n, d in DTYPE_CASES if n in PRIM_NAMES])
+def test_shape_rule_matches_impl(name, dtype):
+    case = CASES[name]
+    ins, (out,) = case.outputs(case.spec.draw(), dtype=dtype)
+    shape, out_dtype = case.prim.shape(ins, **case.spec.params)
     assert tuple(shape) == tuple(out.shape)
-    assert dtype is out.dtype
+    assert out_dtype is out.dtype
 
 
-def _directional_fd(f, arrays, i, v):
-    """d/dt f(arrays with arrays[i] + t v) at t=0, central differences."""
-    plus = list(arrays)
-    minus = list(arrays)
-    plus[i] = arrays[i] + EPS * v
-    minus[i] = arrays[i] - EPS * v
+def _directional_fd(f, values, i, v):
+    """d/dt f(values with values[i] + t v) at t=0, central differences."""
+    plus, minus = list(values), list(values)
+    plus[i] = values[i] + EPS * v
+    minus[i] = values[i] - EPS * v
     return (f(plus) - f(minus)) / (2 * EPS)
 
 
-def _diff_names(order):
-    out = []
-    for n in NAMES:
-        spec = SPECS[n]
-        if spec.differentiable and (order == 1 or spec.smooth):
-            out.append(n)
-    return out
+def _cotangents(outs, rng) -> list:
+    """A random cotangent (float64) for each float output, None for the others."""
+    return [rng.standard_normal(o.shape) if o.dtype.is_floating_point else None for o in outs]
 
 
-@pytest.mark.parametrize("name", _diff_names(1))
-def test_vjp_matches_finite_differences(name):
-    spec, prim = SPECS[name], PRIMS[name]
-    arrays = _inputs(spec, seed=1)
-    rng = np.random.default_rng(2)
-    out0 = _run(prim, arrays, spec.params)
-    g = rng.standard_normal(out0.shape)
-
-    def scalar(arrs):  # <g, f(x)> in float64
-        return float(np.sum(g * _run(prim, arrs, spec.params).numpy().astype(np.float64)))
-
-    tensors = [jg.tensor(a, requires_grad=k in spec.differentiable) for k, a in enumerate(arrays)]
-    out = jg.apply(prim, tuple(tensors), spec.params)
-    grads = jg.autograd.grad(
-        out, [tensors[k] for k in spec.differentiable], jg.tensor(g, dtype=out.dtype)
+def _pairing(outs, cots) -> float:
+    """<g, f(x)> in float64 over the float outputs."""
+    return sum(
+        float(np.sum(g * o.numpy().astype(np.float64))) for o, g in zip(outs, cots) if g is not None
     )
-    for k, gk in zip(spec.differentiable, grads):
-        assert gk.shape == tensors[k].shape
+
+
+def _float_outs(outs, cots):
+    return [(o, g) for o, g in zip(outs, cots) if g is not None]
+
+
+@pytest.mark.parametrize("name", DIFF)
+def test_vjp_matches_finite_differences(name):
+    case = CASES[name]
+    spec = case.spec
+    values = spec.draw(seed=1)
+    rng = np.random.default_rng(2)
+    wanted = spec.differentiable
+    ins, outs = case.outputs(values, wanted)
+    cots = _cotangents(outs, rng)
+    pairs = _float_outs(outs, cots)
+    grads = jg.autograd.grad(
+        [o for o, _ in pairs],
+        [ins[k] for k in wanted],
+        [jg.tensor(g, dtype=o.dtype) for o, g in pairs],
+        allow_unused=True,
+        materialize_grads=True,
+    )
+
+    def scalar(vals):
+        return _pairing(case.outputs(vals)[1], cots)
+
+    for k, gk in zip(wanted, grads):
+        assert gk.shape == ins[k].shape
         for _ in range(3):
-            v = rng.standard_normal(arrays[k].shape)
-            numeric = _directional_fd(scalar, arrays, k, v)
+            v = rng.standard_normal(values[k].shape)
+            numeric = _directional_fd(scalar, values, k, v)
             analytic = float(np.sum(gk.numpy() * v))
             assert analytic == pytest.approx(numeric, rel=max(spec.tol, 1e-5), abs=1e-6), (k, name)
 
 
-@pytest.mark.parametrize("name", _diff_names(2))
+@pytest.mark.parametrize("name", SMOOTH)
 def test_second_order_matches_finite_differences(name):
-    spec, prim = SPECS[name], PRIMS[name]
-    arrays = _inputs(spec, seed=3)
+    """The first-order gradient h = sum_k <vjp_k(g), w_k>, differentiated again, against finite
+    differences of h in each input and in the cotangent g. The cotangent requires grad, so h
+    always does unless a rule detached its result; such a rule fails here."""
+    case = CASES[name]
+    spec = case.spec
+    values = spec.draw(seed=3)
     rng = np.random.default_rng(4)
-    shape = _run(prim, arrays, spec.params).shape
-    g = rng.standard_normal(shape)
-    w = {k: rng.standard_normal(arrays[k].shape) for k in spec.differentiable}
+    outs0 = case.outputs(values)[1]
+    cots = _cotangents(outs0, rng)
+    float_at = [j for j, g in enumerate(cots) if g is not None]
+    w = {k: rng.standard_normal(values[k].shape) for k in spec.differentiable}
 
-    def first_order(arrs, create_graph=False, tensors=None):
-        if tensors is None:
-            tensors = [
-                jg.tensor(a, requires_grad=k in spec.differentiable) for k, a in enumerate(arrs)
-            ]
-        out = jg.apply(prim, tuple(tensors), spec.params)
+    def first_order(vals, cot_values, create_graph=False):
+        ins, outs = case.outputs(vals, spec.differentiable)
+        gs = [
+            jg.tensor(cot_values[j], dtype=outs[j].dtype, requires_grad=create_graph)
+            for j in float_at
+        ]
         grads = jg.autograd.grad(
-            out,
-            [tensors[k] for k in spec.differentiable],
-            jg.tensor(g, dtype=out.dtype),
+            [outs[j] for j in float_at],
+            [ins[k] for k in spec.differentiable],
+            gs,
             create_graph=create_graph,
+            allow_unused=True,
+            materialize_grads=True,
         )
         total = None
         for k, gk in zip(spec.differentiable, grads):
             term = (gk * jg.tensor(w[k], dtype=gk.dtype)).sum()
             total = term if total is None else total + term
-        return total, tensors
+        return total, ins, gs
 
-    h, tensors = first_order(arrays, create_graph=True)
-    if not h.requires_grad:  # the first-order gradient does not depend on the inputs
-        return
-    second = jg.autograd.grad(
-        h, [tensors[k] for k in spec.differentiable], allow_unused=True, materialize_grads=True
-    )
+    h, ins, gs = first_order(values, cots, create_graph=True)
+    assert h.requires_grad, f"{name}: its first-order gradient is detached from the graph"
+    wrt = [ins[k] for k in spec.differentiable] + gs
+    second = jg.autograd.grad(h, wrt, allow_unused=True, materialize_grads=True)
     for k, sk in zip(spec.differentiable, second):
-        v = rng.standard_normal(arrays[k].shape)
-        numeric = _directional_fd(lambda a: first_order(a)[0].item(), arrays, k, v)
+        v = rng.standard_normal(values[k].shape)
+        numeric = _directional_fd(lambda a: first_order(a, cots)[0].item(), values, k, v)
         analytic = float(np.sum(sk.numpy() * v))
         assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-5), (k, name)
+    for j, sg in zip(float_at, second[len(spec.differentiable) :]):
+        v = rng.standard_normal(cots[j].shape)
+        moved = list(cots)
+        numeric = []
+        for t in (EPS, -EPS):
+            moved[j] = cots[j] + t * v
+            numeric.append(first_order(values, moved)[0].item())
+        analytic = float(np.sum(sg.numpy() * v))
+        assert analytic == pytest.approx(
+            (numeric[0] - numeric[1]) / (2 * EPS), rel=1e-4, abs=1e-5
+        ), ("cotangent", name)
 
 
-ELEMENTWISE = sorted(n for n in NAMES if PRIMS[n].kind == "elementwise")
+@pytest.mark.parametrize("name", DIFF)
+def test_linearity_is_as_declared(name):
+    """f(x + 2y) = f(x) + 2 f(y) in the differentiable inputs together exactly when the spec
+    says the entry is linear."""
+    case = CASES[name]
+    spec = case.spec
+    x, other = spec.draw(seed=5), spec.draw(seed=6)
+    y, both = list(x), list(x)  # (the other inputs, indices say, stay as they are)
+    for k in spec.differentiable:
+        y[k] = other[k]
+        both[k] = x[k] + 2.0 * y[k]
+    fx, fy, fxy = (case.outputs(v)[1] for v in (x, y, both))
+    linear = all(
+        np.allclose(c.numpy(), a.numpy() + 2.0 * b.numpy(), rtol=1e-9, atol=1e-9)
+        for a, b, c in zip(fx, fy, fxy)
+        if c.dtype.is_floating_point
+    )
+    assert linear == spec.linear, f"{name}: linear={linear}, its spec says {spec.linear}"
+
+
+# fused primitives are checked against their decompositions below
+EAGER_VS_TAPE = [n for n in NAMES if CASES[n].prim is None or CASES[n].prim.kind != "fused"]
+
+
+@pytest.mark.parametrize("name", EAGER_VS_TAPE)
+def test_eager_and_interpreter_agree_bit_for_bit(name):
+    """The traced forward and first-order gradients, run by the reference interpreter, give the
+    eager bits (the same impls on the same arrays)."""
+    case = CASES[name]
+    spec = case.spec
+    values = spec.draw(seed=7)
+    tensor_at = [k for k, a in enumerate(spec.args) if isinstance(a, Arg)]
+    cots = _cotangents(case.outputs(values)[1], np.random.default_rng(8))
+    float_at = [j for j, g in enumerate(cots) if g is not None]
+
+    def step(*tensors):
+        ins = list(values)
+        for k, t in zip(tensor_at, tensors):
+            ins[k] = t
+        outs = _flat(case.run(ins, spec.params))
+        if not spec.differentiable:
+            return tuple(outs)
+        grads = jg.autograd.grad(
+            [outs[j] for j in float_at],
+            [ins[k] for k in spec.differentiable],
+            [jg.tensor(cots[j], dtype=outs[j].dtype) for j in float_at],
+            allow_unused=True,
+            materialize_grads=True,
+        )
+        return (*outs, *grads)
+
+    def fresh():
+        return [jg.tensor(values[k], requires_grad=k in spec.differentiable) for k in tensor_at]
+
+    eager = step(*fresh())
+    traced = jg.compile(step, backend="interpreter")(*fresh())
+    assert len(eager) == len(traced)
+    for e, t in zip(eager, traced):
+        e = e.detach().numpy()
+        assert e.dtype == t.numpy().dtype and e.tobytes() == t.numpy().tobytes(), name
+
+
+ELEMENTWISE = [n for n in PRIM_NAMES if CASES[n].prim.kind == "elementwise"]
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_scalar_template_matches_impl(name):
-    spec, prim = SPECS[name], PRIMS[name]
-    arrays = _inputs(spec, seed=5)
+    case = CASES[name]
+    spec, prim = case.spec, case.prim
+    arrays = spec.draw(seed=5)
     args = [f"a{i}" for i in range(len(arrays))]
     expr = scalar_expr(prim, args, spec.params)
     fn = eval(f"lambda {', '.join(args)}: {expr}", {"math": math, "np": np})  # noqa: S307
@@ -152,6 +307,37 @@ def test_scalar_template_matches_impl(name):
         [fn(*[a.flat[i] for a in arrays]) for i in range(expected.size)], dtype=expected.dtype
     ).reshape(expected.shape)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+ALIASED = [n for n, o in OPS.items() if o.spec and set(o.spec.params) & set(KEYWORD_ALIASES)]
+
+
+@pytest.mark.parametrize("name", ALIASED)
+def test_keyword_aliases_give_the_same_result(name):
+    # PyTorch's NumPy-style names: x.sum(axis=0, keepdims=True) is x.sum(dim=0, keepdim=True)
+    case, entry = CASES[name], OPS[name]
+    spec = case.spec
+    aliased = {KEYWORD_ALIASES.get(k, (k,))[0]: v for k, v in spec.params.items()}
+    values = spec.draw()
+    want = case.outputs(values)[1]
+    got = _flat(case.run(case.tensors(values), aliased))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    if entry.method:
+        x, *rest = case.tensors(values)
+        for a, b in zip(_flat(getattr(x, name)(*rest, **aliased)), want):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(TypeError, match="alias"):
+        both = dict(spec.params, **aliased)
+        case.run(case.tensors(values), both)
+
+
+def test_each_op_is_a_function_and_a_method_as_declared():
+    for entry in OPS.values():
+        for name in (entry.name, *entry.names):
+            assert getattr(jg, name) is entry.fn, name
+            assert (getattr(jg.Tensor, name, None) is entry.fn) == entry.method, name
+            assert hasattr(jg.Tensor, name + "_") == (entry.method and entry.inplace), name
 
 
 def test_rand_is_deterministic_and_uniform():
@@ -174,7 +360,8 @@ def test_rand_is_deterministic_and_uniform():
 
 def test_every_prim_declares_its_rules():
     for prim in PRIMS.values():
-        kinds = ("elementwise", "reduce", "movement", "matmul", "index", "random", "fused")
+        kinds = ("elementwise", "reduce", "movement", "matmul", "index", "scatter", "random")
+        kinds += ("fused",)
         assert prim.kind in kinds
         assert callable(prim.impl) and callable(prim.shape)
         assert (prim.kind == "fused") == callable(prim.decompose), prim.name
@@ -182,39 +369,25 @@ def test_every_prim_declares_its_rules():
             assert callable(prim.vjp), prim.name
         if prim.kind == "elementwise":
             assert prim.scalar is not None, prim.name
+        assert (prim.kind == "reduce") == (prim.reduction is not None), prim.name
 
 
 # -- fused primitives: one eager step standing for a composite ------------------------------------
 
 FUSED = sorted(n for n, p in PRIMS.items() if p.kind == "fused")
-_CE_PARAMS = [
-    {"ignore_index": ii, "reduction": r} for ii in (-100, 2) for r in ("mean", "sum", "none")
-]
 
 
 def _fused_cases():
     for name in FUSED:
         for dtype in (np.float32, np.float64):
-            if name == "linear":
-                yield name, dtype, {}, 3
-                yield name, dtype, {}, 2  # without a bias
-            elif name in FUSED_CASES:
-                for k in range(len(FUSED_CASES[name])):
-                    yield name, dtype, FUSED_CASES[name][k][1], k
-            else:
-                for params in _CE_PARAMS:
-                    yield name, dtype, params, None
+            for k in range(len(PRIMS[name].spec.cases)):
+                yield name, dtype, k
 
 
-def _fused_inputs(name, dtype, params, n_inputs, seed):
-    rng = np.random.default_rng(seed)
-    args = FUSED_CASES[name][n_inputs][0] if name in FUSED_CASES else SPECS[name].args
-    arrays = [a.draw(rng) for a in args]
-    if name not in FUSED_CASES:
-        arrays = arrays[: n_inputs or None]
-    if name == "cross_entropy_backward" and params["reduction"] != "none":
-        arrays[2] = np.asarray(rng.standard_normal())
-    return [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays]
+def _fused_inputs(name, dtype, k, seed):
+    args, params = PRIMS[name].spec.cases[k]
+    arrays = PRIMS[name].spec.draw(seed, args)
+    return [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays], params
 
 
 class _NoLoopReady(dict):
@@ -224,20 +397,20 @@ class _NoLoopReady(dict):
         return loops._NUMPY
 
 
-@pytest.mark.parametrize(("name", "dtype", "params", "n_inputs"), list(_fused_cases()))
-def test_fused_primitive_agrees_with_its_decomposition_bit_for_bit(name, dtype, params, n_inputs):
+@pytest.mark.parametrize(("name", "dtype", "k"), list(_fused_cases()))
+def test_fused_primitive_agrees_with_its_decomposition_bit_for_bit(name, dtype, k):
     """The fused impl and VJP repeat the decomposition's arithmetic: eager runs (fused) and traced
     runs (decomposed) give identical bits, values and first-order gradients."""
     prim = PRIMS[name]
     for seed in range(3):
-        arrays = _fused_inputs(name, dtype, params, n_inputs, seed)
+        arrays, params = _fused_inputs(name, dtype, k, seed)
         results = []
         # fused with its compiled loops (ops.loops), fused on their NumPy paths (taken while
         # the loops are being compiled), decomposed
         for run, loops_ready in (
-            (lambda ts: jg.apply(prim, tuple(ts), params), True),
-            (lambda ts: jg.apply(prim, tuple(ts), params), False),
-            (lambda ts: prim.decompose(*ts, **params), True),
+            (lambda ts, p=params: jg.apply(prim, tuple(ts), p), True),
+            (lambda ts, p=params: jg.apply(prim, tuple(ts), p), False),
+            (lambda ts, p=params: prim.decompose(*ts, **p), True),
         ):
             ts = [jg.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
             with pytest.MonkeyPatch.context() as mp:
@@ -252,9 +425,9 @@ def test_fused_primitive_agrees_with_its_decomposition_bit_for_bit(name, dtype, 
             results.append([out.detach().numpy(), *[g.numpy() for g in grads]])
         for with_loops, numpy_path in zip(results[0], results[1]):
             np.testing.assert_array_equal(with_loops, numpy_path)
-        for k, (fused, decomposed) in enumerate(zip(results[0], results[2])):
+        for j, (fused, decomposed) in enumerate(zip(results[0], results[2])):
             assert fused.dtype == decomposed.dtype
-            if k and name == "cross_entropy_backward":
+            if j and name == "cross_entropy_backward":
                 # its own VJP (second order of the loss) is a closed form, not the decomposition's
                 # product rule: equal up to rounding
                 rtol = 1e-5 if dtype == np.float32 else 1e-12
@@ -333,9 +506,9 @@ def test_fused_linear_saves_input_and_weight_not_bias():
 def test_fused_max_pool_picks_what_argmax_picks_on_ties_nans_and_infinities(case):
     # which element wins decides both the value's bits (+0.0 or -0.0) and where the gradient
     # goes: the fused loop must pick as the composite's argmax does
-    arrays, params = FUSED_CASES["max_pool2d"][case]
+    args, params = PRIMS["max_pool2d"].spec.cases[case]
     rng = np.random.default_rng(case)
-    x = rng.choice([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan], arrays[0].shape)
+    x = rng.choice([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan], args[0].shape)
     x = x.astype(np.float32)
     prim = PRIMS["max_pool2d"]
     got = []
@@ -354,7 +527,7 @@ def test_large_elementwise_primitives_in_pieces_give_the_same_bits(name):
     # computed by the same loop, so the result must not change by a bit
     from jitgrad.ops import parallel
 
-    spec, prim = SPECS[name], PRIMS[name]
+    spec, prim = CASES[name].spec, CASES[name].prim
     rng = np.random.default_rng(11)
     n = parallel.MIN_ELEMENTS + 12345
     arrays = []

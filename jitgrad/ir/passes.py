@@ -96,109 +96,160 @@ def _const_value(tape: Tape, v):
     return first if np.all(arr == first) else None
 
 
+class _Context:
+    """What simplification rules read: the tape's constants, the kept equation computing each
+    value, how many times each value of the input tape is read, and fresh values."""
+
+    def __init__(self, tape: Tape):
+        self.tape = tape
+        self.producer: dict = {}
+        self.uses: dict = {}
+        for e in tape.eqns:
+            for x in e.inputs:
+                self.uses[x] = self.uses.get(x, 0) + 1
+        for v in tape.outputs + [v for _, v in tape.writes if v is not None]:
+            self.uses[v] = self.uses.get(v, 0) + 1
+        self._next = tape.next_id()
+
+    def new_var(self, shape, dtype) -> Var:
+        self._next += 1
+        return Var(self._next - 1, tuple(shape), dtype)
+
+    def const(self, v):
+        return _const_value(self.tape, v)
+
+    def made_by(self, v, name: str):
+        """The kept equation computing ``v`` if its primitive is ``name``, else None."""
+        prev = self.producer.get(v)
+        return prev if prev is not None and prev.prim.name == name else None
+
+
+def _same_type(a, b) -> bool:
+    return a.shape == b.shape and a.dtype is b.dtype
+
+
+# Algebraic identities, one rule per primitive: ``rule(ctx, e)`` returns a value that ``e.out``
+# equals (the equation goes), an equation or a list of them computing ``e.out`` instead, or None.
+SIMPLIFY: dict = {}
+
+
+def _rule(*names: str):
+    def register(fn):
+        for name in names:
+            SIMPLIFY[name] = fn
+        return fn
+
+    return register
+
+
+@_rule("mul", "add", "sub", "div")
+def _unit(ctx: _Context, e):
+    # x*1, 1*x, x+0, 0+x, x-0, x/1
+    a, b = e.inputs
+    unit = 1 if e.prim.name in ("mul", "div") else 0
+    ca, cb = ctx.const(a), ctx.const(b)
+    if cb is not None and cb == unit and _same_type(a, e.out):
+        return a
+    if ca is not None and ca == unit and e.prim.name in ("mul", "add") and _same_type(b, e.out):
+        return b
+    return None
+
+
+@_rule("expand", "cast")
+def _no_op(ctx: _Context, e):
+    return e.inputs[0] if _same_type(e.inputs[0], e.out) else None
+
+
+@_rule("reshape")
+def _reshape(ctx: _Context, e):
+    # a no-op, or a reshape of a reshape
+    x = e.inputs[0]
+    if _same_type(x, e.out):
+        return x
+    prev = ctx.made_by(x, "reshape")
+    if prev is None:
+        return None
+    if prev.inputs[0].shape == e.out.shape:
+        return prev.inputs[0]
+    return Eqn(e.prim, prev.inputs, e.params, e.out)
+
+
+@_rule("permute")
+def _permute(ctx: _Context, e):
+    x, perm = e.inputs[0], e.kwargs["perm"]
+    n = len(perm)
+    if perm == tuple(range(n)):
+        return x
+    swap = tuple(range(n - 2)) + (n - 1, n - 2)
+    prev = ctx.made_by(x, "matmul")
+    if perm == swap and prev is not None and ctx.uses.get(prev.out, 0) == 1:
+        # (A B)^T = B^T A^T: the transposes become operand flags of the matmul
+        a, b = prev.inputs
+        bt = ctx.new_var(b.shape[:-2] + (b.shape[-1], b.shape[-2]), b.dtype)
+        at = ctx.new_var(a.shape[:-2] + (a.shape[-1], a.shape[-2]), a.dtype)
+        return [
+            Eqn(e.prim, (b,), (("perm", swap),), bt),
+            Eqn(e.prim, (a,), (("perm", swap),), at),
+            Eqn(prev.prim, (bt, at), (), e.out),
+        ]
+    prev = ctx.made_by(x, "permute")
+    if prev is not None:
+        combined = tuple(prev.kwargs["perm"][p] for p in perm)
+        if combined == tuple(range(len(combined))):
+            return prev.inputs[0]
+        return Eqn(e.prim, prev.inputs, (("perm", combined),), e.out)
+    return None
+
+
+@_rule("where")
+def _where(ctx: _Context, e):
+    c = ctx.const(e.inputs[0])
+    if c is None:
+        return None
+    pick = e.inputs[1] if c else e.inputs[2]
+    return pick if _same_type(pick, e.out) else None
+
+
+@_rule("pow")
+def _pow(ctx: _Context, e):
+    c = ctx.const(e.inputs[1])
+    return e.inputs[0] if c is not None and c == 1 and _same_type(e.inputs[0], e.out) else None
+
+
+@_rule("copy")
+def _copy(ctx: _Context, e):
+    # a copy of a value computed here and read by nothing else (a gradient handed to .grad) is
+    # that value; a copy of a view stays: it asks for memory in order
+    prev = ctx.producer.get(e.inputs[0])
+    if prev is not None and prev.prim.kind != "movement" and ctx.uses.get(e.inputs[0]) == 1:
+        return e.inputs[0]
+    return None
+
+
+@_rule("neg")
+def _neg(ctx: _Context, e):
+    prev = ctx.made_by(e.inputs[0], "neg")
+    return prev.inputs[0] if prev is not None else None
+
+
 def simplify(tape: Tape) -> Tape:
-    """Algebraic identities: x*1, 1*x, x+0, 0+x, x-0, x/1, x**1, --x, where(const, a, b), no-op
-    movement and casts, reshape of reshape, permute of permute, copies nothing else reads."""
+    """Algebraic identities (the rules of ``SIMPLIFY``): x*1, 1*x, x+0, 0+x, x-0, x/1, x**1,
+    --x, where(const, a, b), no-op movement and casts, reshape of reshape, permute of permute,
+    the transpose of a product, copies nothing else reads."""
+    ctx = _Context(tape)
     mapping: dict = {}
-    producer: dict = {}
     kept = []
-    uses: dict = {}
-    for e in tape.eqns:
-        for x in e.inputs:
-            uses[x] = uses.get(x, 0) + 1
-    for v in tape.outputs + [v for _, v in tape.writes if v is not None]:
-        uses[v] = uses.get(v, 0) + 1
-    fresh = [tape.next_id()]
-
-    def new_var(shape, dtype):
-        fresh[0] += 1
-        return Var(fresh[0] - 1, tuple(shape), dtype)
-
-    def same_type(a, b):
-        return a.shape == b.shape and a.dtype is b.dtype
-
     for e in tape.eqns:
         ins = tuple(mapping.get(x, x) for x in e.inputs)
         e = Eqn(e.prim, ins, e.params, e.out) if ins != e.inputs else e
-        name = e.prim.name
-        replacement = None
-        if name in ("mul", "add", "sub", "div") and len(ins) == 2:
-            a, b = ins
-            ca, cb = _const_value(tape, a), _const_value(tape, b)
-            unit = 1 if name in ("mul", "div") else 0
-            if cb is not None and cb == unit and same_type(a, e.out):
-                replacement = a
-            elif ca is not None and ca == unit and name in ("mul", "add") and same_type(b, e.out):
-                replacement = b
-        elif name in ("reshape", "expand") and same_type(ins[0], e.out):
-            replacement = ins[0]
-        elif name == "cast" and same_type(ins[0], e.out):
-            replacement = ins[0]
-        elif name == "permute":
-            perm = e.kwargs["perm"]
-            if perm == tuple(range(len(perm))):
-                replacement = ins[0]
-            else:
-                prev = producer.get(ins[0])
-                n = len(perm)
-                swap = tuple(range(n - 2)) + (n - 1, n - 2)
-                if (
-                    perm == swap
-                    and prev is not None
-                    and prev.prim.name == "matmul"
-                    and uses.get(prev.out, 0) == 1
-                ):
-                    # (A B)^T = B^T A^T: the transposes become operand flags of the matmul
-                    a, b = prev.inputs
-                    bt = new_var(b.shape[:-2] + (b.shape[-1], b.shape[-2]), b.dtype)
-                    at = new_var(a.shape[:-2] + (a.shape[-1], a.shape[-2]), a.dtype)
-                    kept.append(Eqn(e.prim, (b,), (("perm", swap),), bt))
-                    kept.append(Eqn(e.prim, (a,), (("perm", swap),), at))
-                    producer[bt] = kept[-2]
-                    producer[at] = kept[-1]
-                    e = Eqn(prev.prim, (bt, at), (), e.out)
-                    producer[e.out] = e
-                    kept.append(e)
-                    continue
-                if prev is not None and prev.prim.name == "permute":
-                    inner = prev.kwargs["perm"]
-                    combined = tuple(inner[p] for p in perm)
-                    if combined == tuple(range(len(combined))):
-                        replacement = prev.inputs[0]
-                    else:
-                        e = Eqn(e.prim, prev.inputs, (("perm", combined),), e.out)
-        elif name == "where":
-            c = _const_value(tape, ins[0])
-            if c is not None:
-                pick = ins[1] if c else ins[2]
-                if same_type(pick, e.out):
-                    replacement = pick
-        elif name == "pow":
-            c = _const_value(tape, ins[1])
-            if c is not None and c == 1 and same_type(ins[0], e.out):
-                replacement = ins[0]
-        elif name == "copy":
-            # a copy of a value computed here and read by nothing else (a gradient handed to
-            # .grad) is that value; a copy of a view stays: it asks for memory in order
-            prev = producer.get(ins[0])
-            if prev is not None and prev.prim.kind != "movement" and uses.get(e.inputs[0]) == 1:
-                replacement = ins[0]
-        elif name == "neg":
-            prev = producer.get(ins[0])
-            if prev is not None and prev.prim.name == "neg":
-                replacement = prev.inputs[0]
-        if name == "reshape" and replacement is None:
-            prev = producer.get(ins[0])
-            if prev is not None and prev.prim.name == "reshape":
-                if prev.inputs[0].shape == e.out.shape:
-                    replacement = prev.inputs[0]
-                else:
-                    e = Eqn(e.prim, prev.inputs, e.params, e.out)
-        if replacement is not None:
-            mapping[e.out] = replacement
+        rule = SIMPLIFY.get(e.prim.name)
+        result = rule(ctx, e) if rule is not None else None
+        if isinstance(result, Var):
+            mapping[e.out] = result
             continue
-        producer[e.out] = e
-        kept.append(e)
+        for new in [e] if result is None else [result] if isinstance(result, Eqn) else result:
+            ctx.producer[new.out] = new
+            kept.append(new)
     return dce(_substitute(tape, kept, mapping))
 
 

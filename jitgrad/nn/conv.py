@@ -22,7 +22,7 @@ from ..ops import prims as _P
 from ..ops.loops import ready, scatter_add_skipping
 from ..ops.registry import register
 from ..tensor import Tensor, apply
-from . import init
+from . import conv_specs, init
 from .module import Module, Parameter
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "Conv2d", "MaxPool2d", "AvgPool2d"]
@@ -355,6 +355,7 @@ conv2d_p = register(
         x, weight, bias, geometry, groups, "zeros"
     ),
     node_name="ConvolutionBackward0",
+    spec=conv_specs.CONV2D,
 )
 
 

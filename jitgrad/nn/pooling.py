@@ -22,6 +22,7 @@ from ..ops import prims as _P
 from ..ops.loops import ready, window_first_max, windows_first_max
 from ..ops.registry import register
 from ..tensor import Tensor, apply
+from . import conv_specs
 from .conv import _batched, _pair, _plane, _take, _window_index
 from .module import Module
 
@@ -234,6 +235,7 @@ max_pool2d_p = register(
     kind="fused",
     decompose=lambda x, geometry: _max_pool(x, geometry)[0],
     node_name="MaxPool2DWithIndicesBackward0",
+    spec=conv_specs.MAX_POOL2D,
 )
 
 

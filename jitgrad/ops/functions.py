@@ -1,7 +1,10 @@
-"""Front-end functions: type promotion, broadcasting and Python scalars, then ``apply``.
+"""Front-end functions: the ops users call (``jitgrad.add``, ``Tensor.__mul__``, ...) and the
+ops VJP rules are written in, each an entry of the op table (``registry.op``).
 
-These are the ops users call (``jitgrad.add``, ``Tensor.__mul__``, ...) and the ops VJP rules are
-written in. Composites (sigmoid, softmax, var, ...) are plain code over primitives.
+This module is the namespace of every op (``F.exp``, ``F.reshape``, ...): the elementwise rows
+(``prims.py``), the ops declared here, the composites (``composites.py``), movement and indexing
+(``shape_ops.py``, ``indexing.py``). Composites (sigmoid, softmax, var, ...) are plain code over
+primitives.
 """
 
 from __future__ import annotations
@@ -11,105 +14,48 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..autograd.grad_mode import STATE
 from ..factories import ones_like, zeros_like  # noqa: F401  (VJP rules use F.zeros_like)
 from ..tensor import Tensor, apply
+from . import frontend  # noqa: F401  (first: it loads the primitives, whose rows use it)
 from . import prims as P
-from .shape_ops import (  # noqa: F401  (re-exported: VJP rules and users reach them via F)
+from .frontend import (  # noqa: F401  (re-exported: VJP rules and other modules reach them via F)
+    _align,
+    _binary,
+    _const_np,
+    _float,
+    _float_dtype,
+    _operand,
+    as_tensor_operand,
+    const,
+    is_cached_const,
+    result_type,
+)
+from .prims import abs, eq, exp, log, lt, mul, ne, sqrt  # noqa: A004  (rows this module calls)
+from .registry import OPS, op
+from .shape_ops import (  # noqa: F401  (internal helpers VJP rules reach via F)
     broadcast_shapes,
     broadcast_to,
-    cat,
-    chunk,
-    contiguous,
-    expand,
-    expand_as,
-    flatten,
-    gather,
-    getitem,
-    index_select,
-    movedim,
-    narrow,
     pad_interior,
-    permute,
     reshape,
-    scatter_add,
-    setitem,
     slice_,
-    split,
     squeeze,
-    stack,
     sum_to,
-    swapaxes,
-    take,
-    transpose,
-    unbind,
-    unflatten,
     unsqueeze,
-    view,
 )
+from .spec import Spec, arg
 
-_Number = (int, float, bool)
-_const_cache: dict = {}
-_const_ids: set = set()  # cached constants live as long as the cache: their ids are stable
-
-
-def const(value, dtype: dtypes.dtype) -> Tensor:
-    """A rank-0 constant tensor (cached: constants are never written)."""
-    return _const_np(value, dtype.np)
+S34 = (3, 4)
 
 
-def _const_np(value, np_dtype) -> Tensor:
-    key = (type(value), value, np_dtype)
-    if value == 0 and type(value) is float:
-        key = ("zero", math.copysign(1.0, value), np_dtype)  # keep -0.0 apart from 0.0
-    t = _const_cache.get(key)
-    if t is None:
-        t = Tensor._wrap(np.array(value, dtype=np_dtype))
-        if len(_const_cache) < 4096:
-            _const_cache[key] = t
-            _const_ids.add(id(t))
-    return t
+def _s(*args, ref, d=None, **kw) -> Spec:
+    """A spec over (3, 4) inputs: an ``Arg`` given as a dict of its options, or a constant."""
+    args = [arg(*S34, **a) if isinstance(a, dict) else a for a in args]
+    if d is None:
+        d = tuple(range(len(args)))
+    return Spec(args, ref, differentiable=d, **kw)
 
 
-def is_cached_const(t: Tensor) -> bool:
-    """Whether ``t`` is one of the shared rank-0 constants made by ``const``."""
-    return id(t) in _const_ids
-
-
-def as_tensor_operand(x) -> Tensor:
-    if isinstance(x, Tensor):
-        return x
-    if isinstance(x, _Number):
-        return const(x, dtypes.scalar_dtype(x))
-    if isinstance(x, (np.ndarray, np.generic, list, tuple)):
-        from ..factories import tensor
-
-        return tensor(x)
-    raise TypeError(f"expected a Tensor or a number, got {type(x).__name__}")
-
-
-def result_type(a, b) -> dtypes.dtype:
-    """PyTorch's promotion: tensors with dims > zero-dim tensors > Python numbers (by category)."""
-    a_t, b_t = isinstance(a, Tensor), isinstance(b, Tensor)
-    if a_t and b_t:
-        da, db = a.dtype, b.dtype
-        if da is db:
-            return da
-        a0, b0 = a._data.ndim == 0, b._data.ndim == 0
-        if a0 == b0:
-            return dtypes.promote(da, db)
-        dim_d, zero_d = (db, da) if a0 else (da, db)
-        return zero_d if zero_d.category > dim_d.category else dim_d
-    if a_t or b_t:
-        t, v = (a, b) if a_t else (b, a)
-        d = t.dtype
-        cat = dtypes.scalar_category(v)
-        if cat > d.category:
-            return dtypes.get_default_dtype() if cat == 2 else dtypes.int64
-        return d
-    return dtypes.promote(dtypes.scalar_dtype(a), dtypes.scalar_dtype(b))
-
-
+@op(prim=P.cast_p, method=False)
 def cast(x: Tensor, dtype) -> Tensor:
     dtype = dtypes.as_dtype(dtype)
     if x._data.dtype == dtype.np:
@@ -117,93 +63,28 @@ def cast(x: Tensor, dtype) -> Tensor:
     return apply(P.cast_p, (x,), {"dtype": dtype})
 
 
-def _operand(x, dtype: dtypes.dtype) -> Tensor:
-    if isinstance(x, Tensor):
-        return x if x._data.dtype == dtype.np else apply(P.cast_p, (x,), {"dtype": dtype})
-    return const(x, dtype)
-
-
-def _align(tensors: list) -> tuple:
-    """Broadcast operands to one shape with explicit expands (rank-0 constants stay as they are)."""
-    shape = None
-    same = True
-    for t in tensors:
-        s = t._data.shape
-        if shape is None:
-            shape = s
-        elif s != shape:
-            same = False
-    if same:
-        return tuple(tensors)
-    grad = STATE.grad_enabled
-    shape = broadcast_shapes(*[t._data.shape for t in tensors if t._data.ndim or not grad])
-    return tuple(
-        t
-        if t._data.shape == shape or (t._data.ndim == 0 and not (grad and t._requires_grad))
-        else broadcast_to(t, shape)
-        for t in tensors
-    )
-
-
-def _binary(prim, a, b, dtype=None):
-    if dtype is None:
-        # fast paths: same-dtype tensors, and a tensor with a Python number that keeps its dtype
-        # (a rank-0 constant broadcasts without an expand)
-        tb = type(b)
-        if isinstance(a, Tensor):
-            ad = a._data
-            if tb is float or tb is int:
-                kind = ad.dtype.kind
-                if kind == "f" or (tb is int and kind in "iu"):
-                    return apply(prim, (a, _const_np(b, ad.dtype)))
-            elif isinstance(b, Tensor) and ad.dtype == b._data.dtype:
-                if ad.shape == b._data.shape:
-                    return apply(prim, (a, b))
-                return apply(prim, _align([a, b]))
-        elif tb is Tensor or isinstance(b, Tensor):
-            ta = type(a)
-            if ta is float or ta is int:
-                kind = b._data.dtype.kind
-                if kind == "f" or (ta is int and kind in "iu"):
-                    return apply(prim, (_const_np(a, b._data.dtype), b))
-        dtype = result_type(a, b)
-    a, b = _operand(a, dtype), _operand(b, dtype)
-    if a._data.shape != b._data.shape:
-        a, b = _align([a, b])
-    return apply(prim, (a, b))
-
-
-def _float_dtype(*xs) -> dtypes.dtype:
-    d = result_type(*xs) if len(xs) == 2 else xs[0].dtype
-    return d if d.is_floating_point else dtypes.get_default_dtype()
-
-
-def _float(x: Tensor) -> Tensor:
-    return x if x._data.dtype.kind == "f" else cast(x, dtypes.get_default_dtype())
-
-
 # -- elementwise arithmetic ---------------------------------------------------------------------
+@op(prim=P.add_p, inplace=True)
 def add(input, other, *, alpha=1):
     if isinstance(alpha, Tensor) or alpha != 1:
         other = mul(other, alpha)
     return _binary(P.add_p, input, other)
 
 
+@op(prim=P.sub_p, names=("subtract",), inplace=True)
 def sub(input, other, *, alpha=1):
     if isinstance(alpha, Tensor) or alpha != 1:
         other = mul(other, alpha)
     return _binary(P.sub_p, input, other)
 
 
+@op(spec=_s({}, {}, ref=lambda x, y: y - x, linear=True), method=False)
 def rsub(input, other):
     """``other - input`` (what ``1 - x`` dispatches to)."""
     return _binary(P.sub_p, other, input)
 
 
-def mul(input, other):
-    return _binary(P.mul_p, input, other)
-
-
+@op(prim=P.div_p, names=("true_divide", "divide"), inplace=True)
 def div(input, other, *, rounding_mode=None):
     if rounding_mode is not None:
         if rounding_mode != "floor":
@@ -212,149 +93,103 @@ def div(input, other, *, rounding_mode=None):
     return _binary(P.div_p, input, other, _float_dtype(input, other))
 
 
-true_divide = divide = div
-multiply = mul
-subtract = sub
-
-
+@op(prim=P.floor_p, inplace=True)
 def floor(input):
     return apply(P.floor_p, (input,)) if input.dtype.is_floating_point else input
 
 
+# (piecewise constant: forward only)
+@op(spec=_s({"lo": -3.0, "hi": 3.0}, {"lo": 0.5, "hi": 2.0}, ref=np.floor_divide, d=()))
 def floor_divide(input, other):
     return cast(floor(div(input, other)), result_type(input, other))
 
 
+@op(spec=_s({"lo": -3.0, "hi": 3.0}, {"lo": 0.5, "hi": 2.0}, ref=np.remainder, smooth=False))
 def remainder(input, other):
     return sub(input, mul(floor_divide(input, other), other))
 
 
-def pow(input, exponent):  # noqa: A001
-    return _binary(P.pow_p, input, exponent)
-
-
-def neg(input):
-    return apply(P.neg_p, (input,))
-
-
-negative = neg
-
-
-def _unary_float(prim):
-    def op(input):
-        return apply(prim, (_float(input),))
-
-    op.__name__ = prim.name
-    op.__doc__ = f"Elementwise {prim.name} (integer inputs are promoted to the default float)."
-    return op
-
-
-exp = _unary_float(P.exp_p)
-log = _unary_float(P.log_p)
-log1p = _unary_float(P.log1p_p)
-sin = _unary_float(P.sin_p)
-cos = _unary_float(P.cos_p)
-tanh = _unary_float(P.tanh_p)
-sqrt = _unary_float(P.sqrt_p)
-
-
-def abs(input):  # noqa: A001
-    return apply(P.abs_p, (input,))
-
-
-def sign(input):
-    return apply(P.sign_p, (input,))
-
-
+@op(prim=P.copy_p)
 def clone(input, *, memory_format=None):
     return apply(P.copy_p, (input,))
 
 
+@op(spec=_s({"lo": 0.3, "hi": 3.0}, ref=lambda x: 1.0 / np.sqrt(x)))
 def rsqrt(input):
     return div(1.0, sqrt(input))
 
 
+@op(spec=_s({"lo": 0.5, "hi": 2.0}, ref=np.reciprocal))
 def reciprocal(input):
     return div(1.0, input)
 
 
+@op(spec=_s({}, ref=np.square))
 def square(input):
     return mul(input, input)
 
 
+@op(spec=_s({}, ref=np.expm1, tol=1e-5))
 def expm1(input):
     return sub(exp(input), 1.0)
 
 
+@op(spec=_s({"lo": 0.3, "hi": 3.0}, ref=np.log2))
 def log2(input):
     return div(log(input), math.log(2.0))
 
 
+@op(spec=_s({"lo": 0.3, "hi": 3.0}, ref=np.log10))
 def log10(input):
     return div(log(input), math.log(10.0))
 
 
-def maximum(input, other):
-    return _binary(P.maximum_p, input, other)
-
-
-def minimum(input, other):
-    return _binary(P.minimum_p, input, other)
-
-
 # -- comparisons ----------------------------------------------------------------------------------
-def lt(input, other):
-    return _binary(P.lt_p, input, other)
-
-
-def le(input, other):
-    return _binary(P.le_p, input, other)
-
-
+@op(spec=_s({}, {}, ref=np.greater, d=()), names=("greater",))
 def gt(input, other):
     return _binary(P.lt_p, other, input)
 
 
+@op(spec=_s({}, {}, ref=np.greater_equal, d=()), names=("greater_equal",))
 def ge(input, other):
     return _binary(P.le_p, other, input)
 
 
-def eq(input, other):
-    return _binary(P.eq_p, input, other)
+_BOOLS = {"kind": "bool"}
 
 
-def ne(input, other):
-    return _binary(P.ne_p, input, other)
-
-
-less, less_equal, greater, greater_equal, equal_elementwise, not_equal = lt, le, gt, ge, eq, ne
-
-
+@op(spec=_s(_BOOLS, ref=np.logical_not, d=()))
 def logical_not(input):
     return eq(input, False if input.dtype is dtypes.bool_ else 0)
 
 
+@op(spec=_s(_BOOLS, _BOOLS, ref=np.logical_and, d=()))
 def logical_and(input, other):
     return _binary(P.mul_p, ne(input, 0), ne(other, 0), dtypes.bool_)
 
 
+@op(spec=_s(_BOOLS, _BOOLS, ref=np.logical_or, d=()))
 def logical_or(input, other):
     either = _binary(P.add_p, cast(ne(input, 0), dtypes.int64), cast(ne(other, 0), dtypes.int64))
     return ne(either, 0)
 
 
+@op(spec=_s({}, ref=np.isnan, d=()))
 def isnan(input):
     return ne(input, input)
 
 
+@op(spec=_s({}, ref=np.isinf, d=()))
 def isinf(input):
     return eq(abs(input), math.inf)
 
 
+@op(spec=_s({}, ref=np.isfinite, d=()))
 def isfinite(input):
     return logical_not(logical_or(isnan(input), isinf(input)))
 
 
+@op(prim=P.where_p, method=False)  # (Tensor.where(condition, other) is methods.py's)
 def where(condition, input, other):
     if type(condition) is Tensor and condition._data.dtype == np.bool_:
         fast = _where_operands(condition._data.shape, input, other)
@@ -389,6 +224,16 @@ def _where_operands(shape: tuple, a, b):
     return (t, c) if ta else (c, t)
 
 
+@op(
+    spec=_s(
+        {"away_from": (-0.5, 0.5)},
+        ref=lambda x, min, max: np.clip(x, min, max),
+        params={"min": -0.5, "max": 0.5},
+        smooth=False,
+    ),
+    names=("clip",),
+    inplace=True,
+)
 def clamp(input, min=None, max=None):  # noqa: A002,F811
     # Gradient passes where min <= x <= max (inclusive), like PyTorch.
     if min is None and max is None:
@@ -405,22 +250,32 @@ def clamp(input, min=None, max=None):  # noqa: A002,F811
     return cast(out, dtype)
 
 
-clip = clamp
-
-
+@op(spec=_s({}, {}, {}, ref=lambda x, end, w: x + w * (end - x)), inplace=True)
 def lerp(input, end, weight):
     return add(input, mul(weight, sub(end, input)))
 
 
+@op(
+    spec=_s({}, {}, {}, ref=lambda x, a, b, value: x + value * a * b, params={"value": 0.5}),
+    inplace=True,
+)
 def addcmul(input, tensor1, tensor2, *, value=1):
     return add(input, mul(mul(tensor1, tensor2), value))
 
 
+@op(
+    spec=_s(
+        {}, {}, {"lo": 0.5}, ref=lambda x, a, b, value: x + value * a / b, params={"value": 0.5}
+    ),
+    inplace=True,
+)
 def addcdiv(input, tensor1, tensor2, *, value=1):
     return add(input, mul(div(tensor1, tensor2), value))
 
 
 # -- matmul ---------------------------------------------------------------------------------------
+# (a batch of matrices times one matrix: the front end broadcasts the batch)
+@op(spec=Spec([arg(2, 3, 4), arg(4, 5)], np.matmul, differentiable=(0, 1)), names=("mm", "bmm"))
 def matmul(input, other):
     a, b = input, other
     if a.ndim == 0 or b.ndim == 0:
@@ -461,28 +316,34 @@ def matmul(input, other):
     return out
 
 
-mm = bmm = matmul
-
-
+@op(spec=Spec([arg(4), arg(4)], np.dot, differentiable=(0, 1)))
 def dot(input, other):
     return matmul(input, other)
 
 
+@op(spec=Spec([arg(3), arg(4)], np.outer, differentiable=(0, 1)))
 def outer(input, other):
     return mul(unsqueeze(input, 1), unsqueeze(other, 0))
 
 
-from .composites import *  # noqa: E402,F401,F403  (activations and reductions)
-from .composites import _axes, all, any, max, min, sum  # noqa: E402,F401,A004
+# (the ops come in with the table, below)
+from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
+from .indexing import setitem  # noqa: E402,F401
 
-_INTERNAL = {"const", "as_tensor_operand", "is_cached_const", "sum_to", "slice_", "pad_interior"}
-# What ``from jitgrad.ops.functions import *`` (and so ``jitgrad``) exports: the ops themselves.
+
+def _exports() -> list:
+    """Every op's public names (``jitgrad.X``), bound here too: each op is reachable as ``F.X``
+    wherever it is declared."""
+    names = []
+    for entry in OPS.values():
+        for name in (entry.name, *entry.names):
+            globals().setdefault(name, entry.fn)
+            names.append(name)
+    return names
+
+
+# What ``from jitgrad.ops.functions import *`` (and so ``jitgrad``) exports: the ops, and a few
+# helpers that are not ops.
 __all__ = sorted(
-    name
-    for name, value in list(globals().items())
-    if not name.startswith("_")
-    and name not in _INTERNAL
-    and callable(value)
-    and getattr(value, "__module__", "")
-    in (__name__, "jitgrad.ops.shape_ops", "jitgrad.ops.composites", "jitgrad.ops.indexing")
+    _exports() + ["broadcast_shapes", "result_type", "setitem", "MaxResult", "MinResult"]
 )

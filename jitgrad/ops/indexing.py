@@ -8,7 +8,16 @@ from .. import dtypes
 from ..autograd.grad_mode import STATE
 from ..tensor import Tensor, _wrap_dim, apply, inplace
 from . import prims as P
+from .registry import op
 from .shape_ops import broadcast_shapes, broadcast_to, pad_interior, permute, reshape, slice_
+from .spec import Arg, Spec, arg
+
+
+def _scatter_ref(x, idx, src, axis):
+    out = x.copy()
+    for i, j in enumerate(idx):
+        out[j] += src[i]
+    return out
 
 
 # -- integer indexing ------------------------------------------------------------------------------
@@ -36,6 +45,17 @@ def _normalized(index: Tensor, size: int, dim: int) -> Tensor:
     return index
 
 
+# (negative indices count from the end)
+@op(
+    spec=Spec(
+        [arg(5, 3), arg(2, 2, kind="int", lo=-5, hi=5)],
+        lambda x, idx, axis: np.take(x, idx, axis),
+        params={"axis": 0},
+        differentiable=(0,),
+        linear=True,
+    ),
+    method=False,
+)
 def take(input: Tensor, index: Tensor, axis: int = 0) -> Tensor:
     """``input`` indexed along ``axis`` by an integer tensor (its dims replace that axis)."""
     d = _wrap_dim(axis, input.ndim)
@@ -43,15 +63,41 @@ def take(input: Tensor, index: Tensor, axis: int = 0) -> Tensor:
     return apply(P.take_p, (input, index), {"axis": d})
 
 
+@op(
+    spec=Spec(
+        [arg(5, 3), 1, arg(4, kind="int", lo=0, hi=3)],
+        lambda x, dim, idx: x[:, idx],
+        differentiable=(0,),
+        linear=True,
+    )
+)
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     return take(input, index, dim)
 
 
+@op(
+    spec=Spec(
+        [arg(5, 3), Arg((4,), kind="int", lo=0, hi=5), arg(4, 3)],
+        _scatter_ref,
+        params={"axis": 0},
+        differentiable=(0, 2),
+        linear=True,
+    ),
+    method=False,
+)
 def scatter_add(input: Tensor, index: Tensor, src: Tensor, axis: int = 0) -> Tensor:
     """``input`` plus ``src`` added at ``index`` along ``axis`` (the transpose of take)."""
     return apply(P.scatter_add_p, (input, _as_index(index), src), {"axis": axis})
 
 
+@op(
+    spec=Spec(
+        [arg(3, 4), 1, arg(3, 2, kind="int", lo=0, hi=4)],
+        lambda x, dim, idx: np.take_along_axis(x, idx, dim),
+        differentiable=(0,),
+        linear=True,
+    )
+)
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
     """PyTorch's gather, as a take from the flattened input at computed flat offsets."""
     from .functions import add, mul
@@ -164,6 +210,17 @@ def _parse(x: Tensor, index):
     return starts, stops, steps, layout, drop, adv
 
 
+# (Tensor.__getitem__: slices, one with a step, and an integer tensor with a repeat)
+@op(
+    spec=Spec(
+        [arg(4, 5, 3)],
+        lambda x, index: x[index],
+        params={"index": (slice(1, 4), slice(0, 5, 2), np.array([2, 0, 2]))},
+        differentiable=(0,),
+        linear=True,
+    ),
+    method=False,
+)
 def getitem(x: Tensor, index) -> Tensor:
     starts, stops, steps, layout, drop, adv = _parse(x, index)
     y = x

@@ -1,21 +1,16 @@
-"""Tensor methods and operator sugar, bound from the front-end functions (one definition each)."""
+"""Tensor methods and operator sugar, bound from the front-end functions (one definition each).
+
+Every op of the op table (``registry.OPS``) declared as a method becomes ``Tensor.<name>``
+(and ``<name>_``, in place, when it says so); the methods here are the ones that are not ops
+(``to``, ``where`` with the tensor first, ``T``) and the operators.
+"""
 
 from __future__ import annotations
 
 from .. import dtypes
 from ..tensor import Tensor, inplace
 from . import functions as F
-
-# Methods whose first argument is the tensor itself, bound under the same name.
-_SAME_NAME = """
-add sub mul div true_divide pow neg exp log log1p log2 log10 expm1 sqrt rsqrt abs sign sin cos
-tanh sigmoid relu softplus gelu erf silu maximum minimum clamp clip lerp addcmul addcdiv sum mean
-var std amax amin argmax argmin logsumexp softmax log_softmax matmul mm bmm dot outer reshape view
-flatten unflatten squeeze unsqueeze transpose swapaxes permute movedim expand expand_as
-broadcast_to split chunk unbind narrow norm clone contiguous gather index_select lt le gt ge eq ne
-logical_not logical_and logical_or isnan isinf isfinite all any floor floor_divide remainder square
-reciprocal cumsum max min
-""".split()
+from .registry import OPS
 
 
 def _to(self: Tensor, *args, **kwargs) -> Tensor:
@@ -72,11 +67,11 @@ def _t(self):
     return F.transpose(self, 0, 1) if self.ndim == 2 else self
 
 
-def _inplace_method(fn):
+def _inplace_method(fn, name: str):
     def method(self, *args, **kwargs):
         return inplace(self, lambda src: fn(src, *args, **kwargs))
 
-    method.__name__ = fn.__name__ + "_"
+    method.__name__ = name + "_"
     return method
 
 
@@ -100,9 +95,14 @@ def _copy_(self, src, non_blocking=False):
 
 
 def install() -> None:
-    for name in _SAME_NAME:
-        setattr(Tensor, name, getattr(F, name))
     T = Tensor
+    for entry in OPS.values():
+        if not entry.method:
+            continue
+        for name in (entry.name, *entry.names):
+            setattr(T, name, entry.fn)
+            if entry.inplace:
+                setattr(T, name + "_", _inplace_method(entry.fn, name))
     T.where = _where_method
     T.masked_fill = _masked_fill
     T.type_as = _type_as
@@ -146,12 +146,7 @@ def install() -> None:
     T.__or__ = F.logical_or
     T.__invert__ = F.logical_not
 
-    for name in (
-        "add sub mul div pow neg exp log sqrt abs clamp clip lerp addcmul addcdiv sigmoid tanh "
-        "relu floor masked_fill"
-    ).split():
-        fn = getattr(F, name, None) or getattr(T, name)
-        setattr(T, name + "_", _inplace_method(fn))
+    T.masked_fill_ = _inplace_method(_masked_fill, "masked_fill")
     T.__iadd__ = T.add_
     T.__isub__ = T.sub_
     T.__imul__ = T.mul_

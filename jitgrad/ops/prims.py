@@ -1,4 +1,9 @@
-"""The primitives: a small closed set, each declared once with all of its rules.
+"""The primitives: a small closed set, each declared once with all of its rules and its spec.
+
+An elementwise primitive whose op is the standard front end (promote, broadcast, apply) is one
+row, ``unary``/``binary``/``compare``, that declares the primitive and its op together; the
+others' ops (``add`` with ``alpha``, ``where``, the reductions' ``dim`` handling) are declared
+with ``op`` in ``functions.py`` and ``composites.py``.
 
 Everything else (sigmoid, softmax, cross_entropy, var, ...) is a composite in ``functions.py`` or
 ``nn/functional.py``; ``linear`` and ``cross_entropy`` also have a fused primitive
@@ -12,12 +17,16 @@ is broadcast by an explicit ``expand``, whose VJP is ``sum_to``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .. import dtypes
 from ..tensor import apply
 from . import functions as F
-from .registry import register
+from .frontend import _binary, _float
+from .registry import op, register
+from .spec import Arg, Spec, arg
 
 # ---------------------------------------------------------------------------------------------
 # Shape rules
@@ -41,66 +50,171 @@ def _where_shape(avals, **_):
     return _same(avals)[0], avals[1].dtype
 
 
-def _reduced(shape, axes, keepdim):
-    if keepdim:
-        return tuple(1 if i in axes else s for i, s in enumerate(shape))
-    return tuple(s for i, s in enumerate(shape) if i not in axes)
-
-
-def _sum_shape(avals, axes, keepdim):
-    x = avals[0]
-    dt = x.dtype if x.dtype.is_floating_point else dtypes.int64
-    return _reduced(tuple(x.shape), axes, keepdim), dt
-
-
-def _max_shape(avals, axes, keepdim):
-    return _reduced(tuple(avals[0].shape), axes, keepdim), avals[0].dtype
-
-
-def _argmax_shape(avals, axis, keepdim):
-    return _reduced(tuple(avals[0].shape), (axis,), keepdim), dtypes.int64
-
-
 def _slice_len(start, stop, step):
     return max(0, (stop - start + step - 1) // step)
 
 
 # ---------------------------------------------------------------------------------------------
-# Elementwise, unary
+# Elementwise rows: the primitive and its op in one declaration
+
+S34 = (3, 4)
 
 
-def _unary(name, impl, scalar, vjp, **kw):
-    return register(name, impl=impl, vjp=vjp, shape=_same, kind="elementwise", scalar=scalar, **kw)
+def _named(fn: Callable, name: str, doc: str) -> Callable:
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
-neg_p = _unary("neg", np.negative, "(-{0})", lambda n, g: (F.neg(g),), saves=False)
-# d exp(x) = exp(x) dx
-exp_p = _unary("exp", np.exp, "math.exp({0})", lambda n, g: (F.mul(g, n.out),), save_out=True)
-# d log(x) = dx / x
-log_p = _unary("log", np.log, "math.log({0})", lambda n, g: (F.div(g, n.inputs[0]),))
-# d log1p(x) = dx / (1 + x)
-log1p_p = _unary(
-    "log1p", np.log1p, "math.log1p({0})", lambda n, g: (F.div(g, F.add(n.inputs[0], 1.0)),)
+def unary(name, impl, scalar, vjp, *, spec, floats=False, names=(), inplace=False, **rules):
+    """A unary elementwise primitive ``name`` and its op ``jitgrad.name(input)`` (integer inputs
+    promoted to the default float when ``floats``); returns (primitive, op)."""
+    prim = register(
+        name, impl=impl, vjp=vjp, shape=_same, kind="elementwise", scalar=scalar, spec=spec, **rules
+    )
+
+    def fn(input):
+        return apply(prim, (_float(input),))
+
+    def same_dtype(input):
+        return apply(prim, (input,))
+
+    if floats:
+        doc = f"Elementwise {name} (integer inputs are promoted to the default float)."
+        fn = _named(fn, name, doc)
+    else:
+        fn = _named(same_dtype, name, f"Elementwise {name}.")
+    return prim, op(fn, prim=prim, names=names, inplace=inplace)
+
+
+def binary(name, impl, scalar, vjp, *, spec, names=(), inplace=False, **rules):
+    """A binary elementwise primitive ``name`` and its op ``jitgrad.name(input, other)``
+    (PyTorch's type promotion, Python numbers, broadcasting); returns (primitive, op)."""
+    prim = register(
+        name, impl=impl, vjp=vjp, shape=_same, kind="elementwise", scalar=scalar, spec=spec, **rules
+    )
+
+    def fn(input, other):
+        return _binary(prim, input, other)
+
+    return prim, op(
+        _named(fn, name, f"Elementwise {name}."), prim=prim, names=names, inplace=inplace
+    )
+
+
+def compare(name, impl, symbol, *, spec, names=()):
+    """A comparison primitive (``input <symbol> other``, a bool result) and its op."""
+    prim = register(
+        name,
+        impl=impl,
+        vjp=None,
+        shape=_same_bool,
+        kind="elementwise",
+        scalar=f"({{0}} {symbol} {{1}})",
+        differentiable=False,
+        saves=False,
+        spec=spec,
+    )
+
+    def fn(input, other):
+        return _binary(prim, input, other)
+
+    return prim, op(_named(fn, name, f"``input {symbol} other``."), prim=prim, names=names)
+
+
+def _spec1(ref, *, lo=-2.0, hi=2.0, **kw) -> Spec:
+    """The spec of a unary elementwise entry: one (3, 4) input."""
+    arg_kw = {k: kw.pop(k) for k in ("away_from", "margin") if k in kw}
+    return Spec([arg(*S34, lo=lo, hi=hi, **arg_kw)], ref, differentiable=(0,), **kw)
+
+
+# -- unary ---------------------------------------------------------------------------------------
+neg_p, neg = unary(
+    "neg",
+    np.negative,
+    "(-{0})",
+    lambda n, g: (F.neg(g),),
+    saves=False,
+    names=("negative",),
+    inplace=True,
+    spec=_spec1(np.negative, linear=True),
 )
-sin_p = _unary("sin", np.sin, "math.sin({0})", lambda n, g: (F.mul(g, F.cos(n.inputs[0])),))
-cos_p = _unary("cos", np.cos, "math.cos({0})", lambda n, g: (F.neg(F.mul(g, F.sin(n.inputs[0]))),))
+# d exp(x) = exp(x) dx
+exp_p, exp = unary(
+    "exp",
+    np.exp,
+    "math.exp({0})",
+    lambda n, g: (F.mul(g, n.out),),
+    save_out=True,
+    floats=True,
+    inplace=True,
+    spec=_spec1(np.exp),
+)
+# d log(x) = dx / x
+log_p, log = unary(
+    "log",
+    np.log,
+    "math.log({0})",
+    lambda n, g: (F.div(g, n.inputs[0]),),
+    floats=True,
+    inplace=True,
+    spec=_spec1(np.log, lo=0.3, hi=3.0),
+)
+# d log1p(x) = dx / (1 + x)
+log1p_p, log1p = unary(
+    "log1p",
+    np.log1p,
+    "math.log1p({0})",
+    lambda n, g: (F.div(g, F.add(n.inputs[0], 1.0)),),
+    floats=True,
+    spec=_spec1(np.log1p, lo=-0.6, hi=3.0),
+)
+sin_p, sin = unary(
+    "sin",
+    np.sin,
+    "math.sin({0})",
+    lambda n, g: (F.mul(g, F.cos(n.inputs[0])),),
+    floats=True,
+    spec=_spec1(np.sin),
+)
+cos_p, cos = unary(
+    "cos",
+    np.cos,
+    "math.cos({0})",
+    lambda n, g: (F.neg(F.mul(g, F.sin(n.inputs[0]))),),
+    floats=True,
+    spec=_spec1(np.cos),
+)
 # d tanh(x) = (1 - tanh(x)^2) dx
-tanh_p = _unary(
+tanh_p, tanh = unary(
     "tanh",
     np.tanh,
     "math.tanh({0})",
     lambda n, g: (F.mul(g, F.rsub(F.mul(n.out, n.out), 1.0)),),
     save_out=True,
+    floats=True,
+    inplace=True,
+    spec=_spec1(np.tanh),
 )
 # d sqrt(x) = dx / (2 sqrt(x))
-sqrt_p = _unary(
+sqrt_p, sqrt = unary(
     "sqrt",
     np.sqrt,
     "math.sqrt({0})",
     lambda n, g: (F.div(g, F.mul(n.out, 2.0)),),
     save_out=True,
+    floats=True,
+    inplace=True,
+    spec=_spec1(np.sqrt, lo=0.3, hi=3.0),
 )
-abs_p = _unary("abs", np.abs, "abs({0})", lambda n, g: (F.mul(g, F.sign(n.inputs[0])),))
+abs_p, abs = unary(  # noqa: A001
+    "abs",
+    np.abs,
+    "abs({0})",
+    lambda n, g: (F.mul(g, F.sign(n.inputs[0])),),
+    inplace=True,
+    spec=_spec1(np.abs, away_from=(0.0,), smooth=False),
+)
 
 
 def _sign_impl(x):
@@ -112,18 +226,38 @@ def _sign_impl(x):
 
 
 # sign is piecewise constant: PyTorch gives it a zero gradient rather than none.
-sign_p = _unary(
+sign_p, sign = unary(
     "sign",
     _sign_impl,
     "(1.0 if {0} > 0 else (-1.0 if {0} < 0 else 0.0))",
     lambda n, g: (F.zeros_like(g),),
     saves=False,
+    spec=_spec1(np.sign, away_from=(0.0,), smooth=False),
 )
-# floor is piecewise constant: zero gradient, as in PyTorch.
-floor_p = _unary("floor", np.floor, "math.floor({0})", lambda n, g: (F.zeros_like(g),), saves=False)
+# floor is piecewise constant: zero gradient, as in PyTorch. (Its op, which passes integers
+# through, is in functions.py.)
+floor_p = register(
+    "floor",
+    impl=np.floor,
+    vjp=lambda n, g: (F.zeros_like(g),),
+    shape=_same,
+    kind="elementwise",
+    scalar="math.floor({0})",
+    saves=False,
+    spec=_spec1(np.floor, away_from=(-2.0, -1.0, 0.0, 1.0, 2.0), margin=0.05, smooth=False),
+)
 # Identity copy (clone, contiguous): a fresh C-ordered buffer with the same values (np.array's
 # default order "K" kept a permuted layout, so contiguous() returned non-contiguous tensors).
-copy_p = _unary("copy", lambda x: np.array(x, order="C"), "{0}", lambda n, g: (g,), saves=False)
+copy_p = register(
+    "copy",
+    impl=lambda x: np.array(x, order="C"),
+    vjp=lambda n, g: (g,),
+    shape=_same,
+    kind="elementwise",
+    scalar="{0}",
+    saves=False,
+    spec=_spec1(lambda x: x.copy(), linear=True),
+)
 
 
 def _cast_impl(x, dtype):
@@ -150,18 +284,45 @@ cast_p = register(
         "bool": "({0} != 0)",
     }[dtype.name],
     saves=False,
+    # float64 -> float64 keeps finite differences exact; dtype changes are tested elsewhere
+    spec=Spec(
+        [arg(*S34)],
+        lambda x, dtype: x.astype(dtype.np),
+        params={"dtype": dtypes.float64},
+        differentiable=(0,),
+        linear=True,
+    ),
 )
 
-# ---------------------------------------------------------------------------------------------
-# Elementwise, binary and ternary
+# -- binary and ternary ----------------------------------------------------------------------------
 
 
-def _binary(name, impl, scalar, vjp, **kw):
-    return register(name, impl=impl, vjp=vjp, shape=_same, kind="elementwise", scalar=scalar, **kw)
+def _spec2(ref, first: Arg | None = None, second: Arg | None = None, **kw) -> Spec:
+    """The spec of a binary elementwise entry: two (3, 4) inputs, both differentiable."""
+    return Spec([first or arg(*S34), second or arg(*S34)], ref, differentiable=(0, 1), **kw)
 
 
-add_p = _binary("add", np.add, "({0} + {1})", lambda n, g: (g, g), saves=False)
-sub_p = _binary("sub", np.subtract, "({0} - {1})", lambda n, g: (g, F.neg(g)), saves=False)
+# (add's and sub's ops take ``alpha``: they are in functions.py)
+add_p = register(
+    "add",
+    impl=np.add,
+    vjp=lambda n, g: (g, g),
+    shape=_same,
+    kind="elementwise",
+    scalar="({0} + {1})",
+    saves=False,
+    spec=_spec2(np.add, linear=True),
+)
+sub_p = register(
+    "sub",
+    impl=np.subtract,
+    vjp=lambda n, g: (g, F.neg(g)),
+    shape=_same,
+    kind="elementwise",
+    scalar="({0} - {1})",
+    saves=False,
+    spec=_spec2(np.subtract, linear=True),
+)
 
 
 def _mul_vjp(n, g):
@@ -169,7 +330,15 @@ def _mul_vjp(n, g):
     return (F.mul(g, y) if n.needs[0] else None, F.mul(g, x) if n.needs[1] else None)
 
 
-mul_p = _binary("mul", np.multiply, "({0} * {1})", _mul_vjp)
+mul_p, mul = binary(
+    "mul",
+    np.multiply,
+    "({0} * {1})",
+    _mul_vjp,
+    names=("multiply",),
+    inplace=True,
+    spec=_spec2(np.multiply),
+)
 
 
 def _div_vjp(n, g):
@@ -180,7 +349,16 @@ def _div_vjp(n, g):
     return gx, gy
 
 
-div_p = _binary("div", np.true_divide, "({0} / {1})", _div_vjp)
+# (div's op takes ``rounding_mode`` and promotes integers to floats: it is in functions.py)
+div_p = register(
+    "div",
+    impl=np.true_divide,
+    vjp=_div_vjp,
+    shape=_same,
+    kind="elementwise",
+    scalar="({0} / {1})",
+    spec=_spec2(np.true_divide, second=arg(*S34, lo=0.5, hi=2.0)),
+)
 
 
 def _pow_vjp(n, g):
@@ -194,7 +372,15 @@ def _pow_vjp(n, g):
     return gx, gy
 
 
-pow_p = _binary("pow", np.power, "({0} ** {1})", _pow_vjp, save_out=True)
+pow_p, pow = binary(  # noqa: A001
+    "pow",
+    np.power,
+    "({0} ** {1})",
+    _pow_vjp,
+    save_out=True,
+    inplace=True,
+    spec=_spec2(np.power, arg(*S34, lo=0.5, hi=2.0), arg(*S34, lo=-1.5, hi=2.5)),
+)
 
 
 def _minmax_vjp(pick):
@@ -209,27 +395,36 @@ def _minmax_vjp(pick):
     return vjp
 
 
-maximum_p = _binary("maximum", np.maximum, "max({0}, {1})", _minmax_vjp(lambda x, y: F.gt(x, y)))
-minimum_p = _binary("minimum", np.minimum, "min({0}, {1})", _minmax_vjp(lambda x, y: F.lt(x, y)))
+maximum_p, maximum = binary(
+    "maximum",
+    np.maximum,
+    "max({0}, {1})",
+    _minmax_vjp(lambda x, y: F.gt(x, y)),
+    spec=_spec2(np.maximum, smooth=False),
+)
+minimum_p, minimum = binary(
+    "minimum",
+    np.minimum,
+    "min({0}, {1})",
+    _minmax_vjp(lambda x, y: F.lt(x, y)),
+    spec=_spec2(np.minimum, smooth=False),
+)
 
-
-def _cmp(name, impl, op):
-    return register(
-        name,
-        impl=impl,
-        vjp=None,
-        shape=_same_bool,
-        kind="elementwise",
-        scalar=f"({{0}} {op} {{1}})",
-        differentiable=False,
-        saves=False,
-    )
-
-
-lt_p = _cmp("lt", np.less, "<")
-le_p = _cmp("le", np.less_equal, "<=")
-eq_p = _cmp("eq", np.equal, "==")
-ne_p = _cmp("ne", np.not_equal, "!=")
+_INTS = arg(*S34, kind="int", lo=0, hi=3)
+lt_p, lt = compare("lt", np.less, "<", names=("less",), spec=Spec([arg(*S34), arg(*S34)], np.less))
+le_p, le = compare(
+    "le",
+    np.less_equal,
+    "<=",
+    names=("less_equal",),
+    spec=Spec([arg(*S34), arg(*S34)], np.less_equal),
+)
+eq_p, eq = compare(
+    "eq", np.equal, "==", names=("equal_elementwise",), spec=Spec([_INTS, _INTS], np.equal)
+)
+ne_p, ne = compare(
+    "ne", np.not_equal, "!=", names=("not_equal",), spec=Spec([_INTS, _INTS], np.not_equal)
+)
 
 
 _INT_OF_SIZE = {4: np.dtype(np.int32), 8: np.dtype(np.int64)}
@@ -269,6 +464,7 @@ def _where_vjp(n, g):
     return None, ga, gb
 
 
+# (its op, which promotes and broadcasts all three, is in functions.py)
 where_p = register(
     "where",
     impl=_where_impl,
@@ -276,96 +472,16 @@ where_p = register(
     shape=_where_shape,
     kind="elementwise",
     scalar="({1} if {0} else {2})",
+    spec=Spec(
+        [arg(*S34, kind="bool"), arg(*S34), arg(*S34)],
+        np.where,
+        differentiable=(1, 2),
+        linear=True,
+    ),
 )
 
-# ---------------------------------------------------------------------------------------------
-# Reductions (axes: a sorted tuple of non-negative axes)
-
-
-def _sum_impl(x, axes, keepdim):
-    if x.dtype == np.bool_ or x.dtype == np.int32:
-        return np.add.reduce(x, axis=axes, keepdims=keepdim, dtype=np.int64)
-    return np.add.reduce(x, axis=axes, keepdims=keepdim)
-
-
-def _sum_vjp(n, g):
-    x = n.inputs[0]
-    axes, keepdim = n.params["axes"], n.params["keepdim"]
-    if not keepdim:
-        g = F.reshape(g, _reduced(tuple(x.shape), axes, True))
-    return (F.expand(g, tuple(x.shape)),)
-
-
-sum_p = register("sum", impl=_sum_impl, vjp=_sum_vjp, shape=_sum_shape, kind="reduce", saves=False)
-
-
-def _max_impl(x, axes, keepdim):
-    return np.maximum.reduce(x, axis=axes, keepdims=keepdim)
-
-
-def _max_vjp(n, g):
-    # amax: the gradient is shared evenly among the elements equal to the maximum.
-    x = n.inputs[0]
-    axes, keepdim = n.params["axes"], n.params["keepdim"]
-    kept = _reduced(tuple(x.shape), axes, True)
-    out, g = n.out, g
-    if not keepdim:
-        out, g = F.reshape(out, kept), F.reshape(g, kept)
-    mask = F.cast(F.eq(x, F.expand(out, tuple(x.shape))), g.dtype)
-    count = F.sum(mask, axes, keepdim=True)
-    return (F.mul(mask, F.expand(F.div(g, count), tuple(x.shape))),)
-
-
-max_p = register(
-    "max", impl=_max_impl, vjp=_max_vjp, shape=_max_shape, kind="reduce", save_out=True
-)
-
-
-def _argmax_impl(x, axis, keepdim):
-    out = np.argmax(x, axis=axis, keepdims=keepdim)
-    return np.asarray(out, dtype=np.int64)
-
-
-argmax_p = register(
-    "argmax",
-    impl=_argmax_impl,
-    vjp=None,
-    shape=_argmax_shape,
-    kind="reduce",
-    differentiable=False,
-    saves=False,
-)
-
-
-def _lse_impl(x, axes, keepdim):
-    # m + log sum exp(x - m) with m the max; m = 0 where it is infinite so that all -inf gives -inf
-    m = np.maximum.reduce(x, axis=axes, keepdims=True)
-    if np.isfinite(m).all():  # every sum is then at least 1: no log of 0 to silence
-        out = np.log(np.add.reduce(np.exp(x - m), axis=axes, keepdims=True)) + m
-    else:
-        m = np.where(np.isfinite(m), m, np.zeros((), x.dtype))
-        with np.errstate(divide="ignore"):
-            out = np.log(np.add.reduce(np.exp(x - m), axis=axes, keepdims=True)) + m
-    return out if keepdim else out.reshape(_reduced(x.shape, axes, False))
-
-
-def _lse_vjp(n, g):
-    # d logsumexp(x) = softmax(x) dx = exp(x - logsumexp(x)) dx
-    x = n.inputs[0]
-    axes, keepdim = n.params["axes"], n.params["keepdim"]
-    out = n.out
-    if not keepdim:
-        kept = _reduced(tuple(x.shape), axes, True)
-        out, g = F.reshape(out, kept), F.reshape(g, kept)
-    return (F.mul(g, F.exp(F.sub(x, out))),)
-
-
-logsumexp_p = register(
-    "logsumexp", impl=_lse_impl, vjp=_lse_vjp, shape=_max_shape, kind="reduce", save_out=True
-)
-
-
-# The movement, matmul, indexing and random primitives, and the fused ones, live next door (one
-# registry, three files).
+# The reductions, the movement, matmul, indexing and random primitives, and the fused ones,
+# live next door (one registry, four files).
 from .prims_fused import *  # noqa: E402,F401,F403
 from .prims_layout import *  # noqa: E402,F401,F403
+from .prims_reduce import *  # noqa: E402,F401,F403

@@ -24,9 +24,10 @@ import numpy as np
 
 from ..tensor import apply
 from . import functions as F
-from .prims import _lse_impl, sum_p
 from .prims_layout import matmul_p, permute_p
+from .prims_reduce import _lse_impl, sum_p
 from .registry import register
+from .spec import Arg, Spec, arg
 
 # ---------------------------------------------------------------------------------------------
 # linear: x @ w.T + b for a 2-D input
@@ -77,6 +78,12 @@ linear_p = register(
     saves=(0, 1),  # like PyTorch's addmm node: the bias is not saved
     decompose=linear_composite,
     node_name="AddmmBackward0",
+    spec=Spec(
+        [arg(4, 3), arg(5, 3), arg(5)],
+        lambda x, w, b: x @ w.T + b,
+        differentiable=(0, 1, 2),
+        cases=(([arg(4, 3), arg(5, 3), arg(5)], {}), ([arg(4, 3), arg(5, 3)], {})),  # no bias
+    ),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +129,32 @@ def _ce_decompose(x, t, ignore_index, reduction):
     return _cross_entropy_composite(x, t, ignore_index, reduction)
 
 
+def _softmax_ref(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _ce_ref(x, t, ignore_index, reduction):
+    keep = t != ignore_index
+    logp = np.log(_softmax_ref(x))
+    loss = np.where(keep, -logp[np.arange(len(t)), np.where(keep, t, 0)], 0.0)
+    return loss.sum() / keep.sum() if reduction == "mean" else loss
+
+
+def _ce_backward_ref(x, t, g, ignore_index, reduction):
+    keep = t != ignore_index
+    onehot = np.eye(x.shape[1])[np.where(keep, t, 0)]
+    return (_softmax_ref(x) - onehot) * np.where(keep, g, 0.0)[:, None]
+
+
+# (N, C) logits and class targets; class 2 plays ignore_index in the specs. The bit-for-bit
+# cases try every reduction, with and without an ignored class.
+_LOGITS, _TARGETS = arg(6, 5), Arg((6,), kind="int", lo=0, hi=5)
+_CE_CASES = tuple(
+    {"ignore_index": ii, "reduction": r} for ii in (-100, 2) for r in ("mean", "sum", "none")
+)
+
+
 def _ce_vjp(n, g):
     x, t = n.inputs
     return apply(cross_entropy_backward_p, (x, t, g), n.params), None
@@ -135,6 +168,13 @@ cross_entropy_p = register(
     kind="fused",
     decompose=_ce_decompose,
     node_name="NllLossBackward0",
+    spec=Spec(
+        [_LOGITS, _TARGETS],
+        _ce_ref,
+        params={"ignore_index": 2, "reduction": "mean"},
+        differentiable=(0,),
+        cases=tuple(([_LOGITS, _TARGETS], p) for p in _CE_CASES),
+    ),
 )
 
 
@@ -210,6 +250,17 @@ cross_entropy_backward_p = register(
     kind="fused",
     decompose=_ce_backward_decompose,
     node_name="NllLossBackwardBackward0",
+    spec=Spec(
+        [_LOGITS, _TARGETS, arg(6)],
+        _ce_backward_ref,
+        params={"ignore_index": 2, "reduction": "none"},
+        differentiable=(0, 2),
+        # (the upstream gradient of a reduced loss is a scalar)
+        cases=tuple(
+            ([_LOGITS, _TARGETS, arg(6) if p["reduction"] == "none" else arg()], p)
+            for p in _CE_CASES
+        ),
+    ),
 )
 
 __all__ = ["linear_p", "cross_entropy_p", "cross_entropy_backward_p", "linear_composite"]

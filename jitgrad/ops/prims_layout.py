@@ -10,6 +10,7 @@ from . import functions as F
 from .loops import ready, scatter_add_flat
 from .prims import _slice_len
 from .registry import register
+from .spec import Arg, Spec, arg
 
 # ---------------------------------------------------------------------------------------------
 # Movement (views: compiled backends turn them into index arithmetic)
@@ -35,6 +36,13 @@ reshape_p = register(
     shape=_reshape_shape,
     kind="movement",
     saves=False,
+    spec=Spec(
+        [arg(3, 4)],
+        lambda x, shape: x.reshape(shape),
+        params={"shape": (2, 6)},
+        differentiable=(0,),
+        linear=True,
+    ),
 )
 
 
@@ -52,6 +60,13 @@ permute_p = register(
     shape=lambda avals, perm: (tuple(avals[0].shape[p] for p in perm), avals[0].dtype),
     kind="movement",
     saves=False,
+    spec=Spec(
+        [arg(2, 3, 4)],
+        lambda x, perm: x.transpose(perm),
+        params={"perm": (2, 0, 1)},
+        differentiable=(0,),
+        linear=True,
+    ),
 )
 
 
@@ -84,6 +99,13 @@ expand_p = register(
     shape=_expand_shape,
     kind="movement",
     saves=False,
+    spec=Spec(
+        [arg(3, 1, 4)],
+        lambda x, shape: np.broadcast_to(x, shape),
+        params={"shape": (2, 3, 5, 4)},  # a new leading dim and a stretched one
+        differentiable=(0,),
+        linear=True,
+    ),
 )
 
 
@@ -114,6 +136,13 @@ slice_p = register(
     shape=_slice_shape,
     kind="movement",
     saves=False,
+    spec=Spec(
+        [arg(5, 7)],
+        lambda x, starts, stops, steps: x[1:4, 0:7:3],
+        params={"starts": (1, 0), "stops": (4, 7), "steps": (1, 3)},
+        differentiable=(0,),
+        linear=True,
+    ),
 )
 
 
@@ -122,6 +151,13 @@ def _pad_out(shape, widths):
         lo + hi + (s + (s - 1) * interior if s else 0)
         for s, (lo, hi, interior) in zip(shape, widths)
     )
+
+
+def _pad_ref(x):
+    # the spec's widths ((1, 2, 0), (0, 1, 2)) by hand
+    out = np.zeros((1 + 2 + 3, 1 + 3 + 2 * 2), x.dtype)
+    out[1:4, 0:7:3] = x
+    return out
 
 
 def _pad_impl(x, widths):
@@ -150,6 +186,13 @@ pad_p = register(
     shape=lambda avals, widths: (_pad_out(tuple(avals[0].shape), widths), avals[0].dtype),
     kind="movement",
     saves=False,
+    spec=Spec(
+        [arg(3, 3)],
+        lambda x, widths: _pad_ref(x),
+        params={"widths": ((1, 2, 0), (0, 1, 2))},
+        differentiable=(0,),
+        linear=True,
+    ),
 )
 
 
@@ -187,6 +230,13 @@ cat_p = register(
     shape=_cat_shape,
     kind="movement",
     saves=False,
+    spec=Spec(
+        [arg(2, 3), arg(4, 3)],
+        lambda a, b, axis: np.concatenate([a, b], axis),
+        params={"axis": 0},
+        differentiable=(0, 1),
+        linear=True,
+    ),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +260,18 @@ def _matmul_vjp(n, g):
     return ga, gb
 
 
-matmul_p = register("matmul", impl=np.matmul, vjp=_matmul_vjp, shape=_matmul_shape, kind="matmul")
+matmul_p = register(
+    "matmul",
+    impl=np.matmul,
+    vjp=_matmul_vjp,
+    shape=_matmul_shape,
+    kind="matmul",
+    spec=Spec(
+        [arg(2, 3, 4), arg(2, 4, 5)],
+        lambda a, b: np.einsum("bij,bjk->bik", a, b),
+        differentiable=(0, 1),
+    ),
+)
 
 # ---------------------------------------------------------------------------------------------
 # Integer indexing: take along one axis, and its transpose scatter_add
@@ -234,6 +295,13 @@ take_p = register(
     vjp=_take_vjp,
     shape=_take_shape,
     kind="index",
+    spec=Spec(
+        [arg(5, 3), arg(2, 2, kind="int", lo=0, hi=5)],
+        lambda x, idx, axis: x[idx],
+        params={"axis": 0},
+        differentiable=(0,),
+        linear=True,
+    ),
 )
 
 
@@ -272,6 +340,13 @@ def _scatter_add_impl(x, idx, src, axis):
     return out
 
 
+def _scatter_ref(x, idx, src, axis):
+    out = x.copy()
+    for i, j in enumerate(idx):
+        out[j] += src[i]
+    return out
+
+
 def _scatter_add_vjp(n, g):
     _, idx, _ = n.inputs
     axis = n.params["axis"]
@@ -284,7 +359,14 @@ scatter_add_p = register(
     impl=_scatter_add_impl,
     vjp=_scatter_add_vjp,
     shape=lambda avals, axis: (tuple(avals[0].shape), avals[0].dtype),
-    kind="index",
+    kind="scatter",
+    spec=Spec(
+        [arg(5, 3), Arg((4,), kind="int", lo=0, hi=5), arg(4, 3)],
+        _scatter_ref,
+        params={"axis": 0},
+        differentiable=(0, 2),
+        linear=True,
+    ),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -328,4 +410,5 @@ rand_p = register(
     kind="random",
     differentiable=False,
     saves=False,
+    spec=Spec([], None),  # checked for determinism and distribution in tests/test_prims.py
 )

@@ -14,8 +14,9 @@ A primitive's rules, side by side:
     For elementwise primitives: a per-element expression template over ``{0}``, ``{1}``, ...
     (the inputs) using ``math`` functions only; the compiled backends paste it into fused loops.
 ``kind``
-    ``elementwise``, ``reduce``, ``movement``, ``matmul``, ``index``, ``random``, ``other``, or
-    ``fused`` for a composite run as one eager step (see ``prims_fused``).
+    ``elementwise``, ``reduce``, ``movement``, ``matmul``, ``index`` (a gather), ``scatter``
+    (additions into a copy of a buffer), ``random``, ``other``, or ``fused`` for a composite run
+    as one eager step (see ``prims_fused``). Backends key their lowering by kind.
 ``shape``
     ``shape(avals, **params) -> (shape, dtype)``: the output's shape and dtype from the inputs'
     (anything with ``.shape`` and ``.dtype``), without computing anything.
@@ -23,16 +24,70 @@ A primitive's rules, side by side:
     Fused primitives only: ``decompose(*tensors, **params) -> Tensor``, the composite over core
     primitives that the fused one stands for. ``apply`` runs it instead while tracing, so tapes
     and backends never meet a fused primitive.
+``reduction``
+    Reductions only: how compiled backends fold the reduced elements (``Reduction``: init,
+    combine, finalize). Every reduction is an entry of that one table; backends hold no
+    reduction of their own.
+``spec``
+    The test spec (``ops.spec.Spec``): how the shared per-op tests apply it.
+
+The public ops (``jitgrad.X`` and ``Tensor.X``) are entries of the op table ``OPS``, declared
+with ``op``: one declaration gives the function, its method, its keyword aliases and its test
+spec. An op that is a primitive under a standard front end (``exp``, ``mul``, ``lt``) is one row
+that declares both (see ``prims.unary``).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-PRIMS: dict[str, Prim] = {}
+from .spec import Spec
 
-KINDS = ("elementwise", "reduce", "movement", "matmul", "index", "random", "other", "fused")
+PRIMS: dict[str, Prim] = {}
+OPS: dict[str, Op] = {}
+
+KINDS = (
+    "elementwise",
+    "reduce",
+    "movement",
+    "matmul",
+    "index",
+    "scatter",
+    "random",
+    "other",
+    "fused",
+)
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """How a reduce primitive folds the elements it reduces, for compiled backends: ``acc =
+    init`` (and the ``state`` statements), ``combine`` for each element in order, then ``result``
+    holds ``finalize``. Templates may name ``{acc}`` (the accumulator), ``{x}`` (the element),
+    ``{i}`` (its position along the reduced axis), ``{t}`` (a fresh local), ``{A}`` and ``{X}``
+    (the accumulator's and the input's scalar types), ``{lowest}`` and ``{highest}`` (the
+    accumulator type's extremes). ``combine`` is one statement or several, and must stay right
+    when partial results (of threads, say) are combined with it in order, unless the reduction
+    has ``first`` or a ``result`` other than the accumulator."""
+
+    init: str
+    combine: str | tuple
+    finalize: str = "{acc}"
+    # "wide": float64 for floats, int64 otherwise; "input": the input's own type for floats
+    acc: str = "wide"
+    state: tuple = ()  # more locals' first values (statements)
+    result: str = "acc"  # the local holding the result ("best": a position)
+    # a reduction of the same elements run first, whose finalized result the combine reads as m
+    first: Reduction | None = None
+
+    @property
+    def folds(self) -> bool:
+        """Whether partial results combine with ``combine`` (one pass, the accumulator is the
+        result): such reductions may run in threaded parts, over columns, and in groups."""
+        return self.first is None and self.result == "acc"
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -57,13 +112,16 @@ class Prim:
     differentiable: bool = True
     node_name: str = ""
     decompose: Callable | None = None
+    reduction: Reduction | None = None
+    spec: Spec | None = None
 
     def __repr__(self) -> str:
         return f"<prim {self.name}>"
 
 
 def register(name: str, **rules) -> Prim:
-    """Declare a primitive once; raises if the name is taken or a rule is missing."""
+    """Declare a primitive once; raises if the name is taken or a rule is missing. (Its test
+    spec is ``spec=``; ``tests/test_prims.py`` fails for a primitive without one.)"""
     if name in PRIMS:
         raise ValueError(f"primitive {name!r} is already registered")
     kind = rules.get("kind")
@@ -74,6 +132,8 @@ def register(name: str, **rules) -> Prim:
     differentiable = rules.get("differentiable", True)
     if differentiable and rules.get("vjp") is None:
         raise ValueError(f"differentiable primitive {name!r} needs a vjp rule")
+    if (kind == "reduce") != (rules.get("reduction") is not None):
+        raise ValueError(f"primitive {name!r}: a reduction, and only one, needs reduction rules")
     if (kind == "fused") != (rules.get("decompose") is not None):
         raise ValueError(f"primitive {name!r}: a fused primitive, and only one, needs decompose")
     camel = "".join(part.capitalize() for part in name.split("_"))
@@ -81,6 +141,89 @@ def register(name: str, **rules) -> Prim:
     prim = Prim(name=name, **rules)
     PRIMS[name] = prim
     return prim
+
+
+# Keyword aliases PyTorch accepts wherever a parameter has the canonical name (NumPy's names).
+KEYWORD_ALIASES = {"dim": ("axis",), "keepdim": ("keepdims",)}
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """One public op: ``jitgrad.<name>`` (and each of ``names``), the same as a ``Tensor``
+    method when ``method`` is set (and ``<name>_`` in place when ``inplace``), and the spec the
+    shared tests call it with."""
+
+    name: str
+    fn: Callable
+    spec: Spec | None
+    names: tuple = ()
+    method: bool = True
+    inplace: bool = False
+    prim: Prim | None = None  # the primitive it applies, when it is one under a front end
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+
+def op(
+    fn: Callable | None = None,
+    *,
+    spec: Spec | None = None,
+    names: tuple = (),
+    method: bool = True,
+    inplace: bool = False,
+    prim: Prim | None = None,
+    name: str | None = None,
+):
+    """Declare a public op (a decorator): ``@op(spec=Spec(...))`` over its function.
+
+    ``names`` are other public names of the same op (``divide`` for ``div``); ``method=False``
+    keeps it off ``Tensor``; ``inplace`` adds ``Tensor.<name>_``. A parameter named ``dim`` or
+    ``keepdim`` also accepts PyTorch's aliases ``axis=`` and ``keepdims=``. Without a ``spec``,
+    an op of ``prim`` is tested with the primitive's (the two take the same arguments).
+    """
+
+    def declare(fn: Callable) -> Callable:
+        key = name or fn.__name__
+        if key in OPS:
+            raise ValueError(f"op {key!r} is already declared")
+        public = _with_keyword_aliases(fn)
+        entry = Op(
+            key,
+            public,
+            spec if spec is not None or prim is None else prim.spec,
+            tuple(names),
+            method,
+            inplace,
+            prim,
+        )
+        OPS[key] = entry
+        return public
+
+    return declare(fn) if fn is not None else declare
+
+
+def _with_keyword_aliases(fn: Callable) -> Callable:
+    """``fn``, or a wrapper that renames alias keywords (``axis`` -> ``dim``) before calling it
+    when ``fn`` has parameters that PyTorch gives aliases (only those ops pay for it)."""
+    params = inspect.signature(fn).parameters
+    renames = {a: p for p, aliases in KEYWORD_ALIASES.items() if p in params for a in aliases}
+    if not renames:
+        return fn
+
+    @functools.wraps(fn)
+    def public(*args, **kwargs):
+        if kwargs:
+            for alias, canonical in renames.items():
+                if alias in kwargs:
+                    if canonical in kwargs:
+                        raise TypeError(
+                            f"{fn.__name__}() got both {canonical!r} and its alias {alias!r}"
+                        )
+                    kwargs[canonical] = kwargs.pop(alias)
+        return fn(*args, **kwargs)
+
+    return public
 
 
 def scalar_expr(prim: Prim, args: list[str], params: dict) -> str:

@@ -7,6 +7,18 @@ import numpy as np
 from .. import dtypes
 from ..tensor import Tensor, _wrap_dim, apply
 from . import prims as P
+from .registry import op
+from .spec import Spec, arg
+
+
+def _view(*args, ref, d=(0,), **kw) -> Spec:
+    """The spec of a view: linear in its tensor input(s)."""
+    return Spec(list(args), ref, differentiable=d, linear=True, **kw)
+
+
+def _listed(fn, *tensors, **params):
+    """How the specs call cat and stack: on a list of tensors."""
+    return fn(list(tensors), **params)
 
 
 def _sizes(args) -> tuple:
@@ -36,6 +48,7 @@ def broadcast_shapes(*shapes) -> tuple:
     return tuple(out)
 
 
+@op(spec=_view(arg(3, 1), (2, 3, 4), ref=np.broadcast_to))
 def broadcast_to(input: Tensor, *shape) -> Tensor:
     shape = _sizes(shape)
     src = input._data.shape
@@ -50,6 +63,7 @@ def broadcast_to(input: Tensor, *shape) -> Tensor:
     return apply(P.expand_p, (input,), {"shape": shape})
 
 
+@op(spec=_view(arg(3, 1), 2, -1, 4, ref=lambda x, *sizes: np.broadcast_to(x, (2, 3, 4))))
 def expand(input: Tensor, *sizes) -> Tensor:
     sizes = _sizes(sizes)
     src = input._data.shape
@@ -63,6 +77,7 @@ def expand(input: Tensor, *sizes) -> Tensor:
     return broadcast_to(input, shape)
 
 
+@op(spec=_view(arg(3, 1), arg(2, 3, 4), ref=lambda x, other: np.broadcast_to(x, other.shape)))
 def expand_as(input: Tensor, other: Tensor) -> Tensor:
     return broadcast_to(input, other._data.shape)
 
@@ -99,6 +114,7 @@ def _infer(shape: tuple, numel: int) -> tuple:
     return shape
 
 
+@op(spec=_view(arg(3, 4), (2, -1), ref=np.reshape))
 def reshape(input: Tensor, *shape) -> Tensor:
     shape = _infer(_sizes(shape), input._data.size)
     if shape == input._data.shape:
@@ -106,6 +122,7 @@ def reshape(input: Tensor, *shape) -> Tensor:
     return apply(P.reshape_p, (input,), {"shape": shape})
 
 
+@op(spec=_view(arg(3, 4), 6, 2, ref=lambda x, *shape: x.reshape(shape)))
 def view(input: Tensor, *shape) -> Tensor:
     if len(shape) == 1 and isinstance(shape[0], dtypes.dtype):
         raise RuntimeError("view(dtype) is not supported; use .to(dtype) to convert")
@@ -120,6 +137,7 @@ def view(input: Tensor, *shape) -> Tensor:
     return reshape(input, target)
 
 
+@op(spec=_view(arg(2, 3, 4), ref=lambda x, start_dim: x.reshape(2, 12), params={"start_dim": 1}))
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if input.ndim == 0:
         return reshape(input, (1,))
@@ -131,6 +149,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(input, shape[:s] + (n,) + shape[e + 1 :])
 
 
+@op(spec=_view(arg(2, 12), 1, (3, -1), ref=lambda x, dim, sizes: x.reshape(2, 3, 4)))
 def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
     d = _wrap_dim(dim, input.ndim)
     shape = input._data.shape
@@ -138,6 +157,7 @@ def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
     return reshape(input, shape[:d] + sizes + shape[d + 1 :])
 
 
+@op(spec=_view(arg(3, 1, 4), ref=lambda x, dim: np.squeeze(x, dim), params={"dim": 1}))
 def squeeze(input: Tensor, dim=None) -> Tensor:
     shape = input._data.shape
     if dim is None:
@@ -148,6 +168,7 @@ def squeeze(input: Tensor, dim=None) -> Tensor:
     return reshape(input, tuple(s for i, s in enumerate(shape) if i not in dims))
 
 
+@op(spec=_view(arg(3, 4), ref=lambda x, dim: np.expand_dims(x, dim), params={"dim": -1}))
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
     n = input.ndim + 1
     if not -n <= dim < n:
@@ -159,6 +180,7 @@ def unsqueeze(input: Tensor, dim: int) -> Tensor:
     return reshape(input, shape[:d] + (1,) + shape[d:])
 
 
+@op(spec=_view(arg(2, 3, 4), 2, 0, 1, ref=lambda x, *dims: x.transpose(dims)))
 def permute(input: Tensor, *dims) -> Tensor:
     dims = _sizes(dims)
     n = input.ndim
@@ -176,6 +198,7 @@ def permute(input: Tensor, *dims) -> Tensor:
     return apply(P.permute_p, (input,), {"perm": perm})
 
 
+@op(spec=_view(arg(2, 3, 4), 0, 2, ref=np.swapaxes), names=("swapaxes", "swapdims"))
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     n = input.ndim
     if n < 2 and dim0 in (0, -1) and dim1 in (0, -1):
@@ -186,9 +209,7 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     return permute(input, perm)
 
 
-swapaxes = swapdims = transpose
-
-
+@op(spec=_view(arg(2, 3, 4), 0, 2, ref=np.moveaxis))
 def movedim(input: Tensor, source: int, destination: int) -> Tensor:
     n = input.ndim
     s, d = _wrap_dim(source, n), _wrap_dim(destination, n)
@@ -197,6 +218,7 @@ def movedim(input: Tensor, source: int, destination: int) -> Tensor:
     return permute(input, order)
 
 
+@op(prim=P.copy_p)
 def contiguous(input: Tensor, memory_format=None) -> Tensor:
     if input._data.flags.c_contiguous:
         return input
@@ -216,6 +238,7 @@ def pad_interior(input: Tensor, widths) -> Tensor:
     return apply(P.pad_p, (input,), {"widths": tuple(tuple(w) for w in widths)})
 
 
+@op(spec=_view(arg(5, 3), 0, 1, 3, ref=lambda x, dim, start, length: x[1:4]))
 def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     d = _wrap_dim(dim, input.ndim)
     shape = input._data.shape
@@ -225,6 +248,18 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     return slice_(input, starts, stops, (1,) * input.ndim)
 
 
+@op(
+    spec=_view(
+        arg(2, 3),
+        arg(4, 3),
+        ref=lambda a, b, dim: np.concatenate([a, b], dim),
+        params={"dim": 0},
+        d=(0, 1),
+        call=_listed,
+    ),
+    names=("concat", "concatenate"),
+    method=False,
+)
 def cat(tensors, dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
@@ -258,9 +293,17 @@ def cat(tensors, dim: int = 0) -> Tensor:
     return apply(P.cat_p, tuple(tensors), {"axis": d})
 
 
-concat = concatenate = cat
-
-
+@op(
+    spec=_view(
+        arg(2, 3),
+        arg(2, 3),
+        ref=lambda a, b, dim: np.stack([a, b], dim),
+        params={"dim": 1},
+        d=(0, 1),
+        call=_listed,
+    ),
+    method=False,
+)
 def stack(tensors, dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
@@ -280,6 +323,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
     return cat([unsqueeze(t, dim % n) for t in tensors], dim % n)
 
 
+@op(spec=_view(arg(5, 3), 2, ref=lambda x, size, dim: (x[:2], x[2:4], x[4:]), params={"dim": 0}))
 def split(input: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     d = _wrap_dim(dim, input.ndim)
     n = input._data.shape[d]
@@ -302,6 +346,7 @@ def split(input: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     return tuple(out)
 
 
+@op(spec=_view(arg(3, 5), 2, ref=lambda x, n, dim: (x[:, :3], x[:, 3:]), params={"dim": 1}))
 def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
     d = _wrap_dim(dim, input.ndim)
     n = input._data.shape[d]
@@ -309,6 +354,7 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
     return split(input, size, d)
 
 
+@op(spec=_view(arg(3, 4), ref=lambda x, dim: tuple(x), params={"dim": 0}))
 def unbind(input: Tensor, dim: int = 0) -> tuple:
     d = _wrap_dim(dim, input.ndim)
     return tuple(squeeze(t, d) for t in split(input, 1, d))

@@ -640,6 +640,22 @@ def _driver_signature(dtypes: list) -> tuple:
     return arrays + (typeof(np.empty(0, np.int64)),) * 2
 
 
+def lowers(prim) -> bool:
+    """Whether this backend lowers ``prim``: an elementwise template, a kernel for its kind (a
+    reduction from its fold rules), or an inline rule. (Fused primitives never reach a tape:
+    tracing decomposes them.)"""
+    from .inline import INLINE
+    from .kernels import KERNELS
+
+    if prim.kind == "fused":
+        return True
+    if prim.kind == "elementwise":
+        return prim.scalar is not None
+    if prim.kind == "reduce":
+        return prim.reduction is not None
+    return prim.kind in KERNELS or prim.name in INLINE
+
+
 def lower(tape: Tape, build: bool = True) -> Executable:
     """``tape`` as an executable; with ``build=False`` its code is neither compiled nor
     loaded yet: ``exe.jobs()`` says what to compile (in another process, ``run_jobs``), then

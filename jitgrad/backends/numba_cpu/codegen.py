@@ -2,8 +2,9 @@
 
 Which values are stored (*materialized*: a flat, C-ordered buffer) and which are *virtual*
 (an expression inlined into each kernel that reads it) is the ``Plan``'s decision (plan.py).
-Here, movement primitives (reshape, permute, expand, slice, pad, cat) and take become index
-arithmetic over their input, and elementwise primitives paste their scalar templates. A kernel
+Here, elementwise primitives paste their scalar templates, and movement primitives (reshape,
+permute, expand, slice, pad, cat) and take become index arithmetic over their input (the rules of
+``inline.py``, one per primitive). A kernel
 materializes one value: a map (elementwise loop nest, a single flat loop when every load is at
 the same flat index, or merged loops when every load is an affine offset), a reduction,
 logsumexp, argmax, a matmul (BLAS, see ``runtime.gemm``) or a scatter-add (summed per target
@@ -301,10 +302,11 @@ class KernelGen:
         return self.expr(plan.producer[v], idx, body)
 
     def expr(self, e, idx, body: _Body) -> str:
+        """The expression of ``e``'s value at ``idx``: its scalar template for an elementwise
+        primitive, else its inline rule (``inline.INLINE``: index arithmetic for views and
+        gathers, the counter-based draw)."""
         self.covers.append(e)
-        name = e.prim.name
         p = e.kwargs
-        x = e.inputs[0] if e.inputs else None
         if e.prim.kind == "elementwise":
             args = [self.load(a, idx, body) for a in e.inputs]
             template = e.prim.scalar(**p) if callable(e.prim.scalar) else e.prim.scalar
@@ -314,104 +316,12 @@ class KernelGen:
             if e.out.dtype.name != "bool" and not _keeps_dtype(e, text):
                 text = _cast_text(_NP[e.out.dtype.name], text)
             return body.temp(text)
-        if isinstance(idx, Flat):  # only reshape keeps a flat index (see Plan.flat_ok)
-            if name == "reshape":
-                return self.load(x, idx, body)
-            if name == "rand":
-                return self._rand(e, idx.i, body)
-            if name == "expand" and numel(x.shape) == 1:
-                return self.load(x, ("0",) * x.ndim, body)
+        rule = INLINE.get(e.prim.name)
+        if rule is None:
+            raise NotImplementedError(f"numba backend: no inline rule for {e.prim.name}")
+        if isinstance(idx, Flat) and not rule.flat:  # (see Plan.flat_ok: few keep a flat index)
             idx = self.unravel(e.out, idx.i, body)
-        if name == "reshape":
-            if x in self.plan.materialized and x not in self.plan.scalars and x.ndim:
-                # a stored buffer is flat: read it at the same flat position (no unravelling)
-                return self.load(x, Flat(self.ravel(e.out, idx)), body)
-            return self.load(x, self._reshape_index(x, e.out, idx, body), body)
-        if name == "permute":
-            perm = p["perm"]
-            src = [None] * len(perm)
-            for k, d in enumerate(perm):
-                src[d] = idx[k]
-            return self.load(x, tuple(src), body)
-        if name == "expand":
-            lead = e.out.ndim - x.ndim
-            src = tuple(
-                "0" if x.shape[k] == 1 and e.out.shape[lead + k] != 1 else idx[lead + k]
-                for k in range(x.ndim)
-            )
-            return self.load(x, src, body)
-        if name == "slice":
-            src = []
-            for k in range(x.ndim):
-                step = p["steps"][k]
-                term = idx[k] if step == 1 else f"{idx[k]} * {step}"
-                if p["starts"][k] == 0:  # (a start of 0 is structure, like a pad width of 0)
-                    src.append(term)
-                    continue
-                start = self.dim(("start", e.out, k), p["starts"][k])
-                src.append(f"({start} + {term})")
-            return self.load(x, tuple(src), body)
-        if name == "pad":
-            # Widths are part of the tape's structure: a side padded by 0 needs no test (the
-            # loop index is already in range), and an unpadded dim needs no arithmetic at all.
-            conds, src = [], []
-            for k, (lo, hi, interior) in enumerate(p["widths"]):
-                if lo:
-                    lo_n = self.dim(("lo", e.out, k), lo)
-                    rel = body.temp(f"{idx[k]} - {lo_n}", "r")
-                    conds.append(f"{rel} >= 0")
-                else:
-                    rel = idx[k]
-                stride = interior + 1
-                if stride == 1:
-                    if hi:
-                        conds.append(f"{rel} < {self.vdim(x, k)}")
-                    src.append(rel)
-                else:
-                    conds.append(f"{rel} % {stride} == 0")
-                    if hi:
-                        conds.append(f"{rel} // {stride} < {self.vdim(x, k)}")
-                    src.append(f"{rel} // {stride}")
-            inner = _Body(self)
-            inner.indent = body.indent + 1
-            value = self.load(x, tuple(src), inner)
-            res = self.fresh("p")
-            body.emit(f"{res} = {self.const(0, e.out.dtype)}")
-            body.emit(f"if {' and '.join(conds) or 'True'}:")
-            body.lines.extend(inner.lines)
-            body.emit(f"    {res} = {value}")
-            return res
-        if name == "cat":
-            axis = p["axis"]
-            res = self.fresh("q")
-            offset = "0"
-            body.emit(f"{res} = {self.const(0, e.out.dtype)}")
-            for j, part in enumerate(e.inputs):
-                size = self.vdim(part, axis)
-                hi = f"{offset} + {size}" if offset != "0" else size
-                kw = "if" if j == 0 else "elif"
-                body.emit(f"{kw} {idx[axis]} < {hi}:")
-                inner = _Body(self)
-                inner.indent = body.indent + 1
-                sub = tuple(
-                    f"({idx[axis]} - ({offset}))" if k == axis else idx[k] for k in range(len(idx))
-                )
-                value = self.load(part, sub, inner)
-                body.lines.extend(inner.lines)
-                body.emit(f"    {res} = {value}")
-                offset = hi
-            return res
-        if name == "take":
-            axis = p["axis"]
-            index = e.inputs[1]
-            r = index.ndim
-            pos = self.load(index, tuple(idx[axis : axis + r]), body)
-            pos = self.wrap_index(index, pos, self.vdim(x, axis), body)
-            src = tuple(idx[:axis]) + (pos,) + tuple(idx[axis + r :])
-            return self.load(x, src, body)
-        if name == "rand":
-            return self._rand(e, self.ravel(e.out, idx), body)
-        raise NotImplementedError(f"numba backend: no inline rule for {name}")
+        return rule.fn(self, e, idx, body)
 
     def wrap_index(self, index: Var, pos: str, n: str, body: _Body) -> str:
         """A gathered position as np.take reads it: negative ones count from the end. (Bounds
@@ -422,51 +332,5 @@ class KernelGen:
             return pos
         return body.temp(f"({pos} + {n} if {pos} < 0 else {pos})", "w")
 
-    def _reshape_index(self, x: Var, out: Var, idx: tuple, body: _Body) -> tuple:
-        # unit dims inserted or removed: a direct mapping; anything else goes through the
-        # flat position
-        xs = [k for k, s in enumerate(x.shape) if s != 1]
-        os_ = [k for k, s in enumerate(out.shape) if s != 1]
-        if [x.shape[k] for k in xs] == [out.shape[k] for k in os_]:
-            src = ["0"] * x.ndim
-            for a, b in zip(xs, os_):
-                src[a] = idx[b]
-            return tuple(src)
-        if 0 in x.shape:
-            return self.unravel(x, self.ravel(out, idx), body)
-        # Runs of dims with equal element counts map onto each other (a split, a merge, or
-        # both): only a run of several input dims needs division, and only within the run.
-        # NOTE: integer division by runtime sizes dominated gather-heavy loops (im2col).
-        src = ["0"] * x.ndim
-        i = j = 0
-        while i < len(xs):
-            a, b = [xs[i]], [os_[j]]
-            na, nb = x.shape[xs[i]], out.shape[os_[j]]
-            i, j = i + 1, j + 1
-            while na != nb:
-                if na < nb:
-                    a.append(xs[i])
-                    na, i = na * x.shape[xs[i]], i + 1
-                else:
-                    b.append(os_[j])
-                    nb, j = nb * out.shape[os_[j]], j + 1
-            flat = idx[b[0]]
-            for k in b[1:]:
-                flat = f"({flat}) * {self.vdim(out, k)} + {idx[k]}"
-            if len(a) == 1:
-                src[a[0]] = flat
-                continue
-            rest = body.temp(flat, "f")
-            for k in reversed(a[1:]):
-                n = self.vdim(x, k)
-                src[k] = body.temp(f"{rest} % {n}", "u")
-                rest = body.temp(f"{rest} // {n}", "f")
-            src[a[0]] = rest
-        return tuple(src)
 
-    def _rand(self, e, flat: str, body: _Body) -> str:
-        state = e.inputs[0]
-        s0 = self.load(state, ("0",), body)
-        s1 = self.load(state, ("1",), body)
-        fn = "rand_f64" if e.kwargs["dtype"].name == "float64" else "rand_f32"
-        return body.temp(f"{fn}({s0}, {s1}, {flat})", "g")
+from .inline import INLINE  # noqa: E402  (its rules use this module's generator)

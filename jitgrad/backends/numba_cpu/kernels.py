@@ -21,7 +21,7 @@ from .codegen import (
     numel,
 )
 from .plan import Plan
-from .reductions import combine_kernel, reduce_kernel
+from .reductions import combine_kernel, emit_combine, emit_init, finalized, fold, reduce_kernel
 from .scatters import scatter_kernel
 from .source import _finish, _loops, _store_cast
 
@@ -196,8 +196,8 @@ def matmul_kernel(plan: Plan, v: Var) -> Kernel:
 
 
 def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
-    """Several values over one flat domain in one loop: maps store at the loop index, full sums
-    accumulate; shared subexpressions are computed once per element."""
+    """Several values over one flat domain in one loop: maps store at the loop index, full
+    reductions fold; shared subexpressions are computed once per element."""
     g = KernelGen(plan, "group", None)
     g.own = set(roots)
     for r in roots:
@@ -206,10 +206,10 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
     n = g.dim(("numel", roots[0]), size)
     accs = {}
     for j, r in enumerate(roots):
-        if plan.producer[r].prim.kind == "reduce":
-            acc_t = "np.float64" if r.dtype.is_floating_point else "np.int64"
+        e = plan.producer[r]
+        if e.prim.kind == "reduce":  # a full reduction that folds (see Plan.groupable)
             accs[r] = f"acc{j}"
-            body.emit(f"acc{j} = {acc_t}(0)")
+            emit_init(body, e.prim.reduction, fold(e.prim.reduction, e.inputs[0]), accs[r])
     parallel = plan.threads(size >= PARALLEL_MIN)
     body.emit(g.loop("i", n, body, parallel))
     body.indent += 1
@@ -219,7 +219,8 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
         e = plan.producer[r]
         if r in accs:
             val = g.load(e.inputs[0], Flat("i"), body)
-            body.emit(f"{accs[r]} += {val}")
+            red = e.prim.reduction
+            emit_combine(body, red, fold(red, e.inputs[0]), accs[r], val)
         else:
             val = g.expr(e, Flat("i"), body)
             body.emit(f"{at(g.buf_names[r], 'i')} = {val}")
@@ -228,14 +229,16 @@ def group_kernel(plan: Plan, roots: list, size: int) -> Kernel:
     body.indent = 1
     partials = []
     for r, acc in accs.items():
-        if parallel:  # each part's sum, added up by the combine kernel after the launch
-            name = g.scratch_buf(
-                PARTS, dtypes.float64 if r.dtype.is_floating_point else dtypes.int64
-            )
+        if parallel:  # each part's result, folded by the combine kernel after the launch
+            floating = plan.producer[r].inputs[0].dtype.is_floating_point
+            name = g.scratch_buf(PARTS, dtypes.float64 if floating else dtypes.int64)
             body.emit(f"{name}[part] = {acc}")
             partials.append((g.scratch[-1], r))
         else:
-            body.emit(f"{g.buf_names[r]}[0] = {_store_cast(r, acc)}")
+            e = plan.producer[r]
+            names = fold(e.prim.reduction, e.inputs[0])
+            result = finalized(e.prim.reduction, names, acc) or acc
+            body.emit(f"{g.buf_names[r]}[0] = {_store_cast(r, result)}")
     kernel = _finish(g, body.lines, parallel)
     kernel.root = roots[-1]
     kernel.roots = [r for r in roots if not parallel or r not in accs]
@@ -279,16 +282,14 @@ def schedule(plan: Plan, order: list) -> list:
     return kernels
 
 
+# The kernel of a stored value, by its primitive's kind: reductions, products and scatters have
+# kernels of their own; everything else (elementwise, movement, gathers, draws) is a map, whose
+# loop computes the value inline (codegen.KernelGen.expr).
+KERNELS = {"reduce": reduce_kernel, "matmul": matmul_kernel, "scatter": scatter_kernel}
+
+
 def build(plan: Plan, v: Var) -> Kernel:
-    e = plan.producer[v]
-    name = e.prim.name
-    if name in ("sum", "max", "logsumexp", "argmax"):
-        return reduce_kernel(plan, v)
-    if name == "matmul":
-        return matmul_kernel(plan, v)
-    if name == "scatter_add":
-        return scatter_kernel(plan, v)
-    return map_kernel(plan, v)
+    return KERNELS.get(plan.producer[v].prim.kind, map_kernel)(plan, v)
 
 
 def paired(kernels: list) -> list:

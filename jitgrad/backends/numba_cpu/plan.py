@@ -22,7 +22,7 @@ def _stored(e) -> bool:
     """Whether ``e``'s value is stored whatever reads it: reductions, products, scatters and
     copies (``.contiguous()``/``.clone()`` ask for memory in order, e.g. a transposed result
     read by several kernels is transposed once instead of in each)."""
-    return e.prim.kind in ("reduce", "matmul") or e.prim.name in ("scatter_add", "copy")
+    return e.prim.kind in ("reduce", "matmul", "scatter") or e.prim.name == "copy"
 
 
 class Plan:
@@ -176,13 +176,15 @@ class Plan:
 
     def groupable(self, v: Var):
         """The flat domain size if ``v``'s kernel can share one flat loop with others: an
-        elementwise map whose loads are all at the loop index, or a full sum of one."""
+        elementwise map whose loads are all at the loop index, or a full reduction of one that
+        folds (a sum, a product, a maximum: see ``Reduction.folds``)."""
         e = self.producer[v]
         size = numel(v.shape)
         if e.prim.kind == "elementwise" and v.ndim:
             if all(x.ndim == 0 or self.flat_ok(x, size) for x in e.inputs):
                 return size
-        if e.prim.name == "sum" and len(e.kwargs["axes"]) == e.inputs[0].ndim and v.ndim == 0:
+        full = e.prim.kind == "reduce" and e.prim.reduction.folds and v.ndim == 0
+        if full and len(e.kwargs["axes"]) == e.inputs[0].ndim:
             x = e.inputs[0]
             if x.ndim and self.flat_ok(x, numel(x.shape)):
                 return numel(x.shape)

@@ -1,4 +1,5 @@
-"""Reduction kernels: sum, max, logsumexp and argmax over any axes, by rows or by columns."""
+"""Reduction kernels over any axes, by rows or by columns, from each reduce primitive's fold
+rules (``registry.Reduction``: init, combine, finalize); nothing here names a reduction."""
 
 from __future__ import annotations
 
@@ -19,28 +20,79 @@ from .plan import Plan
 from .source import _finish, _loops, _store_cast, _vec
 
 
+def fold(reduction, x: Var) -> dict:
+    """The names ``reduction``'s templates use, for input ``x``: ``{A}``, ``{X}``, ``{lowest}``,
+    ``{highest}`` (see ``registry.Reduction``)."""
+    own = reduction.acc == "input" and x.dtype.is_floating_point
+    floating = x.dtype.is_floating_point
+    acc_t = _NP[x.dtype.name] if own else ("np.float64" if floating else "np.int64")
+    if floating:
+        lowest, highest = f"{acc_t}(-np.inf)", f"{acc_t}(np.inf)"
+    elif x.dtype.name == "bool":
+        lowest, highest = "np.int64(0)", "np.int64(1)"
+    else:
+        lowest, highest = "np.int64(-9223372036854775807 - 1)", "np.int64(9223372036854775807)"
+    return {"A": acc_t, "X": _NP[x.dtype.name], "lowest": lowest, "highest": highest}
+
+
+def emit_init(body: _Body, reduction, names: dict, acc: str = "acc") -> None:
+    body.emit(f"{acc} = {reduction.init.format(**names)}")
+    for line in reduction.state:
+        body.emit(line.format(**names))
+
+
+def emit_combine(body: _Body, reduction, names: dict, acc: str, x: str, i: str = "") -> None:
+    """``reduction``'s combine of element ``x`` into ``acc``: an element read more than once is
+    a local first, and a buffer accumulator read more than once too (then stored back)."""
+    lines = (reduction.combine,) if isinstance(reduction.combine, str) else reduction.combine
+    text = "\n".join(lines)
+    if text.count("{x}") > 1 and not x.isidentifier():
+        x = body.temp(x, "x")
+    slot = None
+    if text.count("{acc}") > 1 and not acc.isidentifier():
+        slot, acc = acc, "a"
+        body.emit(f"a = {slot}")
+    fields = dict(names, acc=acc, x=x, i=i, t=body.gen.fresh("w") if "{t}" in text else "")
+    out = [_vec(line.format(**fields)) for line in lines]
+    if slot is not None:  # back into the buffer (straight from the last assignment to acc)
+        if out[-1].startswith("a = "):
+            out[-1] = f"{slot} = {out[-1][4:]}"
+        else:
+            out.append(f"{slot} = a")
+    for line in out:
+        body.emit(line)
+
+
+def finalized(reduction, names: dict, acc: str = "acc") -> str | None:
+    """The expression of ``reduction``'s result from its accumulator, None if it is the
+    accumulator itself."""
+    if reduction.finalize == "{acc}":
+        return None
+    return reduction.finalize.format(**names, acc=acc)
+
+
 def reduce_kernel(plan: Plan, v: Var) -> Kernel:
     e = plan.producer[v]
-    name = e.prim.name
+    red = e.prim.reduction
     g = KernelGen(plan, "reduce", v)
     out = g.buf(v)
     x = e.inputs[0]
     p = e.kwargs
-    axes = (p["axis"],) if name == "argmax" else tuple(p["axes"])
+    axes = tuple(p["axes"]) if "axes" in p else (p["axis"],)
     source = x
-    if name != "argmax" and plan.flat_ok(x, numel(x.shape)):
+    if red.result == "acc" and plan.flat_ok(x, numel(x.shape)):
         # every load is at the flat position: loop over runs of reduced (or kept) axes merged
         # into one, so inner loops are long enough to vectorize (a conv bias gradient sums
         # (N, C, H, W) over N and H*W, not over N, H and W)
         x, axes = _merged_axes(x, axes)
     kept = [k for k in range(x.ndim) if k not in axes]
     body = _Body(g)
-    floating = x.dtype.is_floating_point
-    acc_t = "np.float64" if floating else "np.int64"
-    rows = (x.ndim - 1) in axes or not kept or name in ("logsumexp", "argmax")
+    names = fold(red, x)
+    rows = (x.ndim - 1) in axes or not kept or not red.folds
     big = plan.threads(numel(x.shape) >= PARALLEL_MIN)
-    # kept rows split across threads; a full sum is a prange reduction
-    parallel = big and rows and (bool(kept) or (name == "sum" and len(axes) == 1))
+    # kept rows split across threads; a full reduction over one (merged) axis in parts, whose
+    # results the combine kernel folds
+    parallel = big and rows and (bool(kept) or (red.folds and len(axes) == 1))
 
     def inner(level_body: _Body, idx) -> str:
         b = _Body(g)
@@ -54,98 +106,72 @@ def reduce_kernel(plan: Plan, v: Var) -> Kernel:
     if rows:
         kidx = _loops(g, v, x, kept, body, parallel)
         full = {k: n for k, n in zip(kept, kidx)}
-        if name == "sum":
-            body.emit(f"acc = {acc_t}(0)")
-        elif name == "max":
-            body.emit(f"acc = {_lowest(x)}")
-        elif name == "logsumexp":
-            body.emit(f"acc = {_lowest(x)}")
-        else:  # argmax: the running maximum in the input's own type (compares the same)
-            lowest = f"{_NP[x.dtype.name]}(-np.inf)" if floating else _lowest(x)
-            body.emit(f"acc = {lowest}")
-            body.emit("best = np.int64(0)")
         depth = body.indent
-        ridx = _loops(g, v, x, axes, body, parallel and not kept)
-        full.update(zip(axes, ridx))
-        idx = tuple(full[k] for k in range(x.ndim))
-        val = inner(body, idx)
-        if name == "sum":
-            body.emit(f"acc += {val}")
-        elif name in ("max", "logsumexp"):
-            body.emit(f"acc = acc if (acc != acc or acc >= {val}) else {acc_t}({val})")
-        else:  # the first maximum, or the first NaN; the first element if all are lowest
-            # `not (x <= acc) and acc == acc`: x wins if greater or NaN, unless acc is NaN
-            # already. The bitwise form, `(x > acc) | ((x != x) & (acc == acc))`, became AVX-512
-            # mask-register arithmetic on the running maximum's dependency chain; this one
-            # compiles to two compare-and-branch pairs, and took half the time on random,
-            # ReLU-like and sorted pooling windows alike (the demo CNN's argmaxes: 65 -> 40 us).
-            r = ridx[0]
-            val = val if val.isidentifier() else body.temp(val, "x")
-            if floating:
-                wins = body.temp(f"not ({val} <= acc) and acc == acc", "w")
-            else:
-                wins = body.temp(f"{val} > acc", "w")
-            body.emit(f"acc = {val} if {wins} else acc")
-            body.emit(f"best = {r} if {wins} else best")
-        body.indent = depth
-        if name == "logsumexp":
-            # m = 0 where the max is infinite: all -inf gives -inf, +inf gives +inf
-            body.emit("m = acc if acc - acc == 0 else np.float64(0.0)")
-            body.emit("acc = np.float64(0.0)")
-            _loops(g, v, x, axes, body, False)
-            val = inner(body, idx)
-            # float32 data: float32 exp (terms within an ulp or two, summed in float64), twice
-            # the SIMD width, and no float64 exp to compile for a float32 model. The log runs
-            # once per result, outside the loop: the C library's, with nothing to compile.
-            t = "np.float32" if x.dtype.name == "float32" else "np.float64"
-            body.emit(_vec(f"acc += math.exp({t}({val}) - {t}(m))"))
+        passes = [red.first, red] if red.first is not None else [red]
+        for j, r in enumerate(passes):
+            r_names = fold(r, x)
+            emit_init(body, r, r_names)
+            ridx = _loops(g, v, x, axes, body, parallel and not kept and j == 0)
+            full.update(zip(axes, ridx))
+            idx = tuple(full[k] for k in range(x.ndim))
+            emit_combine(body, r, r_names, "acc", inner(body, idx), ridx[0] if ridx else "0")
             body.indent = depth
-            body.emit("acc = math.log(acc) + m")
+            if r is not red:  # a first pass: its result is m
+                body.emit(f"m = {finalized(r, r_names) or 'acc'}")
         off = _ravel_kept(g, x, kept, [full[k] for k in kept]) if kept else "0"
-        result = "best" if name == "argmax" else "acc"
-        if parallel and not kept:  # a threaded full sum: each part's, added up after
-            name = g.scratch_buf(PARTS, dtypes.float64 if floating else dtypes.int64)
+        if parallel and not kept:  # a threaded full reduction: each part's, folded after
+            name = g.scratch_buf(
+                PARTS, dtypes.float64 if x.dtype.is_floating_point else dtypes.int64
+            )
             body.emit(f"{name}[part] = acc")
             kernel = _finish(g, body.lines, parallel)
             kernel.roots = []
             kernel.then = combine_kernel(plan, [(g.scratch[-1], v)])
             return kernel
-        body.emit(f"{at(out, off)} = {_store_cast(v, result)}")
+        result = finalized(red, names)
+        if result is not None:
+            body.emit(f"acc = {result}")
+        body.emit(f"{at(out, off)} = {_store_cast(v, red.result)}")
         return _finish(g, body.lines, parallel)
     # columns: the innermost axis is kept, so accumulate rows of an output-sized buffer
     n_out = g.dim(("numel", v), numel(v.shape))
-    init = f"{acc_t}(0)" if name == "sum" else _lowest(x)
-    acc = g.scratch_buf(numel(v.shape), dtypes.float64 if floating else dtypes.int64)
+    acc = g.scratch_buf(
+        numel(v.shape), dtypes.float64 if x.dtype.is_floating_point else dtypes.int64
+    )
     body.emit(f"for j in range({n_out}):")
-    body.emit(f"    {at(acc, 'j')} = {init}")
+    body.indent += 1
+    emit_init(body, red, names, at(acc, "j"))
+    body.indent -= 1
     idx = tuple(_loops(g, v, x, range(x.ndim), body, False))
     val = inner(body, idx)
     off = body.temp(_ravel_kept(g, x, kept, [idx[k] for k in kept]), "o")
-    if name == "sum":
-        body.emit(f"{at(acc, off)} += {val}")
-    else:
-        body.emit(f"a = {at(acc, off)}")
-        body.emit(f"{at(acc, off)} = a if (a != a or a >= {val}) else {acc_t}({val})")
+    emit_combine(body, red, names, at(acc, off), val)
     body.indent = 1
     body.emit(f"for j in range({n_out}):")
-    body.emit(f"    {at(out, 'j')} = {_store_cast(v, at(acc, 'j'))}")
+    result = finalized(red, names, at(acc, "j")) or at(acc, "j")
+    body.emit(f"    {at(out, 'j')} = {_store_cast(v, result)}")
     return _finish(g, body.lines, False)
 
 
 def combine_kernel(plan: Plan, partials: list) -> Kernel:
-    """The sums of a threaded kernel: for each (partials, value) pair, the parts' sums added in
-    part order (so the result does not depend on which thread ran which part) and stored."""
+    """The results of a threaded kernel's parts: for each (partials, value) pair, the parts'
+    results folded in part order (so the result does not depend on which thread ran which
+    part), finalized and stored."""
     g = KernelGen(plan, "combine", partials[-1][1])
     # the parts that ran: the executable sets it (1 where its loops run serially)
     n = g.dim(("parts",), PARTS)
     body = _Body(g)
     for p, v in partials:
-        acc_t = "np.float64" if v.dtype.is_floating_point else "np.int64"
+        e = plan.producer[v]
+        red, x = e.prim.reduction, e.inputs[0]
+        names = fold(red, x)
         src, out = g.buf(p), g.buf(v)
-        body.emit(f"acc = {acc_t}(0)")
+        emit_init(body, red, names)
         body.emit(f"for t in range({n}):")
-        body.emit(f"    acc += {src}[t]")
-        body.emit(f"{out}[0] = {_store_cast(v, 'acc')}")
+        body.indent += 1
+        emit_combine(body, red, names, "acc", f"{src}[t]")
+        body.indent -= 1
+        body.emit(f"{out}[0] = {_store_cast(v, finalized(red, names) or 'acc')}")
     kernel = _finish(g, body.lines, False)
     kernel.roots = [v for _, v in partials]
     return kernel
@@ -178,11 +204,3 @@ def _ravel_kept(g: KernelGen, x: Var, kept: list, names: list) -> str:
     for k, name in zip(kept[1:], names[1:]):
         expr = f"({expr}) * {g.vdim(x, k)} + {name}"
     return expr
-
-
-def _lowest(x: Var) -> str:
-    if x.dtype.is_floating_point:
-        return "np.float64(-np.inf)"
-    if x.dtype.name == "bool":
-        return "np.int64(0)"
-    return "np.int64(-9223372036854775807 - 1)"
