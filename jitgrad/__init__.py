@@ -7,7 +7,7 @@ x.grad  # tensor([2., 2., 2.])
 """
 
 # (memory: malloc settings for eager temporaries; ops installs the Tensor methods)
-from . import autograd, memory, nn, ops, optim, utils  # noqa: F401
+from . import autograd, linalg, memory, nn, ops, optim, utils  # noqa: F401
 from .autograd.grad_mode import (
     enable_grad,
     inference_mode,

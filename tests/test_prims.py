@@ -333,9 +333,15 @@ def test_keyword_aliases_give_the_same_result(name):
 
 
 def test_each_op_is_a_function_and_a_method_as_declared():
+    import importlib
+
     for entry in OPS.values():
+        module = importlib.import_module(
+            "jitgrad" if entry.namespace == "jitgrad" else f"jitgrad.{entry.namespace}"
+        )
         for name in (entry.name, *entry.names):
-            assert getattr(jg, name) is entry.fn, name
+            assert getattr(module, name) is entry.fn, entry.key
+            assert entry.namespace == "jitgrad" or name in module.__all__, entry.key
             assert (getattr(jg.Tensor, name, None) is entry.fn) == entry.method, name
             assert hasattr(jg.Tensor, name + "_") == (entry.method and entry.inplace), name
 

@@ -31,6 +31,7 @@ from ..ops.functions import log_softmax as _log_softmax
 from ..ops.functions import relu as _relu
 from ..ops.functions import silu as _silu
 from ..ops.functions import softmax as _softmax
+from ..ops.registry import export as _export
 from ..tensor import Tensor, apply
 
 __all__ = [
@@ -481,3 +482,6 @@ def binary_cross_entropy(
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from .normalization import batch_norm, layer_norm  # noqa: E402
 from .sparse import embedding  # noqa: E402
+
+# The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
+__all__ += _export("nn.functional", globals())

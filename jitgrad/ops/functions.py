@@ -31,7 +31,7 @@ from .frontend import (  # noqa: F401  (re-exported: VJP rules and other modules
     result_type,
 )
 from .prims import abs, eq, exp, log, lt, mul, ne, sqrt  # noqa: A004  (rows this module calls)
-from .registry import OPS, op
+from .registry import export, op
 from .shape_ops import (  # noqa: F401  (internal helpers VJP rules reach via F)
     broadcast_shapes,
     broadcast_to,
@@ -332,14 +332,9 @@ from .indexing import setitem  # noqa: E402,F401
 
 
 def _exports() -> list:
-    """Every op's public names (``jitgrad.X``), bound here too: each op is reachable as ``F.X``
-    wherever it is declared."""
-    names = []
-    for entry in OPS.values():
-        for name in (entry.name, *entry.names):
-            globals().setdefault(name, entry.fn)
-            names.append(name)
-    return names
+    """Every ``jitgrad`` op's public names (``jitgrad.X``), bound here too: each op is
+    reachable as ``F.X`` wherever it is declared."""
+    return export("jitgrad", globals())
 
 
 # What ``from jitgrad.ops.functions import *`` (and so ``jitgrad``) exports: the ops, and a few

@@ -160,6 +160,14 @@ class Op:
     method: bool = True
     inplace: bool = False
     prim: Prim | None = None  # the primitive it applies, when it is one under a front end
+    # where its public names live: "jitgrad" (jitgrad.X), "nn.functional", "linalg", ...
+    namespace: str = "jitgrad"
+
+    @property
+    def key(self) -> str:
+        """Its key in ``OPS``: the name, qualified by the namespace outside ``jitgrad``
+        (``nn.functional.pad``)."""
+        return self.name if self.namespace == "jitgrad" else f"{self.namespace}.{self.name}"
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
@@ -170,37 +178,53 @@ def op(
     *,
     spec: Spec | None = None,
     names: tuple = (),
-    method: bool = True,
+    method: bool | None = None,
     inplace: bool = False,
     prim: Prim | None = None,
     name: str | None = None,
+    namespace: str = "jitgrad",
 ):
     """Declare a public op (a decorator): ``@op(spec=Spec(...))`` over its function.
 
     ``names`` are other public names of the same op (``divide`` for ``div``); ``method=False``
-    keeps it off ``Tensor``; ``inplace`` adds ``Tensor.<name>_``. A parameter named ``dim`` or
+    keeps it off ``Tensor`` (ops outside the ``jitgrad`` namespace are methods only with
+    ``method=True``); ``inplace`` adds ``Tensor.<name>_``. ``namespace`` is the module its names
+    live in: ``"jitgrad"``, ``"nn.functional"`` (``jitgrad.nn.functional.<name>``), ``"linalg"``
+    ... (see ``export``). A parameter named ``dim`` or
     ``keepdim`` also accepts PyTorch's aliases ``axis=`` and ``keepdims=``. Without a ``spec``,
     an op of ``prim`` is tested with the primitive's (the two take the same arguments).
     """
 
     def declare(fn: Callable) -> Callable:
-        key = name or fn.__name__
-        if key in OPS:
-            raise ValueError(f"op {key!r} is already declared")
         public = _with_keyword_aliases(fn)
         entry = Op(
-            key,
+            name or fn.__name__,
             public,
             spec if spec is not None or prim is None else prim.spec,
             tuple(names),
-            method,
+            (namespace == "jitgrad") if method is None else method,
             inplace,
             prim,
+            namespace,
         )
-        OPS[key] = entry
+        if entry.key in OPS:
+            raise ValueError(f"op {entry.key!r} is already declared")
+        OPS[entry.key] = entry
         return public
 
     return declare(fn) if fn is not None else declare
+
+
+def export(namespace: str, into: dict) -> list:
+    """Bind every op of ``namespace`` declared so far in the module dict ``into`` (names it
+    already holds are kept); returns their public names, for ``__all__``."""
+    names = []
+    for entry in OPS.values():
+        if entry.namespace == namespace:
+            for public in (entry.name, *entry.names):
+                into.setdefault(public, entry.fn)
+                names.append(public)
+    return names
 
 
 def _with_keyword_aliases(fn: Callable) -> Callable:

@@ -180,7 +180,11 @@ def unsqueeze(input: Tensor, dim: int) -> Tensor:
     return reshape(input, shape[:d] + (1,) + shape[d:])
 
 
-@op(spec=_view(arg(2, 3, 4), 2, 0, 1, ref=lambda x, *dims: x.transpose(dims)))
+@op(
+    spec=_view(
+        arg(2, 3, 4), 2, 0, 1, ref=lambda x, *dims: x.transpose(dims), torch="Tensor.permute"
+    )
+)
 def permute(input: Tensor, *dims) -> Tensor:
     dims = _sizes(dims)
     n = input.ndim

@@ -67,6 +67,10 @@ class Spec:
     call: Callable | None = None
     # fused primitives: more (args, params) on which eager and the decomposition agree bit for bit
     cases: tuple = ()
+    # PyTorch's counterpart, for the agreement tests: True (the same name in the op's namespace:
+    # torch.X, torch.nn.functional.X, torch.linalg.X), a dotted path under torch
+    # ("special.erfinv", "Tensor.addcmul_"), or False (none, or it is called otherwise)
+    torch: bool | str = True
 
     def draw(self, seed: int = 0, args: list | None = None) -> list:
         """The inputs for one run: arrays for ``Arg`` entries, the rest as given."""

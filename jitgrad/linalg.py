@@ -1,0 +1,7 @@
+"""``jitgrad.linalg``: PyTorch's ``torch.linalg``, the op table's ``linalg`` entries."""
+
+from __future__ import annotations
+
+from .ops.registry import export as _export
+
+__all__ = _export("linalg", globals())
