@@ -45,7 +45,11 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
         return prim.decompose(*inputs, **params)  # tapes hold core primitives only
     n = len(inputs)
     data = None
-    if prim.kind == "elementwise" and inputs and inputs[0]._data.size >= _PARALLEL_MIN:
+    if (
+        prim.kind == "elementwise"
+        and inputs
+        and (inputs[0]._data.size >= _PARALLEL_MIN or inputs[-1]._data.size >= _PARALLEL_MIN)
+    ):
         data = _parallel([t._data for t in inputs], prim.impl, params)
     if data is not None:
         pass

@@ -81,8 +81,10 @@ def test_calls_run_eagerly_until_the_build_is_ready_then_compiled(fresh_cache, s
     for _ in range(3):  # compiled from now on, within the compiled code's tolerance
         got, want = step(x, y).numpy(), eager(x, y).detach().numpy()
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    # (Adam divides by the gradients' running scale: float32 rounding differences in a
+    # near-zero gradient move a parameter by a fraction of lr = 0.01 a step)
     for p, q in zip(_params(a), _params(b)):
-        np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(p, q, rtol=1e-3, atol=1e-3)
     assert step.stats.eager_calls == s.eager_calls
 
 

@@ -70,8 +70,8 @@ def np_adamw(params, grad_fn, steps, weight_decay=1e-2, **kw):
 
 
 RNG = np.random.default_rng(42)
-INIT = [RNG.standard_normal((3, 4)), RNG.standard_normal(4)]
-TARGET = [RNG.standard_normal((3, 4)), RNG.standard_normal(4)]
+INIT = [RNG.standard_normal((19, 35)), RNG.standard_normal(35)]  # (19, 35): several tiles
+TARGET = [RNG.standard_normal((19, 35)), RNG.standard_normal(35)]
 
 
 def grad_fn(ps):

@@ -73,9 +73,13 @@ def elementwise(impl, arrays: list, params: dict):
         return None
     flat = [a.reshape(-1) if a.ndim else a for a in arrays]
     bounds = [n * i // CORES for i in range(CORES + 1)]
-    if type(impl) is _ufunc and not params and impl.nout == 1:
+    writes_out = getattr(impl, "writes_out", False)  # (an impl taking out=: prims_activation)
+    if (type(impl) is _ufunc and not params and impl.nout == 1) or writes_out:
         # a ufunc writes each piece in place: no copies
-        dtype = impl.resolve_dtypes(tuple(a.dtype for a in arrays) + (None,))[-1]
+        if writes_out:
+            dtype = next(a.dtype for a in arrays if a.ndim)
+        else:
+            dtype = impl.resolve_dtypes(tuple(a.dtype for a in arrays) + (None,))[-1]
         out = np.empty(n, dtype)
 
         def piece(i):

@@ -190,8 +190,9 @@ tanh_p, tanh = unary(
     "tanh",
     np.tanh,
     "math.tanh({0})",
-    lambda n, g: (F.mul(g, F.rsub(F.mul(n.out, n.out), 1.0)),),
+    lambda n, g: (apply(tanh_backward_p, (g, n.out)),),
     save_out=True,
+    saves=False,
     floats=True,
     inplace=True,
     spec=_spec1(np.tanh),
@@ -482,6 +483,8 @@ where_p = register(
 
 # The reductions, the movement, matmul, indexing and random primitives, and the fused ones,
 # live next door (one registry, four files).
+from .prims_activation import *  # noqa: E402,F401,F403
+from .prims_activation import tanh_backward_p  # noqa: E402  (tanh's VJP)
 from .prims_fused import *  # noqa: E402,F401,F403
 from .prims_layout import *  # noqa: E402,F401,F403
 from .prims_reduce import *  # noqa: E402,F401,F403
