@@ -97,3 +97,27 @@ class FirstCompiledStep:
         return results[case]["seconds"]
 
     track_seconds.unit = "seconds"
+
+
+class DemoFromEmptyCaches:
+    """The demo in a fresh process with empty caches (jitgrad/bench_compile.py): PyTorch
+    eager's training seconds over jitgrad's for each model (> 1: jitgrad is faster), at the
+    demo's epochs and at ten times as many. Needs torch for the ratio (NaN without it)."""
+
+    params = [[f for f, _ in bench_compile.DEMO_CASES], ["mlp", "cnn"]]
+    param_names = ["epochs_factor", "model"]
+    timeout = 1800
+
+    def setup_cache(self):
+        return bench_compile.measure_demo()
+
+    def track_torch_over_jitgrad(self, results, factor, model):
+        ratio = bench_compile.demo_ratio(results[factor][model])
+        return float("nan") if ratio is None else ratio
+
+    track_torch_over_jitgrad.unit = "ratio"
+
+    def track_trained_seconds(self, results, factor, model):
+        return results[factor][model]["seconds"]
+
+    track_trained_seconds.unit = "seconds"

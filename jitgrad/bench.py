@@ -446,6 +446,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the compile-time table (it starts a fresh process for each case)",
     )
+    parser.add_argument(
+        "--no-demo-times",
+        action="store_true",
+        help="skip the demo-from-empty-caches table (the demo twice, the second time with "
+        "ten times the epochs: about a minute)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -496,4 +502,15 @@ def main(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             results[b] = None
     print(bench_compile.format_table(results))
+    if args.no_demo_times:
+        return 0
+    print()
+    print("The demo from empty caches (python -m jitgrad demo in a fresh process, as on a new")
+    print("machine): each model's training seconds against PyTorch eager's for the same steps,")
+    print("batches and per-epoch evaluation, measured in the same process; and with ten times")
+    print("the epochs.")
+    try:
+        print(bench_compile.format_demo_table(bench_compile.measure_demo()))
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(exc, file=sys.stderr)
     return 0

@@ -208,3 +208,102 @@ def format_table(results: dict) -> str:
                 + [str(r[k]) for k in ("traces", "eager_calls", "backend_compiles")]
             )
     return bench._grid(table, left=3)
+
+
+# -- the demo from empty caches ---------------------------------------------------------------
+# `python -m jitgrad demo` in a fresh process with both caches empty, as a first run on a new
+# machine: each model's training seconds (traced, eager-while-building and compiled calls with
+# the per-epoch evaluation, as the demo reports "trained in") against its PyTorch eager twin's
+# for the same steps, measured in the same process after it. Also with ten times the epochs.
+DEMO_EPOCHS = 30  # the demo's default
+DEMO_CASES = (
+    (1, "<= 1.5x PyTorch's time"),
+    (10, ">= 2x faster than PyTorch"),
+)
+_DEMO_TAG = "jitgrad-demo-times: "
+
+
+def demo_child(epochs: int, *argv: str) -> None:
+    """The measuring process of one demo case: the demo's models in its order (``argv``: more
+    demo options)."""
+    import argparse
+
+    from . import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args(["--epochs", str(epochs), *argv])
+    data = demo.load_digits(args.seed)
+    result = {}
+    for kind in demo.MODELS:
+        trained = demo.train(kind, args, data, progress=False)
+        stats = trained["stats"]
+        result[kind] = {
+            "seconds": trained["train_seconds"],
+            "torch_seconds": demo._torch_training_seconds(kind, args, data, trained["step"]),
+            "traced_calls": stats.traces,
+            "eager_calls": stats.eager_calls,
+            "compiled_calls": stats.cache_hits,
+            "accuracy": trained["history"]["accuracy"][-1],
+        }
+    print(_DEMO_TAG + json.dumps(result), flush=True)
+
+
+def measure_demo(factors=None) -> dict:
+    """{epochs factor: {model: demo_child's result}}, each case in a fresh process with empty
+    caches."""
+    results = {}
+    for factor, _ in DEMO_CASES:
+        if factors is not None and factor not in factors:
+            continue
+        with tempfile.TemporaryDirectory(prefix="jitgrad-demo-times-") as root:
+            env = dict(os.environ, JITGRAD_CACHE_DIR=os.path.join(root, "j"))
+            env["NUMBA_CACHE_DIR"] = os.path.join(root, "n")
+            code = f"import jitgrad.bench_compile as b; b.demo_child({DEMO_EPOCHS * factor})"
+            proc = subprocess.run(
+                [sys.executable, "-c", code],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=_TIMEOUT_S,
+            )
+            tagged = [ln for ln in proc.stdout.splitlines() if ln.startswith(_DEMO_TAG)]
+            if proc.returncode != 0 or not tagged:
+                raise RuntimeError(
+                    f"measuring the demo failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+                )
+            results[factor] = json.loads(tagged[-1][len(_DEMO_TAG) :])
+    return results
+
+
+def demo_ratio(result: dict) -> float | None:
+    """PyTorch's seconds over jitgrad's for one model of a demo case (> 1: jitgrad is faster;
+    None without torch)."""
+    if result.get("torch_seconds") is None:
+        return None
+    return result["torch_seconds"] / result["seconds"]
+
+
+def format_demo_table(results: dict) -> str:
+    headers = ["model", "epochs", "trained in (s)", "PyTorch eager (s)", "PyTorch/jitgrad"]
+    headers += ["target", "traced", "eager calls", "compiled calls", "accuracy"]
+    table = [headers]
+    targets = dict(DEMO_CASES)
+    for factor, models in results.items():
+        for kind, r in models.items():
+            ratio = demo_ratio(r)
+            table.append(
+                [
+                    kind.upper(),
+                    str(DEMO_EPOCHS * factor),
+                    f"{r['seconds']:.2f}",
+                    "n/a" if r["torch_seconds"] is None else f"{r['torch_seconds']:.2f}",
+                    "n/a" if ratio is None else f"{ratio:.2f}",
+                    targets[factor],
+                    str(r["traced_calls"]),
+                    str(r["eager_calls"]),
+                    str(r["compiled_calls"]),
+                    f"{100 * r['accuracy']:.1f}%",
+                ]
+            )
+    return bench._grid(table, left=2)

@@ -128,13 +128,19 @@ def _time_torch(kind: str, batch: int, lr: float) -> float | None:
     return _seconds_per_step(lambda: step(*args))
 
 
-def _torch_training_seconds(kind: str, args: argparse.Namespace, data) -> float | None:
+def _torch_training_seconds(kind: str, args: argparse.Namespace, data, step=None) -> float | None:
     """PyTorch eager's time for the same training: the same model, optimizer, schedule, batches
-    and per-epoch evaluation as ``run`` (None without torch)."""
+    and per-epoch evaluation as ``run`` (None without torch). Timed once jitgrad's background
+    builds (``step``'s, the eager loops') are done, so that they do not slow PyTorch down."""
     try:
         torch = importlib.import_module("torch")
     except ImportError:
         return None
+    from .ops import loops
+
+    if isinstance(step, jg.CompiledFunction):
+        step.wait()
+    loops.wait()
     x_tr, y_tr, x_te, y_te = (torch.from_numpy(np.array(t.numpy())) for t in data)
     torch.manual_seed(args.seed)
     model = build_model(torch, kind)
@@ -176,7 +182,9 @@ def _agreement(model, loss_fn, opt, x, y, backend: str) -> str:
 
 
 # -- the main job -------------------------------------------------------------------------------
-def run(kind: str, args: argparse.Namespace, data) -> dict:
+def train(kind: str, args: argparse.Namespace, data, progress: bool = True) -> dict:
+    """Train one classifier as the demo does; returns the model, its optimizer and step, the
+    history, and the seconds it took (the PyTorch twin's are measured separately)."""
     import jitgrad.nn as nn
     import jitgrad.optim as optim
     from jitgrad.optim.lr_scheduler import CosineAnnealingLR
@@ -195,13 +203,14 @@ def run(kind: str, args: argparse.Namespace, data) -> dict:
     eager = args.backend == "eager"
     step = train_step if eager else jg.compile(train_step, backend=args.backend, check=args.check)
     n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"\n{kind.upper()}: {n_params} parameters, Adam lr {args.lr} with cosine annealing, "
-        f"batch {args.batch_size}, {args.epochs} epochs, "
-        f"{'eager' if eager else f'compiled ({args.backend})'}"
-    )
+    if progress:
+        print(
+            f"\n{kind.upper()}: {n_params} parameters, Adam lr {args.lr} with cosine annealing, "
+            f"batch {args.batch_size}, {args.epochs} epochs, "
+            f"{'eager' if eager else f'compiled ({args.backend})'}"
+        )
     history = {"epoch": [], "loss": [], "accuracy": []}
-    bar = _progress(args.epochs * len(loader), kind)
+    bar = _progress(args.epochs * len(loader), kind) if progress else None
     t0 = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         total, count = 0.0, 0
@@ -209,16 +218,34 @@ def run(kind: str, args: argparse.Namespace, data) -> dict:
             loss = step(model, loss_fn, opt, xb, yb).item()
             total += loss * len(yb)
             count += len(yb)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", refresh=False)
         sched.step()
         history["epoch"].append(epoch)
         history["loss"].append(total / count)
         history["accuracy"].append(accuracy(model, x_te, y_te))
-    bar.close()
+    if bar is not None:
+        bar.close()
     train_seconds = time.perf_counter() - t0
-    stats = None if eager else copy.copy(step.stats)  # (the training's, before the timings)
-    torch_seconds = _torch_training_seconds(kind, args, data)
+    return {
+        "model": model,
+        "loss_fn": loss_fn,
+        "opt": opt,
+        "step": step,
+        "history": history,
+        "train_seconds": train_seconds,
+        "stats": None if eager else copy.copy(step.stats),  # (the training's)
+    }
+
+
+def run(kind: str, args: argparse.Namespace, data) -> dict:
+    trained = train(kind, args, data)
+    model, loss_fn, opt, step = (trained[k] for k in ("model", "loss_fn", "opt", "step"))
+    history, train_seconds, stats = trained["history"], trained["train_seconds"], trained["stats"]
+    eager = args.backend == "eager"
+    x_tr, y_tr = data[0], data[1]
+    torch_seconds = _torch_training_seconds(kind, args, data, step)
 
     # time per step on one fixed batch: compiled (if it was), eager, torch eager
     xb, yb = x_tr[: args.batch_size], y_tr[: args.batch_size]

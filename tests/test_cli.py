@@ -195,6 +195,24 @@ def test_compile_time_child_reports_a_first_compiled_call_and_a_retrace(capsys):
     assert "new batch 32" in text and "same caches" in text
 
 
+def test_demo_child_reports_each_models_training_against_torch(capsys):
+    # In process, one epoch on the interpreter: the measuring body without the subprocess.
+    from jitgrad import bench_compile
+
+    bench_compile.demo_child(1, "--backend", "interpreter")
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    result = json.loads(line.split(": ", 1)[1])
+    assert set(result) == {"mlp", "cnn"}
+    for r in result.values():
+        assert r["seconds"] > 0 and 0 < r["accuracy"] <= 1
+        # every batch of the epoch ran on some path
+        assert r["traced_calls"] + r["eager_calls"] + r["compiled_calls"] == 22
+        if r["torch_seconds"] is not None:
+            assert bench_compile.demo_ratio(r) == r["torch_seconds"] / r["seconds"]
+    text = bench_compile.format_demo_table({1: result})
+    assert "CNN" in text and "<= 1.5x" in text
+
+
 def test_cold_compile_seconds_runs_in_a_fresh_process():
     from jitgrad import bench_compile
 
