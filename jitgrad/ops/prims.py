@@ -485,3 +485,4 @@ where_p = register(
 from .prims_fused import *  # noqa: E402,F401,F403
 from .prims_layout import *  # noqa: E402,F401,F403
 from .prims_reduce import *  # noqa: E402,F401,F403
+from .prims_scan import *  # noqa: E402,F401,F403
