@@ -232,6 +232,8 @@ def _median(input, dim, keepdim, skip_nan: bool):
     x, d, scalar = _line(x, 0 if whole else dim)
     n = x.shape[d]
     if n == 0:
+        if whole:  # (PyTorch's median of no elements)
+            return Tensor._wrap(np.array(np.nan, dtype=_float(input)._data.dtype))
         raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
     if x.dtype.is_floating_point:
         # NaNs sort last: median takes the first of them where a line has one, nanmedian the

@@ -112,24 +112,38 @@ cumsum_p = register(
 )
 
 
-def _cumprod_vjp(n, g):
-    # out_j = prod_{k <= j} x_k. Before the first zero of a line, dx_i = sum_{j >= i} g_j
-    # out_j / x_i (the out_j past the zero are 0); at the first zero z, dx_z = prod_{k < z} x_k
-    # * sum_{j >= z} g_j prod_{z < k <= j} x_k; past it, 0 (every product there holds x_z = 0).
-    x, out = n.inputs[0], n.out
-    axis = n.params["axis"]
+def _cumprod_grad(x, out, g, axis):
+    """The gradient of cumprod's ``out`` at ``x``: out_j = prod_{k <= j} x_k. Before the first
+    zero z of a line, dx_i = sum_{j >= i} g_j out_j / x_i (the out_j past z are 0); at z, dx_z =
+    prod_{k < z} x_k * sum_{j >= z} g_j prod_{z < k <= j} x_k; past it 0 (every product there
+    holds x_z). Also (the masks and the first zero's value) what ``_cumprod_vjp`` adds to."""
     zero = F.eq(x, 0)
     zeros = scan(cumsum_p, zero, axis, reverse=False)  # zeros at or before each position
     before = F.eq(zeros, 0)
     first = F.logical_and(zero, F.eq(zeros, 1))
     safe = F.where(before, x, 1.0)
-    cum_g = scan(cumsum_p, F.mul(g, out), axis, reverse=True)
-    part_before = F.div(cum_g, safe)
+    part_before = F.div(scan(cumsum_p, F.mul(g, out), axis, reverse=True), safe)
     after = scan(cumprod_p, F.where(F.logical_or(before, first), 1.0, x), axis)
     part_first = F.mul(
         scan(cumprod_p, safe, axis), scan(cumsum_p, F.mul(g, after), axis, reverse=True)
     )
-    return (F.where(before, part_before, F.where(first, part_first, 0.0)),)
+    grad = F.where(before, part_before, F.where(first, part_first, 0.0))
+    return grad, before, first
+
+
+def _cumprod_vjp(n, g):
+    # Past the first zero z the gradient is 0, but its derivative in x_z is not (PyTorch's
+    # double backward has it): there dx_i = x_z * S_i with S_i = sum_{j >= i} g_j prod_{k <= j,
+    # k != i, k != z} x_k, the gradient of the cumprod of x with x_z set to 1 (y). So the
+    # second order is exact; S's own derivative is multiplied by x_z = 0.
+    x, out = n.inputs[0], n.out
+    axis = n.params["axis"]
+    grad, before, first = _cumprod_grad(x, out, g, axis)
+    y = F.where(first, 1.0, x)
+    rest, _, _ = _cumprod_grad(y, scan(cumprod_p, y, axis), g, axis)
+    x_z = F.sum(F.where(first, x, 0.0), axis, keepdim=True)  # 0, as a function of x_z
+    past = F.logical_not(F.logical_or(before, first))
+    return (F.add(grad, F.where(past, F.mul(F.expand(x_z, tuple(x.shape)), rest), 0.0)),)
 
 
 cumprod_p = register(

@@ -9,7 +9,8 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..tensor import Tensor, _wrap_dim, apply
+from .. import dtypes
+from ..tensor import _TYPE_NAMES, Tensor, _wrap_dim, apply
 from . import prims as P
 from .composites import _axes, _count, _sqrt_zero_grad, amax, amin, mean, std, sum, var
 from .functions import _float, add, cast, div, isnan, where
@@ -25,6 +26,11 @@ _R345 = (3, 4, 5)
 def _spec(ref, shape=_R345, params=None, d=(0,), **kw) -> Spec:
     arg_kw = {k: kw.pop(k) for k in ("lo", "hi", "away_from", "margin", "kind") if k in kw}
     return Spec([arg(*shape, **arg_kw)], ref, params=params or {}, differentiable=d, **kw)
+
+
+def _floating_only(name: str, x: Tensor) -> None:
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"{name} only support floating point and complex dtypes")
 
 
 def _variance_args(dim, unbiased, correction):
@@ -47,6 +53,7 @@ def _variance_args(dim, unbiased, correction):
 )
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(variance, mean) along ``dim`` (all elements when None), with ``correction``."""
+    _floating_only("var_mean", input)
     dim, correction = _variance_args(dim, unbiased, correction)
     return (
         var(input, dim, correction=correction, keepdim=keepdim),
@@ -57,6 +64,7 @@ def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 @op(spec=_spec(lambda x, dim: (x.std(axis=dim, ddof=1), x.mean(axis=dim)), params={"dim": 1}))
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(standard deviation, mean) along ``dim``, with ``correction``."""
+    _floating_only("std_mean", input)
     dim, correction = _variance_args(dim, unbiased, correction)
     return (
         std(input, dim, correction=correction, keepdim=keepdim),
@@ -84,7 +92,7 @@ def nanmean(input, dim=None, keepdim=False, *, dtype=None):
     if not input.dtype.is_floating_point:
         raise RuntimeError(
             "nanmean(): expected input to have floating point or complex dtype but got "
-            f"{input.dtype}"
+            f"{_type_name(input.dtype)}"
         )
     axes = _axes(input, dim)
     nans = apply(P.sum_p, (ne(input, input),), {"axes": axes, "keepdim": bool(keepdim)})
@@ -133,18 +141,25 @@ def aminmax(input, *, dim=None, keepdim=False):
 
 
 # -- norms ----------------------------------------------------------------------------------------
+def _type_name(dtype) -> str:
+    return _TYPE_NAMES.get(dtype.name, {"bool": "Bool"}.get(dtype.name, dtype.name))
+
+
 def _floating(name: str, x: Tensor, dtype) -> Tensor:
-    if dtype is not None:
-        x = cast(x, dtype)
     if not x.dtype.is_floating_point:
         raise RuntimeError(
             f"{name}: Expected a floating point or complex tensor as input. Got "
-            f"{_TORCH_NAMES.get(x.dtype.name, x.dtype.name)}"
+            f"{_type_name(x.dtype)}"
         )
+    if dtype is not None:
+        dtype = dtypes.as_dtype(dtype)
+        if not dtype.is_floating_point or dtype.np.itemsize < x._data.dtype.itemsize:
+            raise RuntimeError(
+                f"{name}: the dtype of the input ({_type_name(x.dtype)}) should be convertible "
+                f"without narrowing to the specified dtype ({_type_name(dtype)})"
+            )
+        x = cast(x, dtype)
     return x
-
-
-_TORCH_NAMES = {"int64": "Long", "int32": "Int", "bool": "Bool", "uint8": "Byte"}
 
 
 def _vector_norm(x: Tensor, ord, dim, keepdim) -> Tensor:
@@ -252,7 +267,7 @@ def linalg_norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """PyTorch's ``norm``: ``p`` a number (a vector norm over ``dim``, all elements when None),
     or "fro" (the 2-norm of all elements, or of the matrices over a pair of dims)."""
-    x = _floating("linalg.vector_norm", _float(input) if dtype is None else input, dtype)
+    x = _floating("linalg.vector_norm", input, dtype)
     if isinstance(dim, int):
         dim = (dim,)
     if p == "fro":
