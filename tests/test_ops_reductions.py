@@ -140,6 +140,22 @@ CASES = {
         np.array([[1, 2], [0, 1], [1, 2]]),
     ),
     "unique method": (lambda L, t: t.unique(return_counts=True), XI),
+    "unique_consecutive": (
+        lambda L, t: L.unique_consecutive(t, return_inverse=True, return_counts=True),
+        np.array([[1, 1, 2], [1, 1, 2], [3, 3, 3], [1, 1, 2]]),
+    ),
+    "unique_consecutive dim": (
+        lambda L, t: L.unique_consecutive(t, dim=0, return_inverse=True, return_counts=True),
+        np.array([[1, 1, 2], [1, 1, 2], [3, 3, 3], [1, 1, 2]]),
+    ),
+    "cumsum_ keeps int32": (lambda L, t: t.int().cumsum_(1), XI),
+    "cumprod_": (lambda L, t: t.clone().cumprod_(0), X),
+    "searchsorted promotes": (
+        lambda L, s, v: L.searchsorted(s, v),
+        np.array([1, 2, 3]),
+        np.array([1.5, 3.0]),
+    ),
+    "searchsorted empty": (lambda L, s, v: L.searchsorted(s, v), np.zeros(0), np.array([1.0])),
     "var_mean": (lambda L, t: L.var_mean(t), X),
     "var_mean keepdim": (lambda L, t: L.var_mean(t, 1, keepdim=True), X),
     "var_mean correction": (lambda L, t: L.var_mean(t, (0, 2), correction=0), X),
@@ -429,3 +445,32 @@ def test_compiled_sort_of_long_lines_with_ties_and_nans_is_stable(dtype):
     np.testing.assert_array_equal(values.numpy(), tv.numpy())
     np.testing.assert_array_equal(indices.numpy(), ti.numpy())
     np.testing.assert_array_equal(down.numpy(), tdown.numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("error")
+def test_compiled_searchsorted_is_a_binary_search_of_each_line():
+    rng = np.random.default_rng(9)
+    bounds = np.sort(rng.standard_normal(257))
+    lines = np.sort(rng.standard_normal((4, 33)), 1)
+    x = rng.standard_normal((4, 50))
+    x[0, :3] = bounds[:3]  # values equal to boundaries
+    x[1, 0] = np.nan
+
+    def f(x, b, s):
+        return jg.bucketize(x, b), jg.bucketize(x, b, right=True), jg.searchsorted(s, x)
+
+    got = jg.compile(f, backend="numba", check=True)(*map(jg.tensor, (x, bounds, lines)))
+    want = (
+        np.searchsorted(bounds, x, "left"),
+        np.searchsorted(bounds, x, "right"),
+        np.stack([np.searchsorted(s, v) for s, v in zip(lines, x)]),
+    )
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), w)
+
+
+def test_unique_consecutive_under_compile_raises_trace_error():
+    fn = jg.compile(lambda t: jg.unique_consecutive(t), backend="interpreter")
+    with pytest.raises(jg.TraceError, match="unique_consecutive"):
+        fn(jg.tensor(XI))

@@ -27,12 +27,11 @@ from .functions import (
     clamp,
     div,
     floor,
-    ge,
     gt,
     isnan,
     logical_and,
-    logical_not,
     logical_or,
+    result_type,
     sub,
     where,
 )
@@ -83,7 +82,7 @@ def _cumsum_ref(x, dim):
     return np.cumsum(x, axis=dim)
 
 
-@op(spec=_spec(_cumsum_ref, params={"dim": -1}, linear=True))
+@op(spec=_spec(_cumsum_ref, params={"dim": -1}, linear=True), inplace=True)
 def cumsum(input, dim, *, dtype=None):
     """Running sums along ``dim``; bool and integer inputs sum in int64, as PyTorch's."""
     return _scan_op(P.cumsum_p, input, dim, dtype, reverse=False)
@@ -98,7 +97,8 @@ def cumsum(input, dim, *, dtype=None):
         hi=1.5,
         away_from=(0.0,),
         margin=0.3,
-    )
+    ),
+    inplace=True,
 )
 def cumprod(input, dim, *, dtype=None):
     """Running products along ``dim`` (the gradient is exact where the input has zeros)."""
@@ -450,7 +450,7 @@ def _searchsorted_ref(seq, values, right):
 )
 def searchsorted(sorted_sequence, values, *, out_int32=False, right=False, side=None, sorter=None):
     """For each value, the number of elements of the sorted innermost dim before it (``right``:
-    also those equal to it); NaN counts as the largest."""
+    also those equal to it), by binary search; NaN counts as the largest."""
     if side is not None:
         if side not in ("left", "right"):
             raise RuntimeError(
@@ -475,10 +475,10 @@ def searchsorted(sorted_sequence, values, *, out_int32=False, right=False, side=
             "dimensions of boundaries tensor and input value tensor must match, but we got "
             f"boundaries tensor {list(seq.shape)} and input value tensor {list(v.shape)}"
         )
-    s = seq if seq.ndim == 1 else unsqueeze(seq, -2)  # (..., 1, n)
-    # left: the elements not >= v (so a NaN value counts them all); right: those not > v
-    before = logical_not(gt(s, unsqueeze(v, -1)) if right else ge(s, unsqueeze(v, -1)))
-    out = apply(P.sum_p, (before,), {"axes": (before.ndim - 1,), "keepdim": False})
+    if seq._data.dtype != v._data.dtype:
+        dtype = result_type(seq, v)
+        seq, v = cast(seq, dtype), cast(v, dtype)
+    out = apply(P.searchsorted_p, (seq, v), {"right": bool(right)})
     if out_int32:
         out = cast(out, dtypes.int32)
     return reshape(out, ()) if scalar else out
@@ -491,6 +491,7 @@ def searchsorted(sorted_sequence, values, *, out_int32=False, right=False, side=
         params={"right": False},
         call=lambda fn, x, b, right: fn(x, b.sort(-1).values, right=right),
     ),
+    method=False,
 )
 def bucketize(input, boundaries, *, out_int32=False, right=False):
     """The bucket of each element among 1-D ``boundaries`` (``searchsorted`` of the input)."""
@@ -500,6 +501,15 @@ def bucketize(input, boundaries, *, out_int32=False, right=False):
 
 
 # -- unique ---------------------------------------------------------------------------------------
+def _eager_only(name: str) -> None:
+    if STATE.tracer is not None:
+        raise TraceError(
+            f"{name}() cannot be compiled: the size of its result depends on the values of its "
+            "input, which a compiled call does not know ahead. Call it outside the compiled "
+            "function."
+        )
+
+
 def _unique_ref(x):
     return np.unique(x)
 
@@ -508,12 +518,7 @@ def _unique_ref(x):
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
     """The distinct elements (sorted), and optionally the inverse and the counts; eager only,
     since the size of the result depends on the values."""
-    if STATE.tracer is not None:
-        raise TraceError(
-            "unique() cannot be compiled: the size of its result depends on the values of its "
-            "input, which a compiled call does not know ahead. Call it outside the compiled "
-            "function."
-        )
+    _eager_only("unique")
     data = input._data
     if dim is None:
         values, inverse, counts = np.unique(data, return_inverse=True, return_counts=True)
@@ -527,4 +532,32 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
         out.append(Tensor._wrap(inverse.astype(np.int64)))
     if return_counts:
         out.append(Tensor._wrap(counts.astype(np.int64)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+@op(spec=Spec([arg(3, 5, kind="int", lo=0, hi=2)], None))
+def unique_consecutive(input, return_inverse=False, return_counts=False, dim=None):
+    """Each run of equal consecutive elements (or slices along ``dim``) once, and optionally
+    the inverse and the run lengths; eager only, as ``unique``."""
+    _eager_only("unique_consecutive")
+    data = input._data
+    d = None if dim is None else _wrap_dim(dim, input.ndim)
+    lines = data.reshape(-1) if d is None else np.moveaxis(data, d, 0)
+    n = lines.shape[0]
+    if n == 0:
+        starts = np.zeros(0, np.int64)
+    else:
+        differs = lines[1:] != lines[:-1]
+        if differs.ndim > 1:
+            differs = differs.reshape(n - 1, -1).any(axis=1)
+        starts = np.concatenate([[0], np.nonzero(differs)[0] + 1]).astype(np.int64)
+    values = lines[starts]
+    if d is not None:
+        values = np.moveaxis(values, 0, d)
+    out = [Tensor._wrap(np.ascontiguousarray(values))]
+    if return_inverse:
+        inverse = np.cumsum(np.isin(np.arange(n), starts)) - 1
+        out.append(Tensor._wrap(inverse.reshape(data.shape if d is None else -1).astype(np.int64)))
+    if return_counts:
+        out.append(Tensor._wrap(np.diff(np.append(starts, n)).astype(np.int64)))
     return out[0] if len(out) == 1 else tuple(out)

@@ -285,3 +285,51 @@ __all__ = [
     "logcumsumexp_p",
     "scan",
 ]
+
+
+# -- binary search --------------------------------------------------------------------------------
+
+
+def _searchsorted_impl(seq, values, right):
+    """For each value, the binary search of its line of ``seq`` (the innermost dim; one line
+    for all when ``seq`` is 1-D): ``lo`` moves past ``mid`` while seq[mid] is not >= the value
+    (not > for ``right``), so a NaN value goes past everything. The steps are the compiled
+    kernel's, so both give the same positions even on a sequence that is not sorted."""
+    n = seq.shape[-1]
+    lines = seq.reshape(1, n) if seq.ndim == 1 else seq.reshape(-1, n)
+    flat = values.reshape(1, -1) if seq.ndim == 1 else values.reshape(lines.shape[0], -1)
+    lo = np.zeros(flat.shape, np.int64)
+    hi = np.full(flat.shape, n, np.int64)
+    for _ in range(int(n).bit_length()):
+        active = lo < hi
+        mid = (lo + hi) // 2
+        s = np.take_along_axis(lines, np.minimum(mid, max(n - 1, 0)), 1) if n else flat
+        with np.errstate(invalid="ignore"):
+            past = ~(s > flat) if right else ~(s >= flat)
+        lo = np.where(active & past, mid + 1, lo)
+        hi = np.where(active & ~past, mid, hi)
+    return lo.reshape(values.shape)
+
+
+def _searchsorted_shape(avals, right):
+    return tuple(avals[1].shape), dtypes.int64
+
+
+def _bisect_ref(seq, values, right):
+    import bisect
+
+    find = bisect.bisect_right if right else bisect.bisect_left
+    return np.array([[find(list(s), v) for v in row] for s, row in zip(seq, values)])
+
+
+searchsorted_p = register(
+    "searchsorted",
+    impl=_searchsorted_impl,
+    vjp=None,
+    shape=_searchsorted_shape,
+    kind="other",
+    differentiable=False,
+    saves=False,
+    spec=Spec([arg(2, 6), arg(2, 5, lo=-3.0, hi=3.0)], _bisect_ref, params={"right": True}),
+)
+__all__.append("searchsorted_p")

@@ -49,7 +49,8 @@ def _variance_args(dim, unbiased, correction):
     spec=_spec(
         lambda x, dim, correction: (x.var(axis=dim, ddof=correction), x.mean(axis=dim)),
         params={"dim": (0, 2), "correction": 0},
-    )
+    ),
+    method=False,
 )
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     """(variance, mean) along ``dim`` (all elements when None), with ``correction``."""
