@@ -38,7 +38,7 @@ from .functions import (
 from .prims import eq, mul, ne, neg
 from .prims_scan import scan
 from .registry import op
-from .shape_ops import expand, gather, movedim, narrow, reshape, squeeze, unsqueeze
+from .shape_ops import cat, expand, gather, movedim, narrow, reshape, squeeze
 from .spec import Spec, arg
 
 SortResult = namedtuple("sort", ["values", "indices"])
@@ -297,7 +297,8 @@ def _mode_ref(x, dim):
 )
 def mode(input, dim=-1, keepdim=False):
     """(values, indices): the most frequent value along ``dim`` (the smallest of equally
-    frequent ones) and the last position holding it, as PyTorch's."""
+    frequent ones) and the last position holding it, as PyTorch's. From the sorted line: each
+    run of equal values is scored by its length (from a running maximum of run starts)."""
     x, d, scalar = _line(input, dim)
     n = x.shape[d]
     if n == 0:
@@ -305,13 +306,16 @@ def mode(input, dim=-1, keepdim=False):
     xm = movedim(x, d, -1)
     order = _positions(xm, xm.ndim - 1, False)
     s = gather(xm, -1, order)
-    same = eq(unsqueeze(s, -1), unsqueeze(s, -2))  # [..., i, j]: s_i == s_j
-    counts = apply(P.sum_p, (same,), {"axes": (xm.ndim,), "keepdim": False})
-    later = Tensor._wrap(np.triu(np.ones((n, n), dtype=bool), 1))
-    last = eq(
-        apply(P.sum_p, (logical_and(same, later),), {"axes": (xm.ndim,), "keepdim": False}), 0
-    )
-    score = where(last, counts, 0)  # each run of equal values scored at its last element
+    # runs of equal values in sorted order: each scored at its last element by its length
+    lead = tuple(xm.shape[:-1])
+    edge = Tensor._wrap(np.ones(lead + (1,), dtype=bool))
+    differs = ne(narrow(s, -1, 1, n - 1), narrow(s, -1, 0, n - 1))  # s_j != s_{j-1}
+    starts = cat([edge, differs], -1)
+    last = cat([differs, edge], -1)
+    pos = Tensor._wrap(np.arange(n, dtype=np.int64))
+    at_start = where(starts, pos, 0)
+    first = gather(at_start, -1, scan(P.cummax_p, at_start, xm.ndim - 1))  # its run's start
+    score = where(last, add(sub(pos, first), 1), 0)
     best = apply(P.argmax_p, (score,), {"axis": xm.ndim - 1, "keepdim": True})
     idx = movedim(gather(order, -1, best), -1, d)
     values = gather(x, d, idx)
