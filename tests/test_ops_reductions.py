@@ -474,3 +474,20 @@ def test_unique_consecutive_under_compile_raises_trace_error():
     fn = jg.compile(lambda t: jg.unique_consecutive(t), backend="interpreter")
     with pytest.raises(jg.TraceError, match="unique_consecutive"):
         fn(jg.tensor(XI))
+
+
+def test_logcumsumexp_gradients_with_leading_minus_infinities_are_finite():
+    # PyTorch gives NaN at the -inf positions (first and second order); the gradient there is
+    # 0 (e^{-inf - out_j} = 0), and elsewhere the two agree
+    x = np.array([[-np.inf, -np.inf, 1.0, 2.0, -np.inf, 0.5]])
+    rng = np.random.default_rng(0)
+    g, w = rng.standard_normal(x.shape), rng.standard_normal(x.shape)
+    results = []
+    for lib in (jg, torch):
+        t, gt = lib.tensor(x, requires_grad=True), lib.tensor(g, requires_grad=True)
+        (d,) = lib.autograd.grad(lib.logcumsumexp(t, 1), t, gt, create_graph=True)
+        second = lib.autograd.grad((d * lib.tensor(w)).sum(), (t, gt))
+        results.append([d.detach().numpy(), *(s.numpy() for s in second)])
+    for mine, theirs in zip(*results):
+        assert np.isfinite(mine).all() and (mine[0, :2] == 0).all()
+        np.testing.assert_allclose(mine[0, 2:], theirs[0, 2:], rtol=1e-12, atol=1e-15)

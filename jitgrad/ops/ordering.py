@@ -136,7 +136,7 @@ def cummin(input, dim):
 @op(spec=_spec(lambda x, dim: np.log(np.cumsum(np.exp(x), axis=dim)), params={"dim": 1}))
 def logcumsumexp(input, dim):
     x, d, scalar = _line(_float(input), dim)
-    return _back(scan(P.logcumsumexp_p, x, d), scalar)
+    return _back(scan(P.logcumsumexp_p, x, d, reverse=False), scalar)
 
 
 # -- sorting --------------------------------------------------------------------------------------

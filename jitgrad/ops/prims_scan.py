@@ -57,10 +57,10 @@ LOGCUMSUMEXP = Reduction(
 
 
 def _along(fn, x, axis, reverse=False):
-    """``fn(x, axis)`` run from the end of ``axis`` when ``reverse``."""
+    """``fn(x, axis=axis)`` run from the end of ``axis`` when ``reverse``."""
     if not reverse:
-        return fn(x, axis)
-    return np.flip(fn(np.flip(x, axis), axis), axis)
+        return fn(x, axis=axis)
+    return np.flip(fn(np.flip(x, axis), axis=axis), axis)
 
 
 def _int64_if_not_float(x):
@@ -84,7 +84,7 @@ def scan(prim, x, axis: int, **params):
 
 
 def _cumsum_impl(x, axis, reverse):
-    return _along(lambda a, k: np.cumsum(a, axis=k), _int64_if_not_float(x), axis, reverse)
+    return _along(np.cumsum, _int64_if_not_float(x), axis, reverse)
 
 
 def _cumsum_vjp(n, g):
@@ -218,32 +218,47 @@ cummin_p = register(
 # -- logcumsumexp ---------------------------------------------------------------------------------
 
 
+def _log_part(g, sign: float, out):
+    """log(max(sign g, 0)) - out, -inf where that part of g is 0 or out is -inf (a double
+    where: no log of 0 and no -inf - -inf, in the values or in their gradients)."""
+    part = F.gt(F.mul(g, sign), 0)
+    log_g = F.where(part, F.log(F.where(part, F.mul(g, sign), 1.0)), -np.inf)
+    finite = F.gt(out, -np.inf)
+    return F.where(F.logical_and(part, finite), F.sub(log_g, F.where(finite, out, 0.0)), -np.inf)
+
+
 def _lcse_vjp(n, g):
-    # out_j = log sum_{i <= j} e^{x_i}: dx_i = sum_{j >= i} g_j e^{x_i - out_j}, each exponent
-    # <= 0 (no overflow), over an (n, n) mask of the pairs j >= i
+    # out_j = log sum_{i <= j} e^{x_i}: dx_i = sum_{j >= i} g_j e^{x_i - out_j}. Split g by sign:
+    # sum_{j >= i} g+_j e^{-out_j} = exp(logcumsumexp from the end of (log g+ - out)), so
+    # dx_i = exp(x_i + that) - (the same for g-); every exponent is at most log sum |g| (out_j
+    # >= x_i), and it is linear in the line. (From the end, reverse: the other way round.)
     x, out = n.inputs[0], n.out
-    axis = n.params["axis"]
-    size = x.shape[axis]
-    xm, om, gm = (F.movedim(t, axis, -1) for t in (x, out, g))
-    pairs = F.sub(F.unsqueeze(xm, -1), F.unsqueeze(om, -2))  # [..., i, j] = x_i - out_j
-    later = F.Tensor._wrap(np.triu(np.ones((size, size), dtype=bool)))
-    terms = F.exp(F.where(later, pairs, -np.inf))
-    dx = F.sum(F.mul(terms, F.unsqueeze(gm, -2)), -1)
-    return (F.movedim(dx, -1, axis),)
+    axis, reverse = n.params["axis"], n.params["reverse"]
+    terms = []
+    for sign in (1.0, -1.0):
+        acc = scan(logcumsumexp_p, _log_part(g, sign, out), axis, reverse=not reverse)
+        terms.append(F.exp(F.add(x, acc)))
+    return (F.sub(*terms),)
+
+
+def _lcse_ref(x, axis, reverse):
+    e = np.exp(x[:, ::-1] if reverse else x)
+    out = np.log(np.cumsum(e, axis=axis))
+    return out[:, ::-1] if reverse else out
 
 
 logcumsumexp_p = register(
     "logcumsumexp",
-    impl=lambda x, axis: np.logaddexp.accumulate(x, axis=axis),
+    impl=lambda x, axis, reverse: _along(np.logaddexp.accumulate, x, axis, reverse),
     vjp=_lcse_vjp,
-    shape=lambda avals, axis: (tuple(avals[0].shape), avals[0].dtype),
+    shape=lambda avals, axis, reverse: (tuple(avals[0].shape), avals[0].dtype),
     kind="scan",
     save_out=True,
     reduction=LOGCUMSUMEXP,
     spec=Spec(
         [arg(3, 4, lo=-5.0, hi=5.0)],
-        lambda x, axis: np.log(np.cumsum(np.exp(x), axis=axis)),
-        params=_SCAN,
+        _lcse_ref,
+        params={"axis": 1, "reverse": True},
         differentiable=(0,),
     ),
 )
