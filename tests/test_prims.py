@@ -366,8 +366,8 @@ def test_rand_is_deterministic_and_uniform():
 
 def test_every_prim_declares_its_rules():
     for prim in PRIMS.values():
-        kinds = ("elementwise", "reduce", "movement", "matmul", "index", "scatter", "random")
-        kinds += ("fused",)
+        kinds = ("elementwise", "reduce", "scan", "sort", "movement", "matmul", "index")
+        kinds += ("scatter", "random", "fused")
         assert prim.kind in kinds
         assert callable(prim.impl) and callable(prim.shape)
         assert (prim.kind == "fused") == callable(prim.decompose), prim.name
@@ -375,7 +375,7 @@ def test_every_prim_declares_its_rules():
             assert callable(prim.vjp), prim.name
         if prim.kind == "elementwise":
             assert prim.scalar is not None, prim.name
-        assert (prim.kind == "reduce") == (prim.reduction is not None), prim.name
+        assert (prim.kind in ("reduce", "scan")) == (prim.reduction is not None), prim.name
 
 
 # -- fused primitives: one eager step standing for a composite ------------------------------------

@@ -19,7 +19,6 @@ from .functions import (
     expm1,
     gt,
     logical_not,
-    matmul,
     ne,
     rsub,
     sub,
@@ -41,7 +40,7 @@ from .prims import (  # the elementwise rows  # noqa: A004
     tanh,
 )
 from .registry import op
-from .shape_ops import gather, movedim, reshape, squeeze, transpose
+from .shape_ops import gather, reshape, squeeze
 from .spec import Spec, arg
 
 S34 = (3, 4)
@@ -338,18 +337,6 @@ def log_softmax(input, dim, dtype=None):
     return sub(x, logsumexp(x, dim, keepdim=True))
 
 
-@op(spec=_s1(lambda x: np.sqrt((x * x).sum())))
-def norm(input, p="fro", dim=None, keepdim=False):
-    x = _float(input)
-    if p in ("fro", 2, 2.0):
-        return _sqrt_zero_grad(sum(mul(x, x), dim, keepdim))
-    if p in (1, 1.0):
-        return sum(abs(x), dim, keepdim)
-    if p in (math.inf, "inf"):
-        return amax(abs(x), () if dim is None else dim, keepdim)
-    return pow(sum(pow(abs(x), float(p)), dim, keepdim), 1.0 / float(p))
-
-
 @op(spec=_s1(lambda x, dim: x.all(axis=dim), d=(), kind="bool", params={"dim": 1}))
 def all(input, dim=None, keepdim=False):  # noqa: A001
     return eq(sum(logical_not(input), dim, keepdim), 0)
@@ -358,13 +345,3 @@ def all(input, dim=None, keepdim=False):  # noqa: A001
 @op(spec=_s1(lambda x, dim: x.any(axis=dim), d=(), kind="bool", params={"dim": 1}))
 def any(input, dim=None, keepdim=False):  # noqa: A001
     return gt(sum(ne(input, 0), dim, keepdim), 0)
-
-
-@op(spec=_s1(lambda x, dim: np.cumsum(x, axis=dim), params={"dim": 1}, linear=True))
-def cumsum(input, dim):
-    # A lower-triangular matmul: differentiable and exact for the small sizes it is used at.
-    d = _wrap_dim(dim, input.ndim)
-    n = input.shape[d]
-    tri = Tensor._wrap(np.tril(np.ones((n, n), dtype=input._data.dtype)))
-    moved = movedim(input, d, -1)
-    return movedim(matmul(moved, transpose(tri, 0, 1)), -1, d)

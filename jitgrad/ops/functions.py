@@ -329,6 +329,17 @@ def outer(input, other):
 # (the ops come in with the table, below)
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
 from .indexing import setitem  # noqa: E402,F401
+from .ordering import (  # noqa: E402,F401
+    CummaxResult,
+    CumminResult,
+    KthvalueResult,
+    MedianResult,
+    ModeResult,
+    NanmedianResult,
+    SortResult,
+    TopkResult,
+)
+from .statistics import AminmaxResult  # noqa: E402,F401
 
 
 def _exports() -> list:

@@ -488,3 +488,4 @@ from .prims_activation import tanh_backward_p  # noqa: E402  (tanh's VJP)
 from .prims_fused import *  # noqa: E402,F401,F403
 from .prims_layout import *  # noqa: E402,F401,F403
 from .prims_reduce import *  # noqa: E402,F401,F403
+from .prims_scan import *  # noqa: E402,F401,F403

@@ -14,9 +14,10 @@ A primitive's rules, side by side:
     For elementwise primitives: a per-element expression template over ``{0}``, ``{1}``, ...
     (the inputs) using ``math`` functions only; the compiled backends paste it into fused loops.
 ``kind``
-    ``elementwise``, ``reduce``, ``movement``, ``matmul``, ``index`` (a gather), ``scatter``
-    (additions into a copy of a buffer), ``random``, ``other``, or ``fused`` for a composite run
-    as one eager step (see ``prims_fused``). Backends key their lowering by kind.
+    ``elementwise``, ``reduce``, ``scan`` (a running reduction along one axis), ``sort`` (a
+    stable ordering along one axis), ``movement``, ``matmul``, ``index`` (a gather),
+    ``scatter`` (additions into a copy of a buffer), ``random``, ``other``, or ``fused`` for a
+    composite run as one eager step (see ``prims_fused``). Backends key their lowering by kind.
 ``shape``
     ``shape(avals, **params) -> (shape, dtype)``: the output's shape and dtype from the inputs'
     (anything with ``.shape`` and ``.dtype``), without computing anything.
@@ -25,9 +26,9 @@ A primitive's rules, side by side:
     primitives that the fused one stands for. ``apply`` runs it instead while tracing, so tapes
     and backends never meet a fused primitive.
 ``reduction``
-    Reductions only: how compiled backends fold the reduced elements (``Reduction``: init,
-    combine, finalize). Every reduction is an entry of that one table; backends hold no
-    reduction of their own.
+    Reductions and scans only: how compiled backends fold the reduced elements (``Reduction``:
+    init, combine, finalize; a scan stores the result after each element). Every reduction is
+    an entry of that one table; backends hold no reduction of their own.
 ``spec``
     The test spec (``ops.spec.Spec``): how the shared per-op tests apply it.
 
@@ -52,6 +53,8 @@ OPS: dict[str, Op] = {}
 KINDS = (
     "elementwise",
     "reduce",
+    "scan",
+    "sort",
     "movement",
     "matmul",
     "index",
@@ -132,8 +135,10 @@ def register(name: str, **rules) -> Prim:
     differentiable = rules.get("differentiable", True)
     if differentiable and rules.get("vjp") is None:
         raise ValueError(f"differentiable primitive {name!r} needs a vjp rule")
-    if (kind == "reduce") != (rules.get("reduction") is not None):
-        raise ValueError(f"primitive {name!r}: a reduction, and only one, needs reduction rules")
+    if (kind in ("reduce", "scan")) != (rules.get("reduction") is not None):
+        raise ValueError(
+            f"primitive {name!r}: a reduction or scan, and only one, needs reduction rules"
+        )
     if (kind == "fused") != (rules.get("decompose") is not None):
         raise ValueError(f"primitive {name!r}: a fused primitive, and only one, needs decompose")
     camel = "".join(part.capitalize() for part in name.split("_"))

@@ -199,3 +199,26 @@ def _reshape_index(g: KernelGen, x: Var, out: Var, idx: tuple, body: _Body) -> t
             rest = body.temp(f"{rest} // {n}", "f")
         src[a[0]] = rest
     return tuple(src)
+
+
+@rule("searchsorted")
+def _searchsorted(g: KernelGen, e, idx, body: _Body) -> str:
+    # a binary search of the value's line of the sequence (its leading dims are the value's)
+    seq, values = e.inputs
+    value = g.load(values, idx, body)
+    n = g.vdim(seq, seq.ndim - 1)
+    lo, hi, mid = g.fresh("lo"), g.fresh("hi"), g.fresh("mid")
+    body.emit(f"{lo} = 0")
+    body.emit(f"{hi} = {n}")
+    body.emit(f"while {lo} < {hi}:")
+    inner = _Body(g)
+    inner.indent = body.indent + 1
+    inner.emit(f"{mid} = ({lo} + {hi}) // 2")
+    lead = tuple(idx[:-1]) if seq.ndim > 1 else ()
+    s = g.load(seq, lead + (mid,), inner)
+    inner.emit(f"if not ({s} {'>' if e.kwargs['right'] else '>='} {value}):")
+    inner.emit(f"    {lo} = {mid} + 1")
+    inner.emit("else:")
+    inner.emit(f"    {hi} = {mid}")
+    body.lines.extend(inner.lines)
+    return lo

@@ -22,6 +22,7 @@ from .codegen import (
 )
 from .plan import Plan
 from .reductions import combine_kernel, emit_combine, emit_init, finalized, fold, reduce_kernel
+from .scans import scan_kernel, sort_kernel
 from .scatters import scatter_kernel
 from .source import _finish, _loops, _store_cast
 
@@ -282,10 +283,16 @@ def schedule(plan: Plan, order: list) -> list:
     return kernels
 
 
-# The kernel of a stored value, by its primitive's kind: reductions, products and scatters have
-# kernels of their own; everything else (elementwise, movement, gathers, draws) is a map, whose
-# loop computes the value inline (codegen.KernelGen.expr).
-KERNELS = {"reduce": reduce_kernel, "matmul": matmul_kernel, "scatter": scatter_kernel}
+# The kernel of a stored value, by its primitive's kind: reductions, scans, sorts, products and
+# scatters have kernels of their own; everything else (elementwise, movement, gathers, draws) is
+# a map, whose loop computes the value inline (codegen.KernelGen.expr).
+KERNELS = {
+    "reduce": reduce_kernel,
+    "scan": scan_kernel,
+    "sort": sort_kernel,
+    "matmul": matmul_kernel,
+    "scatter": scatter_kernel,
+}
 
 
 def build(plan: Plan, v: Var) -> Kernel:

@@ -19,10 +19,10 @@ INDEX_RECOMPUTE_LIMIT = 2
 
 
 def _stored(e) -> bool:
-    """Whether ``e``'s value is stored whatever reads it: reductions, products, scatters and
-    copies (``.contiguous()``/``.clone()`` ask for memory in order, e.g. a transposed result
-    read by several kernels is transposed once instead of in each)."""
-    return e.prim.kind in ("reduce", "matmul", "scatter") or e.prim.name == "copy"
+    """Whether ``e``'s value is stored whatever reads it: reductions, scans, sorts, products,
+    scatters and copies (``.contiguous()``/``.clone()`` ask for memory in order, e.g. a
+    transposed result read by several kernels is transposed once instead of in each)."""
+    return e.prim.kind in ("reduce", "scan", "sort", "matmul", "scatter") or e.prim.name == "copy"
 
 
 class Plan:
