@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .ops.linalg import LinAlgError
 from .ops.registry import export as _export
 
-__all__ = _export("linalg", globals())
+__all__ = ["LinAlgError", *_export("linalg", globals())]

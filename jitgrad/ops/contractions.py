@@ -10,6 +10,7 @@ reshaped operands.
 
 from __future__ import annotations
 
+import builtins
 import math
 
 import numpy as np
@@ -171,7 +172,7 @@ def _without_repeats(x: Tensor, labels: list, operand: int) -> tuple:
                 if x.shape[i] != x.shape[d]:
                     raise RuntimeError(
                         f"einsum(): subscript {lab} is repeated for operand {operand} but the "
-                        f"sizes don't match, {x.shape[i]} != {x.shape[d]}"
+                        f"sizes don't match, {x.shape[d]} != {x.shape[i]}"
                     )
                 x = _diagonal_last(x, i, d)
                 labels = [lab_ for k, lab_ in enumerate(labels) if k not in (i, d)] + [lab]
@@ -192,8 +193,9 @@ def _check_sizes(operands: list, labels: list) -> None:
                 seen[lab] = n
             elif n not in (1, prev):
                 if isinstance(lab, tuple):
+                    local = builtins.sum(isinstance(m, tuple) for m in ls[:d])
                     raise RuntimeError(
-                        f"einsum(): dimension {lab[1]} covered by ellipsis in operand {i}has size "
+                        f"einsum(): dimension {local} covered by ellipsis in operand {i}has size "
                         f"{n} which does not broadcast with previously seen ellipsis with size "
                         f"{prev} for the respective dimension"
                     )

@@ -325,7 +325,8 @@ def outer(input, other):
 
 
 # (the ops come in with the table, below)
-from . import contractions  # noqa: E402,F401  (einsum, tensordot, addmm, cdist, ...)
+# (contractions: einsum, tensordot, addmm, cdist, ...; linalg: det, inverse, ... in jitgrad)
+from . import contractions, linalg  # noqa: E402,F401
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
 from .indexing import setitem  # noqa: E402,F401
 

@@ -20,6 +20,7 @@ from .codegen import (
     at,
     numel,
 )
+from .decompositions import linalg_kernel
 from .plan import Plan
 from .reductions import combine_kernel, emit_combine, emit_init, finalized, fold, reduce_kernel
 from .scatters import scatter_kernel
@@ -285,7 +286,12 @@ def schedule(plan: Plan, order: list) -> list:
 # The kernel of a stored value, by its primitive's kind: reductions, products and scatters have
 # kernels of their own; everything else (elementwise, movement, gathers, draws) is a map, whose
 # loop computes the value inline (codegen.KernelGen.expr).
-KERNELS = {"reduce": reduce_kernel, "matmul": matmul_kernel, "scatter": scatter_kernel}
+KERNELS = {
+    "reduce": reduce_kernel,
+    "matmul": matmul_kernel,
+    "scatter": scatter_kernel,
+    "other": linalg_kernel,
+}
 
 
 def build(plan: Plan, v: Var) -> Kernel:

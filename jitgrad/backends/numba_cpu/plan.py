@@ -22,7 +22,7 @@ def _stored(e) -> bool:
     """Whether ``e``'s value is stored whatever reads it: reductions, products, scatters and
     copies (``.contiguous()``/``.clone()`` ask for memory in order, e.g. a transposed result
     read by several kernels is transposed once instead of in each)."""
-    return e.prim.kind in ("reduce", "matmul", "scatter") or e.prim.name == "copy"
+    return e.prim.kind in ("reduce", "matmul", "scatter", "other") or e.prim.name == "copy"
 
 
 class Plan:
@@ -84,6 +84,10 @@ class Plan:
                         self.materialized.add(src)
                     else:
                         self.materialized.add(x)
+        # linear algebra kernels read their matrices from stored buffers, in order
+        for e in tape.eqns:
+            if e.prim.kind == "other":
+                self.materialized |= {x for x in e.inputs if x not in self.scalars}
         # A stored permuted copy (NCHW <-> CNHW for a convolution's weight gradient) moves
         # whole runs of a stored source (kernels._transpose_kernel); of a computed one it
         # recomputes each element at strided positions (a ReLU gradient's: 58 us against 32 in
