@@ -304,16 +304,16 @@ def solve(A, B, *, left=True):
             "instead"
         )
     vector = B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))
-    if vector:
+    if vector:  # a column, also for X A = B (where PyTorch then finds the shapes incompatible)
         B = F.unsqueeze(B, -1)
-    if not left:  # X A = B  <=>  A^T X^T = B^T
-        A, B = _mT(A), _mT(B)
     n = A.shape[-1]
-    if B.shape[-2] != n:
+    if B.shape[-2 if left else -1] != n:
         raise RuntimeError(
             "linalg.solve: Incompatible shapes of A and B for the equation "
             f"{'AX = B' if left else 'XA = B'} ({A.shape[-2]}x{n} and {B.shape[-2]}x{B.shape[-1]})"
         )
+    if not left:  # X A = B  <=>  A^T X^T = B^T
+        A, B = _mT(A), _mT(B)
     batch = F.broadcast_shapes(tuple(A.shape[:-2]), tuple(B.shape[:-2]))
     A = F.broadcast_to(A, batch + tuple(A.shape[-2:]))
     B = F.broadcast_to(B, batch + tuple(B.shape[-2:]))
@@ -711,13 +711,12 @@ def _torch_svd_ref(a, some=True):
 )
 def _torch_svd(input, some=True, compute_uv=True):
     """``torch.svd`` (deprecated in PyTorch): (U, S, V), V not transposed; ``some=False``
-    gives square U and V; ``compute_uv=False`` gives zero U and V."""
+    gives square U and V; ``compute_uv=False`` gives square zero U and V."""
     if not compute_uv:
         S = svdvals(input)
         m, n = input.shape[-2:]
         batch = tuple(input.shape[:-2])
-        shape_u = batch + ((m, m) if not some else (m, min(m, n)))
-        shape_v = batch + ((n, n) if not some else (n, min(m, n)))
+        shape_u, shape_v = batch + (m, m), batch + (n, n)  # (as PyTorch: square, whatever some)
         z = input.dtype.np
         return TorchSVDResult(
             Tensor._wrap(np.zeros(shape_u, z)), S, Tensor._wrap(np.zeros(shape_v, z))
@@ -840,9 +839,8 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
     d0, d1 = (d % A.ndim for d in dim)
     if d0 == d1:
         raise RuntimeError(f"linalg.matrix_norm: dims must be different. Got ({dim[0]}, {dim[1]})")
-    moved = F.movedim(F.movedim(A, d0, -1), d1 if d1 < d0 else d1 - 1, -1)
-    # moved: (..., A[d0], A[d1]) as a matrix with rows along d0
-    moved = F.transpose(moved, -1, -2)
+    # the matrices with rows along d0 and columns along d1, last
+    moved = F.permute(A, [d for d in range(A.ndim) if d not in (d0, d1)] + [d0, d1])
     if ord == "fro":
         out = F.norm(moved, 2, (-2, -1))
     elif ord == "nuc":
