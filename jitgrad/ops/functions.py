@@ -316,17 +316,17 @@ def matmul(input, other):
     return out
 
 
-@op(spec=Spec([arg(4), arg(4)], np.dot, differentiable=(0, 1)))
-def dot(input, other):
-    return matmul(input, other)
-
-
-@op(spec=Spec([arg(3), arg(4)], np.outer, differentiable=(0, 1)))
+@op(spec=Spec([arg(3), arg(4)], np.outer, differentiable=(0, 1)), names=("ger",))
 def outer(input, other):
+    for name, x in (("self", input), ("vec2", other)):
+        if x.ndim != 1:
+            raise RuntimeError(f"outer: Expected 1-D argument {name}, but got {x.ndim}-D")
     return mul(unsqueeze(input, 1), unsqueeze(other, 0))
 
 
 # (the ops come in with the table, below)
+# (contractions: einsum, tensordot, addmm, cdist, ...; linalg: det, inverse, ... in jitgrad)
+from . import contractions, linalg  # noqa: E402,F401
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
 from .indexing import setitem  # noqa: E402,F401
 from .ordering import (  # noqa: E402,F401

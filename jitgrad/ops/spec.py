@@ -17,12 +17,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Arg:
-    """How to draw one tensor input: floats in [lo, hi], or ints in [lo, hi), or bools."""
+    """How to draw one tensor input: floats in [lo, hi], or ints in [lo, hi), or bools; or
+    matrices over the last two dims: ``sym`` (symmetric, (X + X^T) / 2) or ``spd`` (symmetric
+    positive definite, X X^T / n + I), X's entries in [lo, hi]."""
 
     shape: tuple
     lo: float = -2.0
     hi: float = 2.0
-    kind: str = "float"  # float | int | bool
+    kind: str = "float"  # float | int | bool | sym | spd
     away_from: tuple = ()  # values (kinks, poles) to keep at least `margin` away from
     margin: float = 0.2
 
@@ -32,6 +34,10 @@ class Arg:
         if self.kind == "int":
             return rng.integers(int(self.lo), int(self.hi), self.shape).astype(np.int64)
         x = rng.uniform(self.lo, self.hi, self.shape)
+        if self.kind in ("sym", "spd"):
+            xt = np.swapaxes(x, -1, -2)
+            n = self.shape[-1]
+            return (x + xt) / 2 if self.kind == "sym" else x @ xt / n + np.eye(n)
         for v in self.away_from:
             close = np.abs(x - v) < self.margin
             x = np.where(close, v + np.sign(x - v + 1e-300) * self.margin * 1.5, x)

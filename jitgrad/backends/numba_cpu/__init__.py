@@ -33,6 +33,7 @@ from ...locks import new_lock
 from . import cache, products, runtime
 from .abi import driver_source, launch_address, run_program_address
 from .codegen import PARTS, Kernel, numel
+from .decompositions import raise_failures
 from .kernels import paired, schedule
 from .plan import Plan
 from .source import HEADER, kernel_source
@@ -331,6 +332,10 @@ class Executable:
             np.ascontiguousarray(tape.consts[v]).reshape(-1) for v in self.const_vars
         ]
         self.work_arrays = [np.empty(numel(v.shape), v.dtype.np) for v in self.workspace]
+        work = dict(zip(self.workspace, self.work_arrays))
+        self.status_checks = [
+            (work[k.status[0]], *k.status[1:]) for k in self.kernels if k.status is not None
+        ]
         table = np.zeros(2 * max(self.n_slots, 1), np.int64)
         for v, a in zip(self.const_vars + self.workspace, self.const_arrays + self.work_arrays):
             s = self.slot_of["buffer", v]
@@ -468,6 +473,9 @@ class Executable:
         lines.append(f"    fresh = [{', '.join(views)}]")
         blocks = "".join(f"_b{b}, " for b in range(len(self.blocks)))
         lines.append(f"    _drv({flat}{blocks}*_tail)")
+        if self.status_checks:  # (a linear algebra kernel's failure, raised after the call)
+            ns["_failures"] = functools.partial(raise_failures, self.status_checks)
+            lines.append("    _failures()")
 
         def expr(plan):
             kind, key, v = plan
@@ -512,6 +520,8 @@ class Executable:
         finally:
             self.table[:] = bound
         self._last_call = (flats, fresh)
+        if self.status_checks:
+            raise_failures(self.status_checks)
         if copied:  # a non-contiguous captured buffer written in place: copy the result back
             for i, original in copied:
                 if i in self._in_place_inputs:

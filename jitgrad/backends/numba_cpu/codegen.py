@@ -125,6 +125,9 @@ class Kernel:
     # BLAS's words, tmp; its sizes: batch, m, n, k, ta, tb) per product])
     product: tuple | None = None
     then: Kernel | None = None  # a kernel to run right after this one (a threaded sum's combine)
+    # a linear algebra kernel's status: (its scratch buffer, message(code), batched), checked
+    # after each call (see decompositions.raise_failures)
+    status: tuple | None = None
 
 
 class _Body:

@@ -101,10 +101,11 @@ def _pad(g: KernelGen, e, idx, body: _Body) -> str:
                 conds.append(f"{rel} < {g.vdim(x, k)}")
             src.append(rel)
         else:
-            conds.append(f"{rel} % {stride} == 0")
+            # (the index may be an expression, e.g. a reshape's: parenthesized for % and //)
+            conds.append(f"({rel}) % {stride} == 0")
             if hi:
-                conds.append(f"{rel} // {stride} < {g.vdim(x, k)}")
-            src.append(f"{rel} // {stride}")
+                conds.append(f"({rel}) // {stride} < {g.vdim(x, k)}")
+            src.append(f"({rel}) // {stride}")
     inner = _Body(g)
     inner.indent = body.indent + 1
     value = g.load(x, tuple(src), inner)

@@ -20,6 +20,7 @@ from .codegen import (
     at,
     numel,
 )
+from .decompositions import linalg_kernel
 from .plan import Plan
 from .reductions import combine_kernel, emit_combine, emit_init, finalized, fold, reduce_kernel
 from .scans import scan_kernel, sort_kernel
@@ -283,15 +284,17 @@ def schedule(plan: Plan, order: list) -> list:
     return kernels
 
 
-# The kernel of a stored value, by its primitive's kind: reductions, scans, sorts, products and
-# scatters have kernels of their own; everything else (elementwise, movement, gathers, draws) is
-# a map, whose loop computes the value inline (codegen.KernelGen.expr).
+# The kernel of a stored value, by its primitive's kind: reductions, scans, sorts, products,
+# scatters and decompositions have kernels of their own; everything else (elementwise,
+# movement, gathers, draws) is a map, whose loop computes the value inline
+# (codegen.KernelGen.expr).
 KERNELS = {
     "reduce": reduce_kernel,
     "scan": scan_kernel,
     "sort": sort_kernel,
     "matmul": matmul_kernel,
     "scatter": scatter_kernel,
+    "other": linalg_kernel,
 }
 
 

@@ -20,9 +20,11 @@ INDEX_RECOMPUTE_LIMIT = 2
 
 def _stored(e) -> bool:
     """Whether ``e``'s value is stored whatever reads it: reductions, scans, sorts, products,
-    scatters and copies (``.contiguous()``/``.clone()`` ask for memory in order, e.g. a
-    transposed result read by several kernels is transposed once instead of in each)."""
-    return e.prim.kind in ("reduce", "scan", "sort", "matmul", "scatter") or e.prim.name == "copy"
+    scatters, decompositions (kind other) and copies (``.contiguous()``/``.clone()`` ask for
+    memory in order, e.g. a transposed result read by several kernels is transposed once
+    instead of in each)."""
+    kinds = ("reduce", "scan", "sort", "matmul", "scatter", "other")
+    return e.prim.kind in kinds or e.prim.name == "copy"
 
 
 class Plan:
@@ -84,6 +86,10 @@ class Plan:
                         self.materialized.add(src)
                     else:
                         self.materialized.add(x)
+        # linear algebra kernels read their matrices from stored buffers, in order
+        for e in tape.eqns:
+            if e.prim.kind == "other":
+                self.materialized |= {x for x in e.inputs if x not in self.scalars}
         # A stored permuted copy (NCHW <-> CNHW for a convolution's weight gradient) moves
         # whole runs of a stored source (kernels._transpose_kernel); of a computed one it
         # recomputes each element at strided positions (a ReLU gradient's: 58 us against 32 in

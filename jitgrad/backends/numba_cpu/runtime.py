@@ -19,6 +19,7 @@ from numba.extending import intrinsic as _intrinsic
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
 from .abi import *  # noqa: F401,F403  (the kernels' signature, buffer views, part_range)
 from .abi import KERNEL, Buffer
+from .linalg_rt import *  # noqa: F401,F403  (the checks linear algebra kernels make)
 from .pipeline import LeanPipeline  # noqa: F401  (named in the drivers' decorators)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

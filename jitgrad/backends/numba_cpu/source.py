@@ -31,6 +31,7 @@ def _runtime_digest() -> str:
         here / "runtime.py",
         here / "abi.py",
         here / "pipeline.py",
+        here / "linalg_rt.py",
         here.parent / "vecmath.py",
     ):
         h.update(path.read_bytes())
