@@ -32,6 +32,7 @@ def _runtime_digest() -> str:
         here / "abi.py",
         here / "pipeline.py",
         here.parent / "vecmath.py",
+        here.parent.parent / "ops" / "scalar_math.py",
     ):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
