@@ -15,6 +15,7 @@ import jitgrad as jg
 from jitgrad.backends import numba_cpu
 from jitgrad.ops import loops
 from jitgrad.ops.registry import KEYWORD_ALIASES, OPS, PRIMS, scalar_expr
+from jitgrad.ops.scalar_math import SCALAR_FUNCTIONS
 from jitgrad.ops.spec import Arg
 
 EPS = 1e-6
@@ -301,7 +302,9 @@ def test_scalar_template_matches_impl(name):
     arrays = spec.draw(seed=5)
     args = [f"a{i}" for i in range(len(arrays))]
     expr = scalar_expr(prim, args, spec.params)
-    fn = eval(f"lambda {', '.join(args)}: {expr}", {"math": math, "np": np})  # noqa: S307
+    # (templates may call the special functions of ops.scalar_math by name)
+    namespace = {"math": math, "np": np, **SCALAR_FUNCTIONS}
+    fn = eval(f"lambda {', '.join(args)}: {expr}", namespace)  # noqa: S307
     expected = prim.impl(*arrays, **spec.params)
     got = np.array(
         [fn(*[a.flat[i] for a in arrays]) for i in range(expected.size)], dtype=expected.dtype

@@ -315,14 +315,18 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool) -> None:
     if STATE.tracer is not None:
         STATE.tracer.read_grad(t, old)
     if create_graph:
-        t.grad = g if old is None else F.add(old, g)
+        # a copy (recorded: it has a grad_fn when g has one), as g may be shared with other
+        # leaves, and the in-place accumulation below must not reach them
+        t.grad = F.clone(g) if old is None else F.add(old, g)
         return
     if old is None:
         # a private, contiguous copy: g may be shared with other leaves or a broadcast view
         t.grad = F.clone(g) if STATE.tracer is not None else Tensor._wrap(np.array(g._data))
-    elif STATE.tracer is not None or old._requires_grad:
+    elif STATE.tracer is not None:
         t.grad = F.add(old.detach(), g)
     else:
+        # in place with grad mode off, as PyTorch: a .grad left by create_graph=True stays the
+        # same tensor and keeps its grad_fn, and its version moves
         np.add(old._data, g._data, out=old._data)
         old._vc[0] += 1
 

@@ -11,16 +11,15 @@ import numpy as np
 from .. import dtypes
 from ..tensor import Tensor, _wrap_dim, apply
 from . import prims as P
+from .elementwise import erf, expm1
 from .functions import (
     _float,
     add,
     cast,
     div,
-    expm1,
     gt,
     logical_not,
     ne,
-    rsub,
     sub,
     where,
 )
@@ -35,7 +34,6 @@ from .prims import (  # the elementwise rows  # noqa: A004
     mul,
     neg,
     pow,
-    sign,
     sqrt,
     tanh,
 )
@@ -90,30 +88,13 @@ def softplus(input, beta=1.0, threshold=20.0):
     return where(gt(x, threshold), input, out)
 
 
-# (erf by a polynomial good to 1.5e-7)
-@op(spec=_s1(lambda x: x * (1.0 + _erf_ref(x / math.sqrt(2.0))) / 2.0, ref_tol=3e-7))
+@op(spec=_s1(lambda x: x * (1.0 + _erf_ref(x / math.sqrt(2.0))) / 2.0))
 def gelu(input, approximate="none"):
     if approximate == "tanh":
         inner = mul(add(input, mul(pow(input, 3.0), 0.044715)), math.sqrt(2.0 / math.pi))
         return mul(mul(input, 0.5), add(tanh(inner), 1.0))
-    # x * Phi(x), Phi through erf's Abramowitz-Stegun 7.1.26 approximation (|err| < 1.5e-7)
+    # x * Phi(x)
     return mul(input, mul(add(erf(mul(input, 1.0 / math.sqrt(2.0))), 1.0), 0.5))
-
-
-@op(spec=_s1(_erf_ref, away_from=(0.0,), ref_tol=3e-7))
-def erf(input):
-    x = _float(input)
-    s = sign(x)
-    a = abs(x)
-    t = div(1.0, add(mul(a, 0.3275911), 1.0))
-    poly = t
-    coeffs = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-    acc = mul(t, coeffs[-1])
-    for c in reversed(coeffs[:-1]):
-        acc = mul(add(acc, c), t)
-    poly = acc
-    y = rsub(mul(poly, exp(neg(mul(a, a)))), 1.0)
-    return mul(s, y)
 
 
 @op(spec=_s1(lambda x: x * _sigmoid_ref(x)))

@@ -9,8 +9,6 @@ primitives.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import dtypes
@@ -30,7 +28,7 @@ from .frontend import (  # noqa: F401  (re-exported: VJP rules and other modules
     is_cached_const,
     result_type,
 )
-from .prims import abs, eq, exp, log, lt, mul, ne, sqrt  # noqa: A004  (rows this module calls)
+from .prims import eq, lt, mul, ne, sqrt  # noqa: A004  (rows this module calls)
 from .registry import export, op
 from .shape_ops import (  # noqa: F401  (internal helpers VJP rules reach via F)
     broadcast_shapes,
@@ -87,26 +85,17 @@ def rsub(input, other):
 @op(prim=P.div_p, names=("true_divide", "divide"), inplace=True)
 def div(input, other, *, rounding_mode=None):
     if rounding_mode is not None:
-        if rounding_mode != "floor":
-            raise ValueError(f"div: rounding_mode must be None or 'floor', got {rounding_mode!r}")
-        return floor_divide(input, other)
+        from .elementwise import div_rounded
+
+        return div_rounded(input, other, rounding_mode)
     return _binary(P.div_p, input, other, _float_dtype(input, other))
 
 
 @op(prim=P.floor_p, inplace=True)
 def floor(input):
+    if input.dtype is dtypes.bool_:
+        raise NotImplementedError("\"floor_vml_cpu\" not implemented for 'Bool'")
     return apply(P.floor_p, (input,)) if input.dtype.is_floating_point else input
-
-
-# (piecewise constant: forward only)
-@op(spec=_s({"lo": -3.0, "hi": 3.0}, {"lo": 0.5, "hi": 2.0}, ref=np.floor_divide, d=()))
-def floor_divide(input, other):
-    return cast(floor(div(input, other)), result_type(input, other))
-
-
-@op(spec=_s({"lo": -3.0, "hi": 3.0}, {"lo": 0.5, "hi": 2.0}, ref=np.remainder, smooth=False))
-def remainder(input, other):
-    return sub(input, mul(floor_divide(input, other), other))
 
 
 @op(prim=P.copy_p)
@@ -127,21 +116,6 @@ def reciprocal(input):
 @op(spec=_s({}, ref=np.square))
 def square(input):
     return mul(input, input)
-
-
-@op(spec=_s({}, ref=np.expm1, tol=1e-5))
-def expm1(input):
-    return sub(exp(input), 1.0)
-
-
-@op(spec=_s({"lo": 0.3, "hi": 3.0}, ref=np.log2))
-def log2(input):
-    return div(log(input), math.log(2.0))
-
-
-@op(spec=_s({"lo": 0.3, "hi": 3.0}, ref=np.log10))
-def log10(input):
-    return div(log(input), math.log(10.0))
 
 
 # -- comparisons ----------------------------------------------------------------------------------
@@ -172,21 +146,6 @@ def logical_and(input, other):
 def logical_or(input, other):
     either = _binary(P.add_p, cast(ne(input, 0), dtypes.int64), cast(ne(other, 0), dtypes.int64))
     return ne(either, 0)
-
-
-@op(spec=_s({}, ref=np.isnan, d=()))
-def isnan(input):
-    return ne(input, input)
-
-
-@op(spec=_s({}, ref=np.isinf, d=()))
-def isinf(input):
-    return eq(abs(input), math.inf)
-
-
-@op(spec=_s({}, ref=np.isfinite, d=()))
-def isfinite(input):
-    return logical_not(logical_or(isnan(input), isinf(input)))
 
 
 @op(prim=P.where_p, method=False)  # (Tensor.where(condition, other) is methods.py's)
@@ -250,29 +209,6 @@ def clamp(input, min=None, max=None):  # noqa: A002,F811
     return cast(out, dtype)
 
 
-@op(spec=_s({}, {}, {}, ref=lambda x, end, w: x + w * (end - x)), inplace=True)
-def lerp(input, end, weight):
-    return add(input, mul(weight, sub(end, input)))
-
-
-@op(
-    spec=_s({}, {}, {}, ref=lambda x, a, b, value: x + value * a * b, params={"value": 0.5}),
-    inplace=True,
-)
-def addcmul(input, tensor1, tensor2, *, value=1):
-    return add(input, mul(mul(tensor1, tensor2), value))
-
-
-@op(
-    spec=_s(
-        {}, {}, {"lo": 0.5}, ref=lambda x, a, b, value: x + value * a / b, params={"value": 0.5}
-    ),
-    inplace=True,
-)
-def addcdiv(input, tensor1, tensor2, *, value=1):
-    return add(input, mul(div(tensor1, tensor2), value))
-
-
 # -- matmul ---------------------------------------------------------------------------------------
 # (a batch of matrices times one matrix: the front end broadcasts the batch)
 @op(spec=Spec([arg(2, 3, 4), arg(4, 5)], np.matmul, differentiable=(0, 1)), names=("mm", "bmm"))
@@ -284,8 +220,7 @@ def matmul(input, other):
             f"{b.ndim}D; use * for scalar multiplication."
         )
     if a._data.dtype != b._data.dtype:
-        dtype = result_type(a, b)
-        a, b = cast(a, dtype), cast(b, dtype)
+        raise RuntimeError(_matmul_dtype_error(a.dtype, b.dtype, a.ndim, b.ndim))
     a_vec, b_vec = a.ndim == 1, b.ndim == 1
     if a_vec:
         a = reshape(a, (1, a.shape[0]))
@@ -316,6 +251,48 @@ def matmul(input, other):
     return out
 
 
+# PyTorch's names of dtypes in its errors: C++'s ("float != double") and its type names'
+_C_NAMES = {
+    "float32": "float",
+    "float64": "double",
+    "float16": "c10::Half",
+    "bfloat16": "c10::BFloat16",
+    "int64": "long int",
+    "int32": "int",
+    "int16": "short int",
+    "int8": "signed char",
+    "uint8": "unsigned char",
+    "bool": "bool",
+}
+
+
+def _type_name(d) -> str:
+    from .elementwise import TYPE_NAMES
+
+    return TYPE_NAMES[d.name]
+
+
+def _matmul_dtype_error(da, db, na: int, nb: int) -> str:
+    """PyTorch's error for operands of two dtypes (it never promotes them): worded by the
+    kernel its matmul dispatches to (dot, mv, mm or bmm)."""
+    if nb == 1 and na == 1:
+        return (
+            "dot : expected both vectors to have same dtype, but found "
+            f"{_type_name(da)} and {_type_name(db)}"
+        )
+    if nb == 1:
+        return (
+            "addmv input tensors must have the same dtype, but got "
+            f"{_type_name(db)}, {_type_name(da)}, and {_type_name(db)}"
+        )
+    if nb == 2:
+        return (
+            "expected m1 and m2 to have the same dtype, but got: "
+            f"{_C_NAMES[da.name]} != {_C_NAMES[db.name]}"
+        )
+    return f"expected scalar type {_type_name(da)} but found {_type_name(db)}"
+
+
 @op(spec=Spec([arg(3), arg(4)], np.outer, differentiable=(0, 1)), names=("ger",))
 def outer(input, other):
     for name, x in (("self", input), ("vec2", other)):
@@ -328,6 +305,7 @@ def outer(input, other):
 # (contractions: einsum, tensordot, addmm, cdist, ...; linalg: det, inverse, ... in jitgrad)
 from . import contractions, linalg  # noqa: E402,F401
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
+from .elementwise import erf, floor_divide, isinf, isnan, remainder  # noqa: E402,F401
 from .indexing import setitem  # noqa: E402,F401
 from .ordering import (  # noqa: E402,F401
     CummaxResult,

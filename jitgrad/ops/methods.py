@@ -129,6 +129,7 @@ def install() -> None:
     T.__floordiv__ = F.floor_divide
     T.__rfloordiv__ = lambda self, other: F.floor_divide(other, self)
     T.__mod__ = F.remainder
+    T.__rmod__ = lambda self, other: F.remainder(other, self)
     T.__pow__ = F.pow
     T.__rpow__ = lambda self, other: F.pow(other, self)
     T.__matmul__ = F.matmul
@@ -152,6 +153,8 @@ def install() -> None:
     T.__imul__ = T.mul_
     T.__itruediv__ = T.div_
     T.__ipow__ = T.pow_
+    T.__ifloordiv__ = T.floor_divide_
+    T.__imod__ = T.remainder_
     T.zero_ = _zero_
     T.fill_ = _fill_
     T.copy_ = _copy_

@@ -16,11 +16,17 @@ from numba.core import cgutils as _cgutils
 from numba.extending import get_cython_function_address
 from numba.extending import intrinsic as _intrinsic
 
+from ...ops.scalar_math import SCALAR_FUNCTIONS as _SCALAR_FUNCTIONS
 from ..vecmath import *  # noqa: F401,F403  (vexp, vlog, vtanh, ... used by kernels)
 from .abi import *  # noqa: F401,F403  (the kernels' signature, buffer views, part_range)
 from .abi import KERNEL, Buffer
 from .linalg_rt import *  # noqa: F401,F403  (the checks linear algebra kernels make)
 from .pipeline import LeanPipeline  # noqa: F401  (named in the drivers' decorators)
+
+# The special functions scalar templates call by name (erfinv, polygamma), compiled: generated
+# modules import them with the rest of this module.
+for _name, _fn in _SCALAR_FUNCTIONS.items():
+    globals()[_name] = njit(cache=True)(_fn)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _COUNTER_MUL = np.uint64(0xD1B54A32D192ED03)

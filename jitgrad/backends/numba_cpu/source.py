@@ -33,6 +33,7 @@ def _runtime_digest() -> str:
         here / "pipeline.py",
         here / "linalg_rt.py",
         here.parent / "vecmath.py",
+        here.parent.parent / "ops" / "scalar_math.py",
     ):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
