@@ -370,7 +370,7 @@ def test_rand_is_deterministic_and_uniform():
 def test_every_prim_declares_its_rules():
     for prim in PRIMS.values():
         kinds = ("elementwise", "reduce", "scan", "sort", "movement", "matmul", "index")
-        kinds += ("scatter", "random", "fused")
+        kinds += ("scatter", "random", "linalg", "other", "fused")
         assert prim.kind in kinds
         assert callable(prim.impl) and callable(prim.shape)
         assert (prim.kind == "fused") == callable(prim.decompose), prim.name

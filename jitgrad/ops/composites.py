@@ -24,7 +24,6 @@ from .functions import (
     where,
 )
 from .prims import (  # the elementwise rows  # noqa: A004
-    abs,
     eq,
     exp,
     le,

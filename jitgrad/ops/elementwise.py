@@ -710,7 +710,8 @@ def _lerp_ref(x, end, w):
 @op(
     spec=Spec(
         [arg(*S34), arg(*S34), arg(*S34, lo=0.0, hi=1.0)], _lerp_ref, differentiable=(0, 1, 2)
-    )
+    ),
+    inplace=True,
 )
 def lerp(input, end, weight):
     """``input + weight (end - input)``, as PyTorch computes it: from ``end`` when

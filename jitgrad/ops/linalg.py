@@ -138,7 +138,7 @@ inv_p = register(
     impl=_inv_impl,
     vjp=_inv_vjp,
     shape=_same_shape,
-    kind="other",
+    kind="linalg",
     save_out=True,
     saves=False,
     spec=Spec([_SQUARE], np.linalg.inv, differentiable=(0,), tol=1e-5),
@@ -171,7 +171,7 @@ det_p = register(
     impl=np.linalg.det,
     vjp=_det_vjp,
     shape=lambda avals: (tuple(avals[0].shape[:-2]), avals[0].dtype),
-    kind="other",
+    kind="linalg",
     save_out=True,
     spec=Spec([_SQUARE], np.linalg.det, differentiable=(0,), tol=1e-5),
 )
@@ -199,7 +199,7 @@ slogdet_p = register(
     impl=_slogdet_impl,
     vjp=_slogdet_vjp,
     shape=lambda avals: (tuple(avals[0].shape[:-2]) + (2,), avals[0].dtype),
-    kind="other",
+    kind="linalg",
     spec=Spec([_SQUARE], _slogdet_ref, differentiable=(0,), tol=1e-5),
 )
 
@@ -279,7 +279,7 @@ solve_p = register(
     impl=_solve_impl,
     vjp=_solve_vjp,
     shape=lambda avals: (tuple(avals[1].shape), avals[1].dtype),
-    kind="other",
+    kind="linalg",
     save_out=True,
     spec=Spec([_SQUARE, arg(2, 3, 2)], np.linalg.solve, differentiable=(0, 1), tol=1e-5),
 )
@@ -378,7 +378,7 @@ cholesky_p = register(
     impl=_cholesky_impl,
     vjp=_cholesky_vjp,
     shape=_same_shape,
-    kind="other",
+    kind="linalg",
     save_out=True,
     saves=False,
     # (its gradient is the symmetric one, not that of the lower triangle it reads: checked
@@ -483,7 +483,7 @@ qr_p = register(
     impl=_qr_impl,
     vjp=_qr_vjp,
     shape=_qr_shape,
-    kind="other",
+    kind="linalg",
     save_out=True,
     spec=Spec(
         [arg(2, 4, 3)],
@@ -631,7 +631,7 @@ svd_p = register(
     impl=_svd_impl,
     vjp=_svd_vjp,
     shape=_svd_shape,
-    kind="other",
+    kind="linalg",
     save_out=True,
     spec=Spec(
         [arg(2, 4, 3)],
@@ -765,7 +765,7 @@ eigh_p = register(
     impl=_eigh_impl,
     vjp=_eigh_vjp,
     shape=_eigh_shape,
-    kind="other",
+    kind="linalg",
     save_out=True,
     # (a symmetric gradient: checked through the ops, on symmetric perturbations)
     spec=Spec(

@@ -16,7 +16,8 @@ A primitive's rules, side by side:
 ``kind``
     ``elementwise``, ``reduce``, ``scan`` (a running reduction along one axis), ``sort`` (a
     stable ordering along one axis), ``movement``, ``matmul``, ``index`` (a gather),
-    ``scatter`` (additions into a copy of a buffer), ``random``, ``other``, or ``fused`` for a
+    ``scatter`` (additions into a copy of a buffer), ``random``, ``linalg`` (decompositions),
+    ``other``, or ``fused`` for a
     composite run as one eager step (see ``prims_fused``). Backends key their lowering by kind.
 ``shape``
     ``shape(avals, **params) -> (shape, dtype)``: the output's shape and dtype from the inputs'
@@ -60,6 +61,7 @@ KINDS = (
     "index",
     "scatter",
     "random",
+    "linalg",  # matrix decompositions and solves (ops/linalg.py)
     "other",
     "fused",
 )

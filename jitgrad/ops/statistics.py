@@ -223,17 +223,7 @@ def _matrix_norm(x: Tensor, ord, dim, keepdim) -> Tensor:
     return out
 
 
-@op(
-    spec=_spec(
-        lambda x, ord: np.linalg.norm(x, ord, axis=(-2, -1)),
-        shape=(2, 3, 4),
-        params={"ord": "fro"},
-    ),
-    namespace="linalg",
-)
-def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
-    A = _floating("linalg.matrix_norm", A, dtype)
-    return _matrix_norm(A, ord, dim, keepdim)
+# (linalg.matrix_norm itself is declared in ops/linalg.py; linalg.norm uses _matrix_norm)
 
 
 @op(

@@ -294,7 +294,7 @@ KERNELS = {
     "sort": sort_kernel,
     "matmul": matmul_kernel,
     "scatter": scatter_kernel,
-    "other": linalg_kernel,
+    "linalg": linalg_kernel,
 }
 
 

@@ -20,10 +20,10 @@ INDEX_RECOMPUTE_LIMIT = 2
 
 def _stored(e) -> bool:
     """Whether ``e``'s value is stored whatever reads it: reductions, scans, sorts, products,
-    scatters, decompositions (kind other) and copies (``.contiguous()``/``.clone()`` ask for
+    scatters, decompositions (kind linalg) and copies (``.contiguous()``/``.clone()`` ask for
     memory in order, e.g. a transposed result read by several kernels is transposed once
     instead of in each)."""
-    kinds = ("reduce", "scan", "sort", "matmul", "scatter", "other")
+    kinds = ("reduce", "scan", "sort", "matmul", "scatter", "linalg")
     return e.prim.kind in kinds or e.prim.name == "copy"
 
 
@@ -88,7 +88,7 @@ class Plan:
                         self.materialized.add(x)
         # linear algebra kernels read their matrices from stored buffers, in order
         for e in tape.eqns:
-            if e.prim.kind == "other":
+            if e.prim.kind == "linalg":
                 self.materialized |= {x for x in e.inputs if x not in self.scalars}
         # A stored permuted copy (NCHW <-> CNHW for a convolution's weight gradient) moves
         # whole runs of a stored source (kernels._transpose_kernel); of a computed one it
