@@ -132,16 +132,18 @@ def prepare_runtime() -> None:
     fused.compile_all()
 
 
-def _run(code: str, env: dict) -> dict:
+def _run(code: str, env: dict, tag: str = _TAG, what: str = "compile times") -> dict:
+    """Run ``code`` in a fresh process; the JSON it printed after ``tag`` (required when the
+    code names the measuring child: ``b.child``/``b.demo_child``)."""
     proc = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=_TIMEOUT_S
     )
-    tagged = [ln for ln in proc.stdout.splitlines() if ln.startswith(_TAG)]
-    if proc.returncode != 0 or (not tagged and _TAG in code):
+    tagged = [ln for ln in proc.stdout.splitlines() if ln.startswith(tag)]
+    if proc.returncode != 0 or (not tagged and "child(" in code):
         raise RuntimeError(
-            f"measuring compile times failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+            f"measuring {what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
         )
-    return json.loads(tagged[-1][len(_TAG) :]) if tagged else {}
+    return json.loads(tagged[-1][len(tag) :]) if tagged else {}
 
 
 def measure(backend: str) -> dict:
@@ -169,13 +171,21 @@ def measure(backend: str) -> dict:
     return results
 
 
+def _empty_caches(root: str) -> dict:
+    """The environment of a process whose jitgrad and Numba caches are new directories under
+    ``root`` (as on a new machine)."""
+    return dict(
+        os.environ,
+        JITGRAD_CACHE_DIR=os.path.join(root, "j"),
+        NUMBA_CACHE_DIR=os.path.join(root, "n"),
+    )
+
+
 def cold_seconds(backend: str) -> float:
     """W1's time to a first compiled step in a fresh process with empty caches."""
     with tempfile.TemporaryDirectory(prefix="jitgrad-compile-times-") as root:
-        env = dict(os.environ, JITGRAD_CACHE_DIR=os.path.join(root, "j"))
-        env["NUMBA_CACHE_DIR"] = os.path.join(root, "n")
         code = f"import jitgrad.bench_compile as b; b.child('cold', {backend!r})"
-        return float(_run(code, env)["cold"]["seconds"])
+        return float(_run(code, _empty_caches(root))["cold"]["seconds"])
 
 
 def case_seconds(case_key: str) -> float:
@@ -257,22 +267,8 @@ def measure_demo(factors=None) -> dict:
         if factors is not None and factor not in factors:
             continue
         with tempfile.TemporaryDirectory(prefix="jitgrad-demo-times-") as root:
-            env = dict(os.environ, JITGRAD_CACHE_DIR=os.path.join(root, "j"))
-            env["NUMBA_CACHE_DIR"] = os.path.join(root, "n")
             code = f"import jitgrad.bench_compile as b; b.demo_child({DEMO_EPOCHS * factor})"
-            proc = subprocess.run(
-                [sys.executable, "-c", code],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=_TIMEOUT_S,
-            )
-            tagged = [ln for ln in proc.stdout.splitlines() if ln.startswith(_DEMO_TAG)]
-            if proc.returncode != 0 or not tagged:
-                raise RuntimeError(
-                    f"measuring the demo failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-                )
-            results[factor] = json.loads(tagged[-1][len(_DEMO_TAG) :])
+            results[factor] = _run(code, _empty_caches(root), _DEMO_TAG, "the demo")
     return results
 
 

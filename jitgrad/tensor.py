@@ -45,12 +45,10 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
         return prim.decompose(*inputs, **params)  # tapes hold core primitives only
     n = len(inputs)
     data = None
-    if (
-        prim.kind == "elementwise"
-        and inputs
-        and (inputs[0]._data.size >= _PARALLEL_MIN or inputs[-1]._data.size >= _PARALLEL_MIN)
-    ):
-        data = _parallel([t._data for t in inputs], prim.impl, params)
+    if prim.kind == "elementwise" and inputs:
+        d0 = inputs[0]._data  # (a rank-0 constant first: the size is the last input's)
+        if d0.size >= _PARALLEL_MIN or (d0.ndim == 0 and inputs[-1]._data.size >= _PARALLEL_MIN):
+            data = _parallel([t._data for t in inputs], prim.impl, params)
     if data is not None:
         pass
     elif n == 2:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..tensor import apply
 from . import functions as F
+from .prims import _same
 from .registry import register
 from .spec import Spec, arg
 
@@ -69,25 +70,30 @@ def _sigmoid_backward_steps(out, g, y):
     np.multiply(out, y, out=out)
 
 
-def _same(avals, **_):
-    shapes = [tuple(a.shape) for a in avals if len(a.shape)]
-    return (shapes[0] if shapes else ()), avals[0].dtype
+def _from_output(name: str, steps, scalar: str, ref, dy, y_range: tuple):
+    """The gradient of an activation from its output ``y``, ``g * f'(y)``, as one primitive
+    (``steps``: its in-place NumPy operations; ``scalar``: its template; ``ref``: its
+    reference). Its own gradient: the same primitive for ``g``, ``gg * g * dy(y)`` for ``y``
+    (``dy``: the derivative of f'(y), in jitgrad ops)."""
 
+    def vjp(n, gg):
+        g, y = n.inputs
+        return (
+            apply(prim, (gg, y)) if n.needs[0] else None,
+            F.mul(F.mul(gg, g), dy(y)) if n.needs[1] else None,
+        )
 
-def _tanh_backward_vjp(n, gg):
-    g, y = n.inputs
-    return (
-        apply(tanh_backward_p, (gg, y)) if n.needs[0] else None,
-        F.mul(F.mul(gg, g), F.mul(y, -2.0)) if n.needs[1] else None,
+    lo, hi = y_range
+    prim = register(
+        name,
+        impl=_in_pieces(steps),
+        vjp=vjp,
+        shape=_same,
+        kind="elementwise",
+        scalar=scalar,
+        spec=Spec([arg(*S34), arg(*S34, lo=lo, hi=hi)], ref, differentiable=(0, 1)),
     )
-
-
-def _sigmoid_backward_vjp(n, gg):
-    g, y = n.inputs
-    return (
-        apply(sigmoid_backward_p, (gg, y)) if n.needs[0] else None,
-        F.mul(F.mul(gg, g), F.rsub(F.mul(y, 2.0), 1.0)) if n.needs[1] else None,
-    )
+    return prim
 
 
 S34 = (3, 4)
@@ -107,30 +113,20 @@ sigmoid_p = register(
     ),
 )
 # the gradient of tanh from its output y: g * (1 - y^2)
-tanh_backward_p = register(
+tanh_backward_p = _from_output(
     "tanh_backward",
-    impl=_in_pieces(_tanh_backward_steps),
-    vjp=_tanh_backward_vjp,
-    shape=_same,
-    kind="elementwise",
-    scalar="({0} * (1.0 - {1} * {1}))",
-    spec=Spec(
-        [arg(*S34), arg(*S34, lo=-0.95, hi=0.95)],
-        lambda g, y: g * (1.0 - y * y),
-        differentiable=(0, 1),
-    ),
+    _tanh_backward_steps,
+    "({0} * (1.0 - {1} * {1}))",
+    lambda g, y: g * (1.0 - y * y),
+    lambda y: F.mul(y, -2.0),
+    (-0.95, 0.95),
 )
 # the gradient of sigmoid from its output y: g * (1 - y) * y
-sigmoid_backward_p = register(
+sigmoid_backward_p = _from_output(
     "sigmoid_backward",
-    impl=_in_pieces(_sigmoid_backward_steps),
-    vjp=_sigmoid_backward_vjp,
-    shape=_same,
-    kind="elementwise",
-    scalar="(({0} * (1.0 - {1})) * {1})",
-    spec=Spec(
-        [arg(*S34), arg(*S34, lo=0.05, hi=0.95)],
-        lambda g, y: g * (1.0 - y) * y,
-        differentiable=(0, 1),
-    ),
+    _sigmoid_backward_steps,
+    "(({0} * (1.0 - {1})) * {1})",
+    lambda g, y: g * (1.0 - y) * y,
+    lambda y: F.rsub(F.mul(y, 2.0), 1.0),
+    (0.05, 0.95),
 )

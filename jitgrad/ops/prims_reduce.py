@@ -168,26 +168,22 @@ def _extreme_vjp(n, g):
     return (F.mul(mask, F.expand(F.div(g, count), shape)),)
 
 
-max_p = register(
-    "max",
-    impl=lambda x, axes, keepdim: np.maximum.reduce(x, axis=axes, keepdims=keepdim),
-    vjp=_extreme_vjp,
-    shape=_max_shape,
-    kind="reduce",
-    save_out=True,
-    reduction=MAX,
-    spec=Spec([arg(3, 4, 5)], _ref(np.max), params=_REDUCE, differentiable=(0,), smooth=False),
-)
-min_p = register(
-    "min",
-    impl=lambda x, axes, keepdim: np.minimum.reduce(x, axis=axes, keepdims=keepdim),
-    vjp=_extreme_vjp,
-    shape=_max_shape,
-    kind="reduce",
-    save_out=True,
-    reduction=MIN,
-    spec=Spec([arg(3, 4, 5)], _ref(np.min), params=_REDUCE, differentiable=(0,), smooth=False),
-)
+def _extreme(name: str, ufunc, reduction: Reduction, ref):
+    """amax or amin: ``ufunc.reduce`` (NaN wins), the gradient shared among ties."""
+    return register(
+        name,
+        impl=lambda x, axes, keepdim: ufunc.reduce(x, axis=axes, keepdims=keepdim),
+        vjp=_extreme_vjp,
+        shape=_max_shape,
+        kind="reduce",
+        save_out=True,
+        reduction=reduction,
+        spec=Spec([arg(3, 4, 5)], _ref(ref), params=_REDUCE, differentiable=(0,), smooth=False),
+    )
+
+
+max_p = _extreme("max", np.maximum, MAX, np.max)
+min_p = _extreme("min", np.minimum, MIN, np.min)
 
 
 def _argmax_impl(x, axis, keepdim):

@@ -31,98 +31,59 @@ from ..ops.loops import ready, warmed_by
 
 # how a weight decay enters (Adam's option names): none, added to the gradient, decoupled
 NO_DECAY, COUPLED, DECOUPLED = 0, 1, 2
-# a transposed gradient is read in square tiles of this side (both orders stay in cache)
-_TILE = 16
 
 
 def _warm_adam(t):
     a, s = [np.zeros(1, t) for _ in range(5)], t.type
-    _adam_loop(*a, 0, False, NO_DECAY, *[s(0)] * 5, s(1), s(0))
+    _adam_loop(*a, False, NO_DECAY, *[s(0)] * 5, s(1), s(0))
 
 
 def _warm_sgd(t):
     a, s = [np.zeros(1, t) for _ in range(3)], t.type
-    _sgd_loop(*a, 0, False, False, *[s(0)] * 3, False, True, s(0))
-
-
-@njit(inline="always")
-def _adam_one(p, g, m, v, vmax, i, k, maximize, decay, wd, w1, b2, w2, bc2, eps, step):
-    # element i of p, m, v (and vmax) with element k of g (Adam._update, operation for
-    # operation)
-    gi = -g[k] if maximize else g[k]
-    pi = p[i]
-    if decay == COUPLED:
-        gi = gi + pi * wd  # grad + p * wd
-    elif decay == DECOUPLED:
-        pi = pi * wd  # p.mul_(1 - lr * wd)
-    mi = m[i]
-    mi = mi + w1 * (gi - mi)  # exp_avg.lerp_(grad, 1 - beta1)
-    m[i] = mi
-    vi = v[i] * b2 + (gi * gi) * w2  # exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2)
-    v[i] = vi
-    if vmax.size:  # amsgrad: np.maximum (a NaN in either wins)
-        top = vmax[i]
-        if not (top >= vi or top != top):
-            top = vi
-        vmax[i] = top
-        vi = top
-    p[i] = pi + (mi / (math.sqrt(vi) / bc2 + eps)) * step  # p.addcdiv_(m, denom, -step)
+    _sgd_loop(*a, False, False, *[s(0)] * 3, False, True, s(0))
 
 
 @warmed_by(_warm_adam)
 @njit(cache=True, nogil=True, error_model="numpy")
-def _adam_loop(p, g, m, v, vmax, cols, maximize, decay, wd, w1, b2, w2, bc2, eps, step):
-    # cols == 0: g is in p's order; otherwise p is (rows, cols) and g is its transpose's
-    # memory, read in tiles
-    n = p.size
-    if cols == 0:
-        for i in range(n):
-            _adam_one(p, g, m, v, vmax, i, i, maximize, decay, wd, w1, b2, w2, bc2, eps, step)
-        return
-    rows = n // cols
-    for r0 in range(0, rows, _TILE):
-        for c0 in range(0, cols, _TILE):
-            for r in range(r0, min(r0 + _TILE, rows)):
-                for c in range(c0, min(c0 + _TILE, cols)):
-                    i, k = r * cols + c, c * rows + r
-                    _adam_one(
-                        p, g, m, v, vmax, i, k, maximize, decay, wd, w1, b2, w2, bc2, eps, step
-                    )
-
-
-@njit(inline="always")
-def _sgd_one(p, g, buf, i, k, maximize, decay, wd, momentum, damp, nesterov, first, lr):
-    # element i of p (and buf) with element k of g (SGD._update, operation for operation)
-    gi = -g[k] if maximize else g[k]
-    if decay:
-        gi = gi + p[i] * wd
-    if buf.size:
-        if first:
-            b = gi  # the buffer starts as a copy of the first gradient
-        else:
-            b = buf[i] * momentum + gi * damp
-        buf[i] = b
-        gi = gi + b * momentum if nesterov else b
-    p[i] = p[i] - gi * lr
+def _adam_loop(p, g, m, v, vmax, maximize, decay, wd, w1, b2, w2, bc2, eps, step):
+    # (Adam._update, operation for operation)
+    for i in range(p.size):
+        gi = -g[i] if maximize else g[i]
+        pi = p[i]
+        if decay == COUPLED:
+            gi = gi + pi * wd  # grad + p * wd
+        elif decay == DECOUPLED:
+            pi = pi * wd  # p.mul_(1 - lr * wd)
+        mi = m[i]
+        mi = mi + w1 * (gi - mi)  # exp_avg.lerp_(grad, 1 - beta1)
+        m[i] = mi
+        vi = v[i] * b2 + (gi * gi) * w2  # exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2)
+        v[i] = vi
+        if vmax.size:  # amsgrad: np.maximum (a NaN in either wins)
+            top = vmax[i]
+            if not (top >= vi or top != top):
+                top = vi
+            vmax[i] = top
+            vi = top
+        p[i] = pi + (mi / (math.sqrt(vi) / bc2 + eps)) * step  # p.addcdiv_(m, denom, -step)
 
 
 @warmed_by(_warm_sgd)
 @njit(cache=True, nogil=True, error_model="numpy")
-def _sgd_loop(p, g, buf, cols, maximize, decay, wd, momentum, damp, nesterov, first, lr):
-    # (cols and g's order as in _adam_loop)
-    n = p.size
-    if cols == 0:
-        for i in range(n):
-            _sgd_one(p, g, buf, i, i, maximize, decay, wd, momentum, damp, nesterov, first, lr)
-        return
-    rows = n // cols
-    for r0 in range(0, rows, _TILE):
-        for c0 in range(0, cols, _TILE):
-            for r in range(r0, min(r0 + _TILE, rows)):
-                for c in range(c0, min(c0 + _TILE, cols)):
-                    i, k = r * cols + c, c * rows + r
-                    _sgd_one(p, g, buf, i, k, maximize, decay, wd, momentum, damp, nesterov,
-                             first, lr)  # fmt: skip
+def _sgd_loop(p, g, buf, maximize, decay, wd, momentum, damp, nesterov, first, lr):
+    # (SGD._update, operation for operation)
+    for i in range(p.size):
+        gi = -g[i] if maximize else g[i]
+        if decay:
+            gi = gi + p[i] * wd
+        if buf.size:
+            if first:
+                b = gi  # the buffer starts as a copy of the first gradient
+            else:
+                b = buf[i] * momentum + gi * damp
+            buf[i] = b
+            gi = gi + b * momentum if nesterov else b
+        p[i] = p[i] - gi * lr
 
 
 def _adam_arrays(p, g, m, v, vmax, maximize, decay, wd, w1, b2, w2, bc2, eps, step):
@@ -187,32 +148,6 @@ def _flat(t) -> np.ndarray:
     return np.ascontiguousarray(t._data).reshape(-1)
 
 
-def _grad_order(grad) -> tuple:
-    """``(flat, cols)`` for the loops: the gradient's values in memory order, and 0 when that
-    is the parameter's order, or the column count when the gradient is the transpose of a
-    C-ordered array (as a weight's gradient from a product is), which the loops read in tiles
-    instead of copying it first; other layouts are copied."""
-    d = grad._data
-    if d.ndim == 2 and d.shape[1] > 1 and not d.flags.c_contiguous and d.T.flags.c_contiguous:
-        return d.T.reshape(-1), d.shape[1]
-    return _flat(grad), 0
-
-
-def _run(loop, by_arrays, dtype, arrays, cols, *args) -> None:
-    """``loop(*arrays, cols, *args)`` when it is ready, else the same update by whole arrays
-    (``arrays``: p, the gradient in the loops' order, then state buffers, all flat; for the
-    NumPy path a transposed gradient is read through its 2-D view, the others shaped to
-    match)."""
-    if ready(loop, dtype):
-        loop(*arrays, cols, *args)
-        return
-    if cols:
-        g = arrays[1].reshape(cols, -1).T
-        arrays = [a.reshape(g.shape) if a.size else a for a in arrays]
-        arrays[1] = g
-    by_arrays(*arrays, *args)
-
-
 def numbers(*values) -> bool:
     """Whether hyperparameters are plain Python numbers (not a compiler's runtime inputs)."""
     return all(type(v) in (int, float) for v in values)
@@ -224,10 +159,10 @@ def adam(p, grad, exp_avg, exp_avg_sq, max_sq, *, maximize, decay, wd, w1, b2, w
     dtype, see Adam._update); the version counters move as the in-place ops move them."""
     t = p._data.dtype.type
     vmax = max_sq._data.reshape(-1) if max_sq is not None else np.empty(0, p._data.dtype)
-    g, cols = _grad_order(grad)
-    flat = [_flat(p), g, _flat(exp_avg), _flat(exp_avg_sq), vmax]
+    flat = [_flat(x) for x in (p, grad, exp_avg, exp_avg_sq)]
     scalars = (t(wd), t(w1), t(b2), t(w2), t(bc2), t(eps), t(step))
-    _run(_adam_loop, _adam_arrays, p._data.dtype, flat, cols, maximize, decay, *scalars)
+    update = _adam_loop if ready(_adam_loop, p._data.dtype) else _adam_arrays
+    update(*flat, vmax, maximize, decay, *scalars)
     for x in (exp_avg, exp_avg_sq, p) + (() if max_sq is None else (max_sq,)):
         x._vc[0] += 1
 
@@ -237,9 +172,8 @@ def sgd(p, grad, buf, *, maximize, wd, momentum, damp, nesterov, first, lr) -> N
     t = p._data.dtype.type
     flat = buf._data.reshape(-1) if buf is not None else np.empty(0, p._data.dtype)
     args = (wd != 0, t(wd), t(momentum), t(damp), nesterov, first, t(lr))
-    g, cols = _grad_order(grad)
-    arrays = [p._data.reshape(-1), g, flat]
-    _run(_sgd_loop, _sgd_arrays, p._data.dtype, arrays, cols, maximize, *args)
+    update = _sgd_loop if ready(_sgd_loop, p._data.dtype) else _sgd_arrays
+    update(p._data.reshape(-1), _flat(grad), flat, maximize, *args)
     p._vc[0] += 1
     if buf is not None and not first:
         buf._vc[0] += 1

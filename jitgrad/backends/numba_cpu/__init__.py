@@ -27,7 +27,6 @@ import numpy as np
 from numba import typeof
 
 from ... import blas as numpy_blas
-from ... import dtypes
 from ...ir.tape import Tape, Var
 from ...locks import new_lock
 from . import cache, products, runtime
@@ -36,6 +35,7 @@ from .codegen import PARTS, Kernel, numel
 from .decompositions import raise_failures
 from .kernels import paired, schedule
 from .plan import Plan
+from .prepare import planned_kernels, segment_tables
 from .source import HEADER, kernel_source
 
 IN_PLACE = object()  # a write the executable already did in place
@@ -45,66 +45,6 @@ IN_PLACE = object()  # a write the executable already did in place
 # Numba's first choice when installed). OpenMP is asked for first unless the user chose.
 if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
-
-
-def segment_tables(tape: Tape) -> tuple:
-    """``tape`` with two more constants for each scatter_add whose index is a constant: for
-    every target position ``p``, ``offsets[p]:offsets[p + 1]`` is the range of ``positions``
-    listing the flat index entries that add into ``p``, in index order. The kernel then sums
-    each target's contributions in a loop over targets (a gather: no store waits on the load
-    of an earlier one, 2x faster than scattering a convolution's input gradient), in index
-    order as np.add.at adds them. Indices out of range keep the plain scatter (the host checks
-    those, see ``_index_checks``)."""
-    consts = dict(tape.consts)
-    fresh = tape.next_id()
-    segments = {}
-    for e in tape.eqns:
-        if e.prim.name != "scatter_add" or e.inputs[1] not in consts:
-            continue
-        n = e.out.shape[e.kwargs["axis"]]
-        flat = consts[e.inputs[1]].reshape(-1).astype(np.int64)
-        flat = np.where(flat < 0, flat + n, flat)
-        if flat.size == 0 or flat.min() < 0 or flat.max() >= n:
-            continue
-        offsets = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(flat, minlength=n), out=offsets[1:])
-        positions = np.argsort(flat, kind="stable").astype(np.int64)
-        pair = []
-        for arr in (offsets, positions):
-            var = Var(fresh, arr.shape, dtypes.int64)
-            fresh += 1
-            consts[var] = arr
-            pair.append(var)
-        segments[e.out] = tuple(pair)
-    if not segments:
-        return tape, segments
-    return tape.copy(consts=consts), segments
-
-
-# kernels' structure (as generated without threads) -> which loops got threads
-_THREADED: dict = {}
-
-
-def _planned_kernels(tape: Tape, segments: dict) -> tuple:
-    """(plan, kernels) of ``tape``. Which loops get threads is decided by size, so a new batch
-    size could make a new source, and a compile (the demo's last, partial batch): a tape whose
-    kernels match an earlier one's but for that choice reuses it (with any loop either one
-    threads)."""
-    plan = Plan(tape, segments)
-    order = [e.out for e in tape.eqns if e.out in plan.materialized]
-    kernels = schedule(plan, order)
-    chosen = tuple(plan.threaded)
-    serial = kernels
-    if any(chosen):
-        serial = schedule(Plan(tape, segments, (False,) * len(chosen)), order)
-    key = hash(tuple((k.kind, tuple(k.body)) for k in serial))
-    before = _THREADED.get(key, chosen)
-    if len(before) == len(chosen) and before != chosen:
-        chosen = tuple(a or b for a, b in zip(chosen, before))
-        plan = Plan(tape, segments, chosen)
-        kernels = schedule(plan, order)
-    _THREADED[key] = chosen
-    return plan, kernels
 
 
 _THREADED_LOCK = new_lock()
@@ -147,7 +87,7 @@ class Executable:
     def __init__(self, tape: Tape, build: bool = True):
         tape, segments = segment_tables(tape)
         self.tape = tape
-        plan, kernels = _planned_kernels(tape, segments)
+        plan, kernels = planned_kernels(tape, segments)
         self.kernels = paired(kernels)
         self.index_checks = _index_checks(tape)
         self._layout(plan)

@@ -8,7 +8,7 @@ permute, expand, slice, pad, cat) and take become index arithmetic over their in
 materializes one value: a map (elementwise loop nest, a single flat loop when every load is at
 the same flat index, or merged loops when every load is an affine offset), a reduction,
 logsumexp, argmax, a matmul (BLAS, see ``runtime.gemm``) or a scatter-add (summed per target
-when its index is a constant, see ``numba_cpu.segment_tables``). Buffer offsets are cast to
+when its index is a constant, see ``prepare.segment_tables``). Buffer offsets are cast to
 unsigned (``at``): Numba's wraparound test on signed indices would keep LLVM from vectorizing.
 
 Sizes, slice starts and non-trivial constants are runtime values read from ``dims``/``consts``

@@ -35,7 +35,7 @@ class Plan:
         # which loops run on threads (see ``threads``): given, or decided by size and logged
         self.forced, self.threaded = threaded, []
         # scatter_add output -> (offsets, positions) constants: its additions grouped by target
-        # (see numba_cpu.segment_tables)
+        # (see prepare.segment_tables)
         self.segments = segments or {}
         self.producer = {e.out: e for e in tape.eqns}
         self.consumers: dict = {}

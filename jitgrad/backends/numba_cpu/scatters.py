@@ -1,5 +1,5 @@
 """scatter_add kernels: additions at gathered positions, or, with a constant index, a sum per
-target (see ``segment_tables``)."""
+target (see ``prepare.segment_tables``)."""
 
 from __future__ import annotations
 
