@@ -62,8 +62,6 @@ def _run(lib, fn, entry, values):
 # Known disagreements, each to be fixed (strict: the test fails once one agrees)
 KNOWN = {
     "erf": "a polynomial good to 1.5e-7, not erf",
-    "take": "NumPy's take(axis=) instead of PyTorch's take of the flattened input",
-    "scatter_add": "scatter_add(input, index, src, axis) instead of (input, dim, index, src)",
 }
 
 

@@ -190,7 +190,11 @@ def isfinite(input):
 
 
 @op(prim=P.where_p, method=False)  # (Tensor.where(condition, other) is methods.py's)
-def where(condition, input, other):
+def where(condition, input=None, other=None):
+    if input is None and other is None:  # where(condition): nonzero(condition, as_tuple=True)
+        from .scatter_ops import nonzero
+
+        return nonzero(as_tensor_operand(condition), as_tuple=True)
     if type(condition) is Tensor and condition._data.dtype == np.bool_:
         fast = _where_operands(condition._data.shape, input, other)
         if fast is not None:
@@ -327,8 +331,9 @@ def outer(input, other):
 
 
 # (the ops come in with the table, below)
+from . import scatter_ops  # noqa: E402,F401  (scatter family, masked ops, nonzero)
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
-from .indexing import setitem  # noqa: E402,F401
+from .indexing import scatter_add_axis, setitem, take_axis  # noqa: E402,F401
 
 
 def _exports() -> list:

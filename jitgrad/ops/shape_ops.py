@@ -369,7 +369,8 @@ from .indexing import (  # noqa: E402,F401
     gather,
     getitem,
     index_select,
-    scatter_add,
+    scatter_add_axis,
     setitem,
     take,
+    take_axis,
 )
