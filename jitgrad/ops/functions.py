@@ -331,7 +331,7 @@ def outer(input, other):
 
 
 # (the ops come in with the table, below)
-from . import scatter_ops  # noqa: E402,F401  (scatter family, masked ops, nonzero)
+from . import scatter_ops, shapes  # noqa: E402,F401  (scatter family; movement composites)
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
 from .indexing import scatter_add_axis, setitem, take_axis  # noqa: E402,F401
 
