@@ -165,7 +165,9 @@ def _parse(x: Tensor, index):
             items.append(_as_index(item))
         elif isinstance(item, Tensor) or isinstance(item, np.bool_):
             mask = item if isinstance(item, Tensor) else Tensor._wrap(np.asarray(item))
-            mask._concrete("boolean mask indexing")
+            from .scatter_ops import data_dependent
+
+            data_dependent("boolean mask indexing", mask)
             items.extend(Tensor._wrap(ix.astype(np.int64)) for ix in np.nonzero(mask._data))
             if mask.ndim == 0:
                 raise IndexError("indexing with a 0-d boolean is not supported; use where()")
