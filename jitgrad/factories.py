@@ -75,31 +75,74 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
     return _finish(ndarray, False)
 
 
-def _size(size) -> tuple:
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+def _size(size, name: str = "zeros") -> tuple:
+    """PyTorch's size arguments: ``f(2, 3)``, ``f((2, 3))``, ``f([2, 3])``, ``f(Size)``."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list, dtypes.Size)):
         size = size[0]
-    return tuple(int(s) for s in size)
+    try:
+        size = tuple(int(s.__index__()) for s in size)
+    except (AttributeError, TypeError):
+        got = ", ".join(type(s).__name__ for s in size)
+        raise TypeError(
+            f"{name}() received an invalid combination of arguments - got ({got}), but "
+            "expected one of: (tuple of ints size, *, torch.dtype dtype, ...)"
+        ) from None
+    for s in size:
+        if s < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {s}: {list(size)}")
+    return size
 
 
 def _float_or(dtype) -> np.dtype:
     return (dtypes.as_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()).np
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _finish(np.zeros(_size(size), _float_or(dtype)), requires_grad, device)
+def _sized(name, size, kw_size):
+    if kw_size is not None:
+        if size:
+            raise TypeError(f"{name}() got multiple values for argument 'size'")
+        size = (kw_size,)
+    return _size(size, name)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _finish(np.ones(_size(size), _float_or(dtype)), requires_grad, device)
+# (layout, pin_memory and memory_format are accepted as PyTorch does; CPU strided only)
+def zeros(
+    *size, out=None, dtype=None, layout=None, device=None, requires_grad=False,
+    pin_memory=False, **kw,
+) -> Tensor:  # fmt: skip
+    shape = _sized("zeros", size, kw.pop("size", None))
+    return _finish(np.zeros(shape, _float_or(dtype)), requires_grad, device)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _finish(np.empty(_size(size), _float_or(dtype)), requires_grad, device)
+def ones(
+    *size, out=None, dtype=None, layout=None, device=None, requires_grad=False,
+    pin_memory=False, **kw,
+) -> Tensor:  # fmt: skip
+    shape = _sized("ones", size, kw.pop("size", None))
+    return _finish(np.ones(shape, _float_or(dtype)), requires_grad, device)
 
 
-def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+def empty(
+    *size, out=None, dtype=None, layout=None, device=None, requires_grad=False,
+    pin_memory=False, memory_format=None, **kw,
+) -> Tensor:  # fmt: skip
+    shape = _sized("empty", size, kw.pop("size", None))
+    return _finish(np.empty(shape, _float_or(dtype)), requires_grad, device)
+
+
+def full(
+    size, fill_value, *, out=None, dtype=None, layout=None, device=None, requires_grad=False,
+    pin_memory=False,
+) -> Tensor:  # fmt: skip
+    if isinstance(fill_value, Tensor):
+        if fill_value.ndim != 0:
+            raise RuntimeError(
+                "fill_ only supports 0-dimension value tensor but got tensor with "
+                f"{fill_value.ndim} dimensions."
+            )
+        fill_value = fill_value.item()
     d = dtypes.as_dtype(dtype) if dtype is not None else dtypes.scalar_dtype(fill_value)
-    return _finish(np.full(_size((size,)), fill_value, d.np), requires_grad, device)
+    return _finish(np.full(_size((size,), "full"), fill_value, d.np), requires_grad, device)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:

@@ -38,7 +38,7 @@ def test_scatter_with_a_constant_index_adds_like_numpy(dtype):
     def f(a, s, u):
         index = jg.tensor(idx)
         # a stored source, and an elementwise one read at flat positions
-        return F.scatter_add(a, index, s, 1), F.scatter_add(a, index, s * u + 1, 1)
+        return F.scatter_add_axis(a, index, s, 1), F.scatter_add_axis(a, index, s * u + 1, 1)
 
     got = _compiled(f, x, src, t)
     for g, s in zip(got, (src, src * t + 1)):
@@ -55,7 +55,7 @@ def test_scatter_of_a_transposed_source_with_a_constant_index():
 
     @jg.compile(backend="numba")
     def f(a):
-        return F.scatter_add(jg.zeros(3, 4), jg.tensor(idx), a.T.contiguous().T, 0)
+        return F.scatter_add_axis(jg.zeros(3, 4), jg.tensor(idx), a.T.contiguous().T, 0)
 
     want = np.zeros((3, 4), np.float32)
     np.add.at(want, idx, s)
@@ -92,7 +92,7 @@ def test_reductions_over_merged_axes_match_numpy():
 
 def test_uniform_constants_become_expanded_scalars():
     def f(x):
-        return F.scatter_add(jg.zeros(4, 3), jg.tensor([0, 2, 2]), x, 0) * jg.full((4, 3), 2.0)
+        return F.scatter_add_axis(jg.zeros(4, 3), jg.tensor([0, 2, 2]), x, 0) * jg.full((4, 3), 2.0)
 
     x = np.arange(9, dtype=np.float32).reshape(3, 3)
     tape = trace(f, jg.from_numpy(x))

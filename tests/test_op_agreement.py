@@ -60,10 +60,7 @@ def _run(lib, fn, entry, values):
 
 
 # Known disagreements, each to be fixed (strict: the test fails once one agrees)
-KNOWN = {
-    "take": "NumPy's take(axis=) instead of PyTorch's take of the flattened input",
-    "scatter_add": "scatter_add(input, index, src, axis) instead of (input, dim, index, src)",
-}
+KNOWN: dict = {}
 
 
 @pytest.mark.parametrize(

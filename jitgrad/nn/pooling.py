@@ -216,7 +216,7 @@ def _max_pool_vjp(n, g):
     x = n.inputs[0]
     at = Tensor._wrap(n.residual)
     zeros = _zeros((math.prod(x.shape),), dtype=x.dtype)
-    gx = _F.scatter_add(zeros, at, _F.reshape(g, (at._data.size,)), 0)
+    gx = _F.scatter_add_axis(zeros, at, _F.reshape(g, (at._data.size,)), 0)
     return (_F.reshape(gx, tuple(x.shape)),)
 
 

@@ -54,7 +54,7 @@ def _row_counts(flat_idx: Tensor, num_embeddings: int, dtype: dtypes.dtype) -> T
     """How often each row is looked up: a scatter_add of ones (traced, not read in Python)."""
     zero = Tensor._wrap(np.zeros(num_embeddings, dtype=dtype.np))
     one = Tensor._wrap(np.ones(flat_idx.shape[0], dtype=dtype.np))
-    return _F.scatter_add(zero, flat_idx, one, 0)
+    return _F.scatter_add_axis(zero, flat_idx, one, 0)
 
 
 def _renorm_(weight: Tensor, flat_idx: Tensor, max_norm: float, norm_type: float) -> None:
@@ -98,10 +98,10 @@ def embedding(
     flat = _F.reshape(input, (-1,))
     if max_norm is not None:
         _renorm_(weight, flat, float(max_norm), float(norm_type))
-    rows = _F.take(weight, flat, 0)
+    rows = _F.take_axis(weight, flat, 0)
     if scale_grad_by_freq:
         # the value stays rows exactly (z - z.detach() is 0); the gradient is scaled by 1/count
-        counts = _F.take(_row_counts(flat, num_embeddings, rows.dtype), flat, 0)
+        counts = _F.take_axis(_row_counts(flat, num_embeddings, rows.dtype), flat, 0)
         z = _F.mul(rows, _F.unsqueeze(_F.reciprocal(counts), 1))
         rows = _F.add(rows.detach(), _F.sub(z, z.detach()))
     if padding_idx is not None:

@@ -149,7 +149,11 @@ def logical_or(input, other):
 
 
 @op(prim=P.where_p, method=False)  # (Tensor.where(condition, other) is methods.py's)
-def where(condition, input, other):
+def where(condition, input=None, other=None):
+    if input is None and other is None:  # where(condition): nonzero(condition, as_tuple=True)
+        from .scatter_ops import nonzero
+
+        return nonzero(as_tensor_operand(condition), as_tuple=True)
     if type(condition) is Tensor and condition._data.dtype == np.bool_:
         fast = _where_operands(condition._data.shape, input, other)
         if fast is not None:
@@ -303,10 +307,10 @@ def outer(input, other):
 
 # (the ops come in with the table, below)
 # (contractions: einsum, tensordot, addmm, cdist, ...; linalg: det, inverse, ... in jitgrad)
-from . import contractions, linalg  # noqa: E402,F401
+from . import contractions, linalg, scatter_ops, shapes  # noqa: E402,F401
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
 from .elementwise import erf, floor_divide, isinf, isnan, remainder  # noqa: E402,F401
-from .indexing import setitem  # noqa: E402,F401
+from .indexing import scatter_add_axis, setitem, take_axis  # noqa: E402,F401
 from .ordering import (  # noqa: E402,F401
     CummaxResult,
     CumminResult,

@@ -1,4 +1,4 @@
-"""Integer indexing: take, gather, scatter_add, and Tensor.__getitem__/__setitem__."""
+"""Integer indexing: take, index_select, gather, and Tensor.__getitem__/__setitem__."""
 
 from __future__ import annotations
 
@@ -38,22 +38,51 @@ def _normalized(index: Tensor, size: int, dim: int) -> Tensor:
     return index
 
 
-# (negative indices count from the end)
-@op(
-    spec=Spec(
-        [arg(5, 3), arg(2, 2, kind="int", lo=-5, hi=5)],
-        lambda x, idx, axis: np.take(x, idx, axis),
-        params={"axis": 0},
-        differentiable=(0,),
-        linear=True,
-    ),
-    method=False,
-)
-def take(input: Tensor, index: Tensor, axis: int = 0) -> Tensor:
-    """``input`` indexed along ``axis`` by an integer tensor (its dims replace that axis)."""
+def take_axis(input: Tensor, index, axis: int = 0) -> Tensor:
+    """NumPy's take: ``input`` indexed along ``axis`` by an integer tensor whose dims replace
+    that axis (negative indices count from the end). Internal: PyTorch's ``take`` indexes the
+    flattened input."""
     d = _wrap_dim(axis, input.ndim)
     index = _normalized(_as_index(index), input._data.shape[d], d)
     return apply(P.take_p, (input, index), {"axis": d})
+
+
+def scatter_add_axis(input: Tensor, index, src: Tensor, axis: int = 0) -> Tensor:
+    """``input`` plus ``src`` added at ``index`` along ``axis`` (take_axis's transpose): the
+    primitive, for internal callers."""
+    return apply(P.scatter_add_p, (input, _as_index(index), src), {"axis": axis})
+
+
+_TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bool": "Bool"}
+
+
+def _torch_name(dtype) -> str:
+    name = str(dtype).split(".")[-1]
+    return _TORCH_NAMES.get(name, name.capitalize())
+
+
+@op(
+    spec=Spec(
+        [arg(3, 4), arg(2, 3, kind="int", lo=-12, hi=12)],
+        lambda x, idx: np.take(x.reshape(-1), idx),
+        differentiable=(0,),
+        linear=True,
+    )
+)
+def take(input: Tensor, index: Tensor) -> Tensor:
+    """The elements of ``input``, read as if it were 1-D, at ``index`` (negative indices count
+    from the end); the result has ``index``'s shape."""
+    index = _as_index(index)
+    if index.dtype.category != 1 or index.dtype is dtypes.bool_:
+        raise RuntimeError(
+            f"take(): Expected a long tensor for index, but got {_torch_name(index.dtype)}"
+        )
+    n = input._data.size
+    data = index._data
+    if data.size and (data.min() < -n or data.max() >= n):
+        bad = data[(data < -n) | (data >= n)].flat[0]
+        raise IndexError(f"out of range: tried to access index {bad} on a tensor of {n} elements.")
+    return take_axis(reshape(input, (-1,)), index, 0)
 
 
 @op(
@@ -65,13 +94,13 @@ def take(input: Tensor, index: Tensor, axis: int = 0) -> Tensor:
     )
 )
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
-    return take(input, index, dim)
-
-
-@op(prim=P.scatter_add_p, method=False)  # (tested with the primitive's spec)
-def scatter_add(input: Tensor, index: Tensor, src: Tensor, axis: int = 0) -> Tensor:
-    """``input`` plus ``src`` added at ``index`` along ``axis`` (the transpose of take)."""
-    return apply(P.scatter_add_p, (input, _as_index(index), src), {"axis": axis})
+    index = _as_index(index)
+    if index.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    d = _wrap_dim(dim, input.ndim)
+    if input.ndim == 0:
+        return take_axis(reshape(input, (1,)), reshape(index, (-1,)), 0).reshape(index.shape)
+    return take_axis(input, reshape(index, (-1,)), d)
 
 
 @op(
@@ -136,7 +165,9 @@ def _parse(x: Tensor, index):
             items.append(_as_index(item))
         elif isinstance(item, Tensor) or isinstance(item, np.bool_):
             mask = item if isinstance(item, Tensor) else Tensor._wrap(np.asarray(item))
-            mask._concrete("boolean mask indexing")
+            from .scatter_ops import data_dependent
+
+            data_dependent("boolean mask indexing", mask)
             items.extend(Tensor._wrap(ix.astype(np.int64)) for ix in np.nonzero(mask._data))
             if mask.ndim == 0:
                 raise IndexError("indexing with a 0-d boolean is not supported; use where()")
@@ -224,7 +255,7 @@ def getitem(x: Tensor, index) -> Tensor:
     idx_shape = broadcast_shapes(*[ix._data.shape for _, ix in adv])
     indices = [broadcast_to(ix, idx_shape) for _, ix in adv]
     if len(adv) == 1:
-        return take(y, indices[0], positions[0])
+        return take_axis(y, indices[0], positions[0])
     adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
     if not adjacent:
         rest = [p for p in range(y.ndim) if p not in positions]
@@ -265,13 +296,13 @@ def setitem(x: Tensor, index, value) -> None:
         _, last = np.unique(flat_hits[::-1], return_index=True)
         keep = np.sort(flat_hits.size - 1 - last)
         hit_idx = Tensor._wrap(flat_hits[keep])
-        v = take(v, Tensor._wrap(keep.astype(np.int64)), 0)
+        v = take_axis(v, Tensor._wrap(keep.astype(np.int64)), 0)
         mask = np.zeros(x._data.size, dtype=bool)
         mask[flat_hits] = True
         zeros = Tensor._wrap(np.zeros(x._data.size, dtype=x._data.dtype))
 
         def compute(src):
-            placed = scatter_add(zeros, hit_idx, v, 0)
+            placed = scatter_add_axis(zeros, hit_idx, v, 0)
             flat = where(Tensor._wrap(mask), placed, reshape(src, (-1,)))
             return reshape(flat, x._data.shape)
 

@@ -41,10 +41,6 @@ def _where_method(self, condition, y):
     return F.where(condition, self, y)
 
 
-def _masked_fill(self, mask, value):
-    return F.where(mask, value, self)
-
-
 def _type_as(self, other):
     return F.cast(self, other.dtype)
 
@@ -104,7 +100,6 @@ def install() -> None:
             if entry.inplace:
                 setattr(T, name + "_", _inplace_method(entry.fn, name))
     T.where = _where_method
-    T.masked_fill = _masked_fill
     T.type_as = _type_as
     T.to = _to
     T.float = _cast_method(dtypes.float32)
@@ -147,7 +142,6 @@ def install() -> None:
     T.__or__ = F.logical_or
     T.__invert__ = F.logical_not
 
-    T.masked_fill_ = _inplace_method(_masked_fill, "masked_fill")
     T.__iadd__ = T.add_
     T.__isub__ = T.sub_
     T.__imul__ = T.mul_

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tensor import apply
 from . import functions as F
 from .loops import ready, scatter_add_flat
 from .prims import _slice_len
@@ -286,7 +287,7 @@ def _take_shape(avals, axis):
 def _take_vjp(n, g):
     x, idx = n.inputs
     axis = n.params["axis"]
-    return F.scatter_add(F.zeros_like(x), idx, g, axis), None
+    return apply(scatter_add_p, (F.zeros_like(x), idx, g), {"axis": axis}), None
 
 
 take_p = register(
@@ -350,7 +351,7 @@ def _scatter_ref(x, idx, src, axis):
 def _scatter_add_vjp(n, g):
     _, idx, _ = n.inputs
     axis = n.params["axis"]
-    gsrc = F.take(g, idx, axis) if n.needs[2] else None
+    gsrc = apply(take_p, (g, idx), {"axis": axis}) if n.needs[2] else None
     return (g if n.needs[0] else None), None, gsrc
 
 

@@ -197,7 +197,8 @@ def op(
     keeps it off ``Tensor`` (ops outside the ``jitgrad`` namespace are methods only with
     ``method=True``); ``inplace`` adds ``Tensor.<name>_``. ``namespace`` is the module its names
     live in: ``"jitgrad"``, ``"nn.functional"`` (``jitgrad.nn.functional.<name>``), ``"linalg"``
-    ... (see ``export``). A parameter named ``dim`` or
+    ... (see ``export``), or ``"Tensor"`` for methods with no function (``Tensor.repeat``;
+    with ``method=True``). A parameter named ``dim`` or
     ``keepdim`` also accepts PyTorch's aliases ``axis=`` and ``keepdims=``. Without a ``spec``,
     an op of ``prim`` is tested with the primitive's (the two take the same arguments).
     """

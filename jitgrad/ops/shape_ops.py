@@ -213,12 +213,26 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     return permute(input, perm)
 
 
-@op(spec=_view(arg(2, 3, 4), 0, 2, ref=np.moveaxis))
-def movedim(input: Tensor, source: int, destination: int) -> Tensor:
+@op(spec=_view(arg(2, 3, 4), (0, 1), (2, 0), ref=np.moveaxis), names=("moveaxis",))
+def movedim(input: Tensor, source, destination) -> Tensor:
     n = input.ndim
-    s, d = _wrap_dim(source, n), _wrap_dim(destination, n)
-    order = [i for i in range(n) if i != s]
-    order.insert(d, s)
+    src = (source,) if isinstance(source, int) else tuple(source)
+    dst = (destination,) if isinstance(destination, int) else tuple(destination)
+    if len(src) != len(dst):
+        raise RuntimeError(
+            f"movedim: Invalid source or destination dims: source ({list(src)} dims) should "
+            f"contain the same number of dims as destination ({list(dst)} dims)"
+        )
+    src = tuple(_wrap_dim(s, n) for s in src)
+    dst = tuple(_wrap_dim(d, n) for d in dst)
+    for name, dims in (("source", src), ("destination", dst)):
+        if len(set(dims)) != len(dims):
+            raise RuntimeError(f"movedim: repeated dim in `{name}` ({list(dims)})")
+    order = [-1] * n
+    for s, d in zip(src, dst):
+        order[d] = s
+    rest = iter(i for i in range(n) if i not in src)
+    order = [next(rest) if o == -1 else o for o in order]
     return permute(input, order)
 
 
@@ -352,6 +366,8 @@ def split(input: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
 
 @op(spec=_view(arg(3, 5), 2, ref=lambda x, n, dim: (x[:, :3], x[:, 3:]), params={"dim": 1}))
 def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
+    if chunks <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     d = _wrap_dim(dim, input.ndim)
     n = input._data.shape[d]
     size = max(1, -(-n // chunks))
@@ -369,7 +385,8 @@ from .indexing import (  # noqa: E402,F401
     gather,
     getitem,
     index_select,
-    scatter_add,
+    scatter_add_axis,
     setitem,
     take,
+    take_axis,
 )

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autograd.grad_mode import STATE
 from ..tensor import Tensor, check_write, inplace
-from .functions import cast, reshape, scatter_add, take, where
+from .functions import cast, reshape, scatter_add_axis, take_axis, where
 
 
 def view_positions(base: np.ndarray, view: np.ndarray) -> np.ndarray:
@@ -50,9 +50,9 @@ def inplace_view(x: Tensor, base: Tensor, compute) -> Tensor:
 
     def compute_base(base_src: Tensor) -> Tensor:
         flat = reshape(base_src, (-1,))
-        new = compute(reshape(take(flat, flat_pos, 0), x._data.shape))
+        new = compute(reshape(take_axis(flat, flat_pos, 0), x._data.shape))
         check_write(x, new)
-        placed = scatter_add(zeros, flat_pos, reshape(cast(new, base.dtype), (-1,)), 0)
+        placed = scatter_add_axis(zeros, flat_pos, reshape(cast(new, base.dtype), (-1,)), 0)
         return reshape(where(Tensor._wrap(mask), placed, flat), base._data.shape)
 
     inplace(base, compute_base)
@@ -62,7 +62,7 @@ def inplace_view(x: Tensor, base: Tensor, compute) -> Tensor:
     after._output_nr = base._output_nr
     if STATE.tracer is not None:
         STATE.tracer.snapshot(base, after)
-    view_new = reshape(take(reshape(after, (-1,)), flat_pos, 0), x._data.shape)
+    view_new = reshape(take_axis(reshape(after, (-1,)), flat_pos, 0), x._data.shape)
     x._grad_fn, x._output_nr = view_new._grad_fn, view_new._output_nr
     x._requires_grad = view_new._requires_grad
     if STATE.tracer is not None:
