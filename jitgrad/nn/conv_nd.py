@@ -97,7 +97,11 @@ def _check(input, weight, bias, groups: int, nd: int, fn: str, transposed: bool 
             f"{oc} elements, but got bias of size {list(bias.shape)} instead"
         )
     if x.dtype is not weight.dtype:
-        raise RuntimeError(f"expected scalar type {_type_name(x)} but found {_type_name(weight)}")
+        raise RuntimeError(
+            f"Input type (torch.{_type_name(x)}Tensor) and weight type (torch."
+            f"{_type_name(weight)}Tensor) should be the same or input should be a MKLDNN tensor "
+            "and weight is a dense tensor"
+        )
     if bias is not None and bias.dtype is not x.dtype:
         raise RuntimeError(
             f"Input type ({_type_name(x)}) and bias type ({_type_name(bias)}) should be the same"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
+from ..autograd.grad_mode import no_grad
 from ..ops import functions as _F
 from ..ops.registry import op
 from ..ops.spec import Spec, arg
@@ -64,7 +65,9 @@ def _clamped_norm(x: Tensor, d: int, eps: float) -> Tensor:
     """The 2-norm along d, at least eps: PyTorch clamps it in place under no_grad, so the
     gradient is the unclamped norm's (n + (max(n, eps) - n).detach())."""
     n = _F.norm(x, 2, d, keepdim=True)
-    return _F.add(n, _F.sub(_F.clamp(n, min=eps), n).detach())
+    with no_grad():  # (no graph for the constant part: nothing of it outlives the call)
+        lift = _F.sub(_F.clamp(n, min=eps), n)
+    return _F.add(n, lift)
 
 
 def _pairwise_ref(x1, x2, p=2.0, eps=1e-6, keepdim=False):

@@ -122,9 +122,9 @@ def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) 
             if mode == "circular":
                 raise RuntimeError("Negative padding value is resulting in an empty dimension")
             raise RuntimeError(
-                f"The input size {shape[d]}, plus negative padding {min(lo, 0)} and "
-                f"{min(hi, 0)} resulted in a negative output size, which is invalid. Check "
-                f"dimension {d} of your input."
+                f"narrow(): length must be non-negative. (The input size {shape[d]}, plus "
+                f"negative padding {min(lo, 0)} and {min(hi, 0)}, is negative at dimension {d}: "
+                "crop less.)"
             )
     if tuple(starts) != (0,) * x.ndim or tuple(stops) != shape:
         x = _F.slice_(x, starts, stops, (1,) * x.ndim)

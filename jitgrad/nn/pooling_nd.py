@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from .. import dtypes
+from ..autograd.grad_mode import no_grad
 from ..ops import functions as _F
 from ..ops import prims as _P
 from ..ops.registry import op
@@ -498,12 +499,11 @@ def _max_unpool(nd, fn, input, indices, kernel_size, stride, padding, output_siz
                 f"output_size should be a sequence containing {nd} or {nd + 2} elements, but it "
                 f"has a length of '{len(output_size)}'"
             )
-        for o, dft, ss in zip(outs, default, s):
-            if not dft - ss < o < dft + ss:
+        for d, (o, dft, ss) in enumerate(zip(outs, default, s)):
+            if not dft - ss <= o <= dft + ss:
                 raise ValueError(
-                    f'invalid output_size "{list(outs)}" (dim must be between '
-                    f"{[a - b + 1 for a, b in zip(default, s)]} and "
-                    f"{[a + b - 1 for a, b in zip(default, s)]})"
+                    f'invalid output_size "{tuple(outs)}" (dim {d} must be between {dft - ss} '
+                    f"and {dft + ss})"
                 )
     n, c = x.shape[:2]
     total = math.prod(outs)
@@ -513,12 +513,22 @@ def _max_unpool(nd, fn, input, indices, kernel_size, stride, padding, output_siz
         bad = values[(values < 0) | (values >= total)].flat[0]
         raise RuntimeError(
             f"Found an invalid max index: {int(bad)} (output volumes are of size "
-            f"{'x'.join(map(str, outs))})"
+            f"{'x'.join(map(str, outs + (1,) * (nd == 1)))})"
         )
     planes = Tensor._wrap((np.arange(n * c, dtype=np.int64) * total).reshape((n, c) + (1,) * nd))
     flat = _F.reshape(_F.add(idx, planes), (-1,))
     zeros = Tensor._wrap(np.zeros(n * c * total, x.dtype.np))
-    out = _F.scatter_add(zeros, flat, _F.reshape(x, (-1,)), 0)
+    values = _F.reshape(x, (-1,))
+    added = _F.scatter_add(zeros, flat, values, 0)
+    # PyTorch writes each value to its index (overlapping windows can name an index twice,
+    # with the same value) and its gradient is a gather: the value of the writes (the sum over
+    # an index divided by how often it is named), the gradient of the sum
+    with no_grad():  # (no graph for the correction: nothing of it outlives the call)
+        ones = Tensor._wrap(np.ones(values.shape[0], x.dtype.np))
+        count = _F.take(_F.scatter_add(zeros, flat, ones, 0), flat, 0)
+        written = _F.scatter_add(zeros, flat, _F.div(values, count), 0)
+        correction = _F.sub(written, added)
+    out = _F.add(added, correction)
     return _unbatch(_F.reshape(out, (n, c, *outs)), unbatched)
 
 
