@@ -20,9 +20,11 @@ from ..factories import empty
 from ..ops import functions as _F
 from ..ops import prims as _P
 from ..ops.loops import ready, scatter_add_skipping
-from ..ops.registry import register
+from ..ops.registry import op, register
+from ..ops.spec import Spec, arg
 from ..tensor import Tensor, apply
 from . import conv_specs, init
+from . import layer_refs as _R
 from .module import Module, Parameter
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "Conv2d", "MaxPool2d", "AvgPool2d"]
@@ -152,6 +154,15 @@ def _out_size(size: int, lo: int, hi: int, eff_kernel: int, stride: int) -> int:
 
 
 # -- convolution ----------------------------------------------------------------------------------
+@op(
+    namespace="nn.functional",
+    spec=Spec(
+        [arg(2, 4, 5, 6), arg(6, 2, 3, 2), arg(6)],
+        _R.conv_ref,
+        params={"stride": (2, 1), "padding": 1, "dilation": (1, 2), "groups": 2},
+        differentiable=(0, 1, 2),
+    ),
+)
 def conv2d(
     input: Tensor,
     weight: Tensor,

@@ -32,6 +32,8 @@ from ..ops.functions import relu as _relu
 from ..ops.functions import silu as _silu
 from ..ops.functions import softmax as _softmax
 from ..ops.registry import export as _export
+from ..ops.registry import op
+from ..ops.spec import Spec, arg
 from ..tensor import Tensor, apply
 
 __all__ = [
@@ -138,6 +140,14 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     return input.mul_(scale) if inplace else _F.mul(input, scale)
 
 
+@op(
+    namespace="nn.functional",
+    spec=Spec(
+        [arg(2, 3, kind="int", lo=0, hi=4)],
+        lambda t, num_classes: np.eye(num_classes, dtype=np.int64)[t],
+        params={"num_classes": 5},
+    ),
+)
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """Integer classes to one-hot int64 rows; ``num_classes=-1`` reads the largest class.
 
@@ -479,9 +489,10 @@ def binary_cross_entropy(
     return _reduce(loss, reduction)
 
 
+from . import conv_nd, distance, padding, pooling_nd, resize  # noqa: E402,F401
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from .normalization import batch_norm, layer_norm  # noqa: E402
 from .sparse import embedding  # noqa: E402
 
 # The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
-__all__ += _export("nn.functional", globals())
+__all__ += [n for n in _export("nn.functional", globals()) if n not in __all__]

@@ -20,9 +20,11 @@ from ..factories import zeros as _zeros
 from ..ops import functions as _F
 from ..ops import prims as _P
 from ..ops.loops import ready, window_first_max, windows_first_max
-from ..ops.registry import register
+from ..ops.registry import op, register
+from ..ops.spec import Spec, arg
 from ..tensor import Tensor, apply
 from . import conv_specs
+from . import layer_refs as _R
 from .conv import _batched, _pair, _plane, _take, _window_index
 from .module import Module
 
@@ -121,6 +123,16 @@ def _taps(x: Tensor, geometry: tuple) -> list:
     return out
 
 
+@op(
+    namespace="nn.functional",
+    spec=Spec(
+        [arg(2, 3, 7, 6), (3, 2)],
+        lambda x, kernel_size, **kw: _R.max_pool_ref(x, kernel_size, **kw, nd=2),
+        params={"stride": (2, 1), "padding": (1, 0), "dilation": (1, 2), "ceil_mode": True},
+        differentiable=(0,),
+        smooth=False,
+    ),
+)
 def max_pool2d(
     input: Tensor,
     kernel_size,
@@ -279,6 +291,16 @@ def _avg_divisor(size: tuple, geometry: tuple, padding: tuple, count_include_pad
     return divisor
 
 
+@op(
+    namespace="nn.functional",
+    spec=Spec(
+        [arg(2, 3, 7, 6), (3, 2)],
+        lambda x, kernel_size, **kw: _R.avg_pool_ref(x, kernel_size, **kw, nd=2),
+        params={"stride": (2, 1), "padding": (1, 1), "ceil_mode": True, "count_include_pad": False},
+        differentiable=(0,),
+        linear=True,
+    ),
+)
 def avg_pool2d(
     input: Tensor,
     kernel_size,

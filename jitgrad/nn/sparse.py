@@ -14,6 +14,8 @@ from .. import dtypes
 from ..autograd.grad_mode import no_grad
 from ..factories import empty
 from ..ops import functions as _F
+from ..ops.registry import op
+from ..ops.spec import Spec, arg
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
@@ -68,6 +70,15 @@ def _renorm_(weight: Tensor, flat_idx: Tensor, max_norm: float, norm_type: float
         weight.mul_(_F.unsqueeze(scale, 1))
 
 
+@op(
+    namespace="nn.functional",
+    spec=Spec(
+        [arg(2, 3, kind="int", lo=0, hi=5), arg(5, 4)],
+        lambda idx, weight: weight[idx],
+        differentiable=(1,),
+        linear=True,
+    ),
+)
 def embedding(
     input: Tensor,
     weight: Tensor,
