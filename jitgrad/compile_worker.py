@@ -107,6 +107,7 @@ class _Service:
                 error = reply.get("error")
                 error = BuildError(error, reply.get("traceback", "")) if error else None
                 done(error, reply.get("compiled", 0))
+        proc.stdout.close()  # (the worker closed its end)
         proc.wait()  # (reaped: no zombie)
         with self._lock:
             pending = self._jobs_of(proc)  # (a newer worker's jobs are not this one's)
@@ -114,6 +115,10 @@ class _Service:
                 del self._pending[job_id]
             if self._proc is proc:
                 self._proc = None
+            try:
+                proc.stdin.close()  # (nothing is sent to a worker that is gone)
+            except OSError:
+                pass
         why = self._died(proc) if pending else ""
         if getattr(proc, "log", None) is not None:
             proc.log.close()
