@@ -476,7 +476,7 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Te
     sink = 1 if pads != ((0, 0), (0, 0)) else 0  # the padding's additions land at h*w
     zeros = Tensor._wrap(np.zeros((n, c, h * w + sink), x.dtype.np))
     src = _F.reshape(x, (n, c, kh * kw * length))
-    plane = _F.scatter_add(zeros, index, src, 2)
+    plane = _F.scatter_add_axis(zeros, index, src, 2)
     if sink:
         plane = _F.slice_(plane, (0, 0, 0), (n, c, h * w), (1, 1, 1))
     out = _F.reshape(plane, (n, c, h, w))

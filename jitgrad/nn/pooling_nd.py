@@ -519,14 +519,14 @@ def _max_unpool(nd, fn, input, indices, kernel_size, stride, padding, output_siz
     flat = _F.reshape(_F.add(idx, planes), (-1,))
     zeros = Tensor._wrap(np.zeros(n * c * total, x.dtype.np))
     values = _F.reshape(x, (-1,))
-    added = _F.scatter_add(zeros, flat, values, 0)
+    added = _F.scatter_add_axis(zeros, flat, values, 0)
     # PyTorch writes each value to its index (overlapping windows can name an index twice,
     # with the same value) and its gradient is a gather: the value of the writes (the sum over
     # an index divided by how often it is named), the gradient of the sum
     with no_grad():  # (no graph for the correction: nothing of it outlives the call)
         ones = Tensor._wrap(np.ones(values.shape[0], x.dtype.np))
-        count = _F.take(_F.scatter_add(zeros, flat, ones, 0), flat, 0)
-        written = _F.scatter_add(zeros, flat, _F.div(values, count), 0)
+        count = _F.take_axis(_F.scatter_add_axis(zeros, flat, ones, 0), flat, 0)
+        written = _F.scatter_add_axis(zeros, flat, _F.div(values, count), 0)
         correction = _F.sub(written, added)
     out = _F.add(added, correction)
     return _unbatch(_F.reshape(out, (n, c, *outs)), unbatched)
