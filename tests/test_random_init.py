@@ -420,7 +420,9 @@ def _sampling_step(x):
     g = jg.multinomial(jg.tensor([1.0, 2.0, 3.0]), 4, True)
     h = jg.multinomial(jg.tensor([[1.0, 2.0, 3.0]]), 2)
     i = jg.randperm(4)
-    return a, b, c, d, e, f, g, h, i
+    j = jg.zeros(x.shape, dtype=jg.int64).random_()
+    k = jg.zeros_like(x).bernoulli_(jg.full((40,), 0.5))
+    return a, b, c, d, e, f, g, h, i, j, k
 
 
 @pytest.mark.filterwarnings("error")
