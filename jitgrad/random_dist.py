@@ -393,8 +393,7 @@ def multinomial(
             cdf = F.cumsum(w, -1)
             total = F.narrow(cdf, -1, categories - 1, 1)
             u = F.mul(_uniform((*rows, n), dtypes.float64, generator), total)
-            below = F.le(F.unsqueeze(cdf, -2), F.unsqueeze(u, -1))
-            idx = F.sum(F.cast(below, dtypes.int64), -1)
+            idx = F.searchsorted(cdf, u, right=True)
             return F.clamp(idx, max=categories - 1)
         # without replacement: the n smallest of E_i / w_i (E_i exponential) are a sample of
         # the weighted draw without replacement; zero weights get an infinite key
