@@ -474,13 +474,17 @@ def randn_like(
 
 
 def randint_like(
-    input: Tensor, low: int = 0, high: int | None = None, *, dtype=None, layout=None,
+    input: Tensor, low: int | None = None, high: int | None = None, *, dtype=None, layout=None,
     device=None, requires_grad=False, memory_format=None, generator=None,
 ) -> Tensor:  # fmt: skip
     """``randint_like(input, high)`` or ``randint_like(input, low, high)``, in ``input``'s
     dtype unless ``dtype`` says otherwise."""
     if high is None:
+        if low is None:
+            raise TypeError("randint_like() missing required argument 'high'")
         low, high = 0, low
+    elif low is None:
+        low = 0
     d = _like_dtype(input, dtype)
     probe = Tensor._wrap(np.zeros((), d.np))
     lo, hi = _random_bounds(probe, low, high)

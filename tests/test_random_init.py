@@ -292,6 +292,9 @@ def test_like_factories_and_randperm():
     assert r.dtype == jg.float32 and set(np.unique(r.numpy())) == {2, 3, 4}
     i = jg.randint_like(jg.zeros(N, dtype=jg.int32), 3)
     assert i.dtype == jg.int32 and set(np.unique(i.numpy())) == {0, 1, 2}
+    assert set(np.unique(jg.randint_like(jg.zeros(200), high=2).numpy())) == {0, 1}
+    with pytest.raises(TypeError, match="high"):
+        jg.randint_like(jg.zeros(2))
     with pytest.raises(NotImplementedError, match="check_uniform_bounds"):
         jg.rand_like(jg.zeros(2, dtype=jg.int64))
     with pytest.raises(NotImplementedError, match="normal_kernel_cpu"):
