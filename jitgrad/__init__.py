@@ -59,15 +59,21 @@ from .random import (
     get_rng_state,
     initial_seed,
     manual_seed,
-    normal,
     rand,
-    rand_like,
     randint,
     randn,
-    randn_like,
     randperm,
     seed,
     set_rng_state,
+)
+from .random_dist import (
+    bernoulli,
+    multinomial,
+    normal,
+    poisson,
+    rand_like,
+    randint_like,
+    randn_like,
 )
 from .serialization import load, save
 from .tensor import Tensor, apply

@@ -128,37 +128,15 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
 
 
 def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
+    """A random permutation of ``0 .. n-1``: the order that sorts ``n`` uniform keys."""
+    n = int(n)
+    if n < 0:
+        raise RuntimeError(f"Trying to create tensor with negative dimension {n}: [{n}]")
     gen = generator or default_generator
     keys = gen.uniform((n,), dtypes.float64)
-    keys._concrete("randperm")
-    order = np.argsort(keys._data, kind="stable").astype(np.int64)
-    return F.cast(Tensor._wrap(order), dtype if dtype is not None else dtypes.int64)
-
-
-def rand_like(input: Tensor, *, dtype=None, generator=None) -> Tensor:
-    return rand(input.shape, dtype=dtype or input.dtype, generator=generator)
-
-
-def randn_like(input: Tensor, *, dtype=None, generator=None) -> Tensor:
-    return randn(input.shape, dtype=dtype or input.dtype, generator=generator)
-
-
-def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tensor:
-    if size is None:
-        raise TypeError("normal(): pass size= for scalar mean and std")
-    return F.add(F.mul(randn(size, generator=generator, dtype=dtype), std), mean)
-
-
-def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
     with no_grad():
-        u = rand(t.shape, dtype=t.dtype, generator=generator)
-        return inplace(t, lambda _: F.add(F.mul(u, b - a), a))
-
-
-def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
-    with no_grad():
-        z = randn(t.shape, dtype=t.dtype, generator=generator)
-        return inplace(t, lambda _: F.add(F.mul(z, std), mean))
+        order = F.argsort(keys, dim=0, stable=True)
+    return F.cast(order, dtype if dtype is not None else dtypes.int64)
 
 
 def bernoulli_mask(shape: tuple, p: float, dtype: dtypes.dtype, generator=None) -> Tensor:

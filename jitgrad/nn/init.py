@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 import warnings
 
-from .. import dtypes
+import numpy as np
+
+from .. import dtypes, linalg
 from .. import random as _random
+from .. import random_dist as _dist
 from ..autograd.grad_mode import no_grad
 from ..ops import functions as F
 from ..tensor import Tensor
@@ -61,19 +64,19 @@ def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
 def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
     mode = mode.lower()
     if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
+        raise ValueError(f"Mode {mode} not supported, please use one of ['fan_in', 'fan_out']")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return fan_in if mode == "fan_in" else fan_out
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
     with no_grad():
-        return _random.uniform_(tensor, a, b, generator=generator)
+        return _dist.uniform_(tensor, a, b, generator=generator)
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
     with no_grad():
-        return _random.normal_(tensor, mean, std, generator=generator)
+        return _dist.normal_(tensor, mean, std, generator=generator)
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
@@ -208,6 +211,60 @@ def trunc_normal_(
         return tensor.copy_(x)
 
 
+def orthogonal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
+    """A (semi-)orthogonal matrix over dim 0 and the rest flattened (Saxe et al. 2013): the Q of
+    a normal matrix's QR, its column signs fixed by R's diagonal so Q is uniform (Haar)."""
+    if tensor.ndim < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    if tensor.numel() == 0:
+        return tensor  # nothing to fill
+    rows = tensor.shape[0]
+    cols = tensor.numel() // rows
+    with no_grad():
+        flat = _random.randn(
+            max(rows, cols), min(rows, cols), dtype=tensor.dtype, generator=generator
+        )
+        q, r = linalg.qr(flat)
+        q = F.mul(q, F.sign(F.diagonal(r)))
+        if rows < cols:
+            q = F.transpose(q, 0, 1)
+        return tensor.copy_(F.mul(F.reshape(q, tuple(tensor.shape)), gain))
+
+
+def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
+    """The identity convolution: in each group, output channel d copies input channel d at the
+    kernel's centre (channels beyond the smaller count stay zero)."""
+    if tensor.ndim not in (3, 4, 5):
+        raise ValueError("Only tensors with 3, 4, or 5 dimensions are supported")
+    sizes = tuple(tensor.shape)
+    if sizes[0] % groups != 0:
+        raise ValueError("dim 0 must be divisible by groups")
+    per_group = sizes[0] // groups
+    value = np.zeros(sizes, dtype=tensor.dtype.np)
+    centre = tuple(s // 2 for s in sizes[2:])
+    for g in range(groups):
+        for d in range(min(per_group, sizes[1])):
+            value[(g * per_group + d, d, *centre)] = 1
+    with no_grad():
+        return tensor.copy_(Tensor._wrap(value))
+
+
+def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator=None) -> Tensor:
+    """N(0, std^2) entries with ``ceil(sparsity * rows)`` of each column's set to zero, the rows
+    chosen at random per column (Martens 2010)."""
+    if tensor.ndim != 2:
+        raise ValueError("Only tensors with 2 dimensions are supported")
+    rows, cols = tensor.shape
+    num_zeros = int(math.ceil(sparsity * rows))
+    with no_grad():
+        z = _random.randn(rows, cols, dtype=tensor.dtype, generator=generator)
+        keys = _random.rand(rows, cols, dtype=dtypes.float64, generator=generator)
+        # a row's rank among its column's keys: the num_zeros lowest are zeroed
+        rank = F.argsort(F.argsort(keys, dim=0, stable=True), dim=0, stable=True)
+        kept = F.where(F.lt(rank, num_zeros), 0.0, F.mul(z, std))
+        return tensor.copy_(kept)
+
+
 # PyTorch's deprecated aliases without the trailing underscore are not provided on purpose.
 __all__ = [
     "calculate_gain",
@@ -222,6 +279,9 @@ __all__ = [
     "kaiming_uniform_",
     "kaiming_normal_",
     "trunc_normal_",
+    "orthogonal_",
+    "dirac_",
+    "sparse_",
 ]
 
 
