@@ -91,7 +91,7 @@ def _fill(t: Tensor, value: Tensor) -> Tensor:
     """Write the sample ``value`` into ``t`` in place, keeping ``t``'s dtype; a ``t`` inside a
     graph gets a zero gradient from here on (the fill does not depend on its old value)."""
     value = F.cast(value, t.dtype)
-    return inplace(t, lambda src: _joins_graph(value, src))
+    return inplace(t, lambda src: value)  # (inplace gives a t inside a graph a zero gradient)
 
 
 # -- continuous fills ------------------------------------------------------------------------------

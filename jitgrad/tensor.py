@@ -501,6 +501,12 @@ def inplace(x: Tensor, compute) -> Tensor:
         if STATE.tracer is not None:
             STATE.tracer.snapshot(x, src)
     new = compute(src)
+    if src is not x and not new._requires_grad:
+        # a value without history (fill_, copy_ of a constant) written into a tensor inside a
+        # graph: x stays in the graph, and its old value gets a zero gradient from here on
+        from .ops.functions import const, where
+
+        new = where(const(True, dtypes.bool_), new, src)
     if src is x and new._requires_grad and STATE.grad_enabled:
         # x was outside the graph but its new value has history (buf.mul_(w)): the ops may have
         # saved x itself, whose buffer is about to change, so redo them on a snapshot (rare)

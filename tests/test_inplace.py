@@ -206,3 +206,16 @@ def test_requires_grad_errors():
         jg.tensor([1, 2], requires_grad=True)
     y = t64([1.0])
     assert y.requires_grad_() is y and y.requires_grad and y.is_leaf
+
+
+@pytest.mark.parametrize(
+    "write", [lambda y: y.fill_(1.0), lambda y: y.copy_(jg.zeros(3)), lambda y: y.zero_()]
+)
+def test_writing_a_constant_into_a_graph_tensor_cuts_its_old_history(write):
+    # y's old value no longer reaches its result: x gets a zero gradient, y stays in the graph
+    x = jg.ones(3, requires_grad=True)
+    y = x * 2
+    write(y)
+    assert y.requires_grad
+    (y * 3).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros(3, np.float32))
