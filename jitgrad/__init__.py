@@ -18,17 +18,24 @@ from .autograd.grad_mode import (
 from .compile import AgreementError, CompiledFunction, compile  # noqa: A004
 from .dtypes import (
     Size,
+    bfloat16,
     bool_,
     device,
     double,
     dtype,
+    float16,
     float32,
     float64,
     get_default_dtype,
+    half,
+    int8,
+    int16,
     int32,
     int64,
     long,
     set_default_dtype,
+    short,
+    uint8,
     uint64,
 )
 from .dtypes import bool_ as bool  # noqa: A004

@@ -138,7 +138,7 @@ def _float_dtype(*xs) -> dtypes.dtype:
 
 
 def _float(x: Tensor) -> Tensor:
-    if x._data.dtype.kind == "f":
+    if dtypes.is_float_np(x._data.dtype):
         return x
     return apply(P.cast_p, (x,), {"dtype": dtypes.get_default_dtype()})
 

@@ -46,7 +46,25 @@ def _type_as(self, other):
 
 
 def _cast_method(dt):
-    return lambda self: F.cast(self, dt)
+    def method(self, memory_format=None):
+        return F.cast(self, dt)
+
+    method.__doc__ = f"``self.to({dt})``."
+    return method
+
+
+def _type(self, dtype=None, non_blocking=False, **kwargs):
+    """``type()``: the tensor type's name (``'jitgrad.FloatTensor'``, PyTorch's names under
+    jitgrad's); ``type(dtype)``: ``self`` cast to ``dtype`` (a dtype, or a name such as
+    ``'jitgrad.HalfTensor'``; ``'torch.HalfTensor'`` is accepted too)."""
+    if dtype is None:
+        return f"jitgrad.{dtypes.type_name(self.dtype)}Tensor"
+    if isinstance(dtype, str):
+        found = dtypes._BY_TYPE_NAME.get(dtype.rsplit(".", 1)[-1])
+        if found is None or dtype.split(".")[0] not in ("jitgrad", "torch", dtype):
+            raise ValueError(f"invalid type: '{dtype}'")
+        dtype = found
+    return F.cast(self, dtype)
 
 
 def _T(self):
@@ -102,11 +120,12 @@ def install() -> None:
     T.where = _where_method
     T.type_as = _type_as
     T.to = _to
-    T.float = _cast_method(dtypes.float32)
-    T.double = _cast_method(dtypes.float64)
-    T.long = _cast_method(dtypes.int64)
-    T.int = _cast_method(dtypes.int32)
-    T.bool = _cast_method(dtypes.bool_)
+    casts = {"float": dtypes.float32, "double": dtypes.float64, "half": dtypes.float16}
+    casts.update(bfloat16=dtypes.bfloat16, long=dtypes.int64, int=dtypes.int32)
+    casts.update(short=dtypes.int16, char=dtypes.int8, byte=dtypes.uint8, bool=dtypes.bool_)
+    for name, dt in casts.items():
+        setattr(T, name, _cast_method(dt))
+    T.type = _type
     T.T = property(_T)
     T.mT = property(_mT)
     T.t = _t
