@@ -157,9 +157,18 @@ def install() -> None:
     T.__ge__ = F.ge
     T.__eq__ = F.eq
     T.__ne__ = F.ne
-    T.__and__ = F.logical_and
-    T.__or__ = F.logical_or
-    T.__invert__ = F.logical_not
+    # (on bools the bitwise ops are the logical ones, as in PyTorch)
+    T.__and__ = F.bitwise_and
+    T.__rand__ = lambda self, other: F.bitwise_and(other, self)
+    T.__or__ = F.bitwise_or
+    T.__ror__ = lambda self, other: F.bitwise_or(other, self)
+    T.__xor__ = F.bitwise_xor
+    T.__rxor__ = lambda self, other: F.bitwise_xor(other, self)
+    T.__lshift__ = F.bitwise_left_shift
+    T.__rlshift__ = lambda self, other: F.bitwise_left_shift(other, self)
+    T.__rshift__ = F.bitwise_right_shift
+    T.__rrshift__ = lambda self, other: F.bitwise_right_shift(other, self)
+    T.__invert__ = F.invert
 
     T.__iadd__ = T.add_
     T.__isub__ = T.sub_
@@ -168,6 +177,11 @@ def install() -> None:
     T.__ipow__ = T.pow_
     T.__ifloordiv__ = T.floor_divide_
     T.__imod__ = T.remainder_
+    T.__iand__ = T.bitwise_and_
+    T.__ior__ = T.bitwise_or_
+    T.__ixor__ = T.bitwise_xor_
+    T.__ilshift__ = T.bitwise_left_shift_
+    T.__irshift__ = T.bitwise_right_shift_
     T.zero_ = _zero_
     T.fill_ = _fill_
     T.copy_ = _copy_
