@@ -81,6 +81,32 @@ def is_float_np(np_dtype) -> builtins.bool:
     return np_dtype.kind == "f" or np_dtype == BFLOAT16_NP
 
 
+_HALF_NP = frozenset((np.dtype(np.float16), BFLOAT16_NP))
+
+
+def is_half_np(np_dtype) -> builtins.bool:
+    """Whether a NumPy dtype is a 16-bit float: sums and products of those accumulate in
+    float32, as PyTorch's CPU kernels do, and are rounded once at the end."""
+    return np_dtype in _HALF_NP
+
+
+def via_float32(fn):
+    """``fn`` over NumPy arrays, with 16-bit float inputs computed in float32 and the result
+    rounded once to their dtype, as PyTorch's CPU kernels compute them (SciPy's functions have
+    no bfloat16 loops and compute float16 in float64)."""
+
+    def run(*arrays, **params):
+        half = next((a.dtype for a in arrays if getattr(a, "dtype", None) in _HALF_NP), None)
+        if half is None:
+            return fn(*arrays, **params)
+        wide = [a.astype(np.float32) if getattr(a, "dtype", None) == half else a for a in arrays]
+        return np.asarray(fn(*wide, **params)).astype(half)
+
+    run.__name__ = run.__qualname__ = getattr(fn, "__name__", "impl")
+    run.__doc__ = fn.__doc__
+    return run
+
+
 def type_name(d: dtype) -> str:
     """PyTorch's name of a dtype's scalar type in messages: ``Float``, ``Half``, ``Long``."""
     return TYPE_NAMES.get(d.name, d.name)

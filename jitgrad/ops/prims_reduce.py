@@ -98,11 +98,15 @@ def _ref(fn):
 
 
 def _int64_if_small(reduce):
-    """A NumPy reduction whose bool and int32 inputs accumulate in int64, as PyTorch's."""
+    """A NumPy reduction whose bool and narrower integer inputs accumulate in int64, and whose
+    16-bit float inputs in float32 (rounded once at the end), as PyTorch's."""
 
     def impl(x, axes, keepdim):
-        if x.dtype == np.bool_ or x.dtype == np.int32:
+        if x.dtype == np.bool_ or x.dtype.kind == "i" or x.dtype == np.uint8:
             return reduce(x, axis=axes, keepdims=keepdim, dtype=np.int64)
+        if dtypes.is_half_np(x.dtype):
+            out = reduce(x.astype(np.float32), axis=axes, keepdims=keepdim)
+            return np.asarray(out).astype(x.dtype)
         return reduce(x, axis=axes, keepdims=keepdim)
 
     return impl

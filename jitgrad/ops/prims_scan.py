@@ -84,6 +84,8 @@ def scan(prim, x, axis: int, **params):
 
 
 def _cumsum_impl(x, axis, reverse):
+    if dtypes.is_half_np(x.dtype):  # (a float32 running sum, as PyTorch's)
+        return _along(np.cumsum, x.astype(np.float32), axis, reverse).astype(x.dtype)
     return _along(np.cumsum, _int64_if_not_float(x), axis, reverse)
 
 
