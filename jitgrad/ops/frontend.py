@@ -30,7 +30,11 @@ def _const_np(value, np_dtype) -> Tensor:
         key = ("zero", math.copysign(1.0, value), np_dtype)  # keep -0.0 apart from 0.0
     t = _const_cache.get(key)
     if t is None:
-        t = Tensor._wrap(np.array(value, dtype=np_dtype))
+        try:
+            arr = np.array(value, dtype=np_dtype)
+        except OverflowError:  # PyTorch wraps a Python int around to an integer tensor's dtype
+            arr = np.array(value & ((1 << 8 * np_dtype.itemsize) - 1), np.uint64).astype(np_dtype)
+        t = Tensor._wrap(arr)
         if len(_const_cache) < 4096:
             _const_cache[key] = t
             _const_ids.add(id(t))
