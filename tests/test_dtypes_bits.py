@@ -573,3 +573,12 @@ def test_interpreter_runs_half_precision_like_eager(half):
     for g, w in zip(got, want):
         assert g.dtype is d
         assert g.detach().numpy().tobytes() == w.detach().numpy().tobytes()
+
+
+def test_save_and_load_keep_the_new_dtypes(tmp_path):
+    state = {name: jg.tensor([1.1, 2.2, -3.0]).to(getattr(jg, name)) for name in NEW}
+    jg.save(state, tmp_path / "s.pt")
+    back = jg.load(tmp_path / "s.pt")
+    for name, t in state.items():
+        assert back[name].dtype is t.dtype
+        assert back[name].numpy().tobytes() == t.numpy().tobytes()
