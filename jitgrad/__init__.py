@@ -88,3 +88,15 @@ def is_tensor(obj) -> bool:
 
 def numel(input: Tensor) -> int:
     return input.numel()
+
+
+def is_floating_point(input: Tensor) -> bool:
+    return input.is_floating_point()
+
+
+def promote_types(type1: dtype, type2: dtype) -> dtype:
+    """The dtype two dtypes promote to (``torch.promote_types``: int8 with uint8 is int16,
+    float16 with bfloat16 is float32)."""
+    from .dtypes import as_dtype, promote
+
+    return promote(as_dtype(type1), as_dtype(type2))

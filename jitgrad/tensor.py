@@ -211,6 +211,9 @@ class Tensor:
     def is_floating_point(self) -> bool:
         return _is_float(self._data.dtype)
 
+    def is_signed(self) -> bool:
+        return self.dtype.is_signed
+
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)
 

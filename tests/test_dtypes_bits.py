@@ -46,6 +46,9 @@ def test_dtype_objects_and_aliases():
     assert not jg.int8.is_floating_point and not jg.uint8.is_floating_point
     assert jg.int8.is_signed and not jg.uint8.is_signed and not jg.bool.is_signed
     assert jg.bfloat16.is_signed and not jg.bfloat16.is_complex
+    assert jg.is_floating_point(jg.ones(1, dtype=jg.bfloat16))
+    assert not jg.is_floating_point(jg.ones(1, dtype=jg.int8))
+    assert jg.ones(1, dtype=jg.int8).is_signed() and not jg.ones(1, dtype=jg.uint8).is_signed()
 
 
 # promote_types written out (PyTorch's table)
@@ -77,6 +80,8 @@ def test_promotion_of_tensors_written_out(a, b):
 def test_promotion_agrees_with_torch(a, b):
     torch = _torch()
     want = torch.promote_types(_tdtype(torch, a), _tdtype(torch, b))
+    got = jg.promote_types(getattr(jg, "bool_" if a == "bool" else a), b)
+    assert got.name == str(want).split(".")[-1]
     jd = {n: getattr(jg, "bool_" if n == "bool" else n) for n in (a, b)}
     got = jg.where(jg.tensor([True, False]), jg.zeros(2, dtype=jd[a]), jg.zeros(2, dtype=jd[b]))
     assert str(got.dtype).split(".")[-1] == str(want).split(".")[-1]
