@@ -587,3 +587,21 @@ def test_save_and_load_keep_the_new_dtypes(tmp_path):
     for name, t in state.items():
         assert back[name].dtype is t.dtype
         assert back[name].numpy().tobytes() == t.numpy().tobytes()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("opt", ["SGD", "Adam"])
+def test_optimizers_update_half_precision_parameters(half, opt):
+    torch = _torch()
+    out = []
+    for L in (jg, torch):
+        w = L.tensor(np.linspace(-1, 1, 6), dtype=getattr(L, half), requires_grad=True)
+        o = getattr(L.optim, opt)([w], lr=0.1, **({"momentum": 0.9} if opt == "SGD" else {}))
+        for _ in range(3):
+            o.zero_grad()
+            (w * w).sum().backward()
+            o.step()
+        assert str(w.dtype).endswith(half)
+        out.append(w.detach().float().numpy())
+    np.testing.assert_allclose(out[0], out[1], atol=1e-2)
