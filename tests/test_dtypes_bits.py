@@ -605,3 +605,32 @@ def test_optimizers_update_half_precision_parameters(half, opt):
         assert str(w.dtype).endswith(half)
         out.append(w.detach().float().numpy())
     np.testing.assert_allclose(out[0], out[1], atol=1e-2)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_conv_and_pooling_in_half_precision_agree_with_torch(half):
+    torch = _torch()
+    rng = np.random.default_rng(6)
+    xv, wv = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    for L in (jg, torch):
+        d = getattr(L, half)
+        x, w = L.tensor(xv, dtype=d), L.tensor(wv, dtype=d)
+        out = [L.nn.functional.conv2d(x, w, padding=1), L.nn.functional.max_pool2d(x, 2)]
+        if L is jg:
+            got = out
+        else:
+            want = out
+    for j, t in zip(got, want):
+        assert str(j.dtype).split(".")[-1] == half
+        np.testing.assert_allclose(_values(j), t.double().numpy(), rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_linalg_refuses_low_precision_as_pytorch(half):
+    a = jg.eye(3, dtype=getattr(jg, half))
+    kind = "Half" if half == "float16" else "BFloat16"
+    with pytest.raises(
+        RuntimeError, match=f"linalg.inv: Low precision dtypes not supported. Got {kind}"
+    ):
+        jg.linalg.inv(a)
