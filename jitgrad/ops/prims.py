@@ -264,7 +264,7 @@ copy_p = register(
 def _cast_impl(x, dtype):
     if dtype.itemsize == 2 and dtype.is_floating_point:
         with np.errstate(over="ignore"):  # (out-of-range values become inf, silently)
-            return x.astype(dtype.np)
+            return dtypes.astype(x, dtype.np)
     return x.astype(dtype.np)
 
 
