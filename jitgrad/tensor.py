@@ -30,6 +30,12 @@ def _parallel(arrays, impl, params):
 
 _ndarray = np.ndarray
 _is_float = dtypes.is_float_np
+
+
+def _is_bf16(data) -> bool:
+    return data.dtype == dtypes.BFLOAT16_NP
+
+
 _asarray = np.asarray
 
 NON_LEAF_GRAD_WARNING = (
@@ -75,7 +81,7 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
         out._vc = src._vc
         out._base = src if src._base is None else src._base
     # integer and bool results never require grad (e.g. x.long()), as in PyTorch
-    if STATE.grad_enabled and prim.differentiable and _is_float(data.dtype):
+    if STATE.grad_enabled and prim.differentiable and (data.dtype.kind == "f" or _is_bf16(data)):
         for t in inputs:
             if t._requires_grad:
                 _attach_node(prim, inputs, params, out, residual)

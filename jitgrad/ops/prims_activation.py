@@ -31,7 +31,7 @@ def _in_pieces(steps):
     def impl(*arrays, out=None):
         shape = np.broadcast_shapes(*[a.shape for a in arrays])
         dtype = next(a.dtype for a in arrays if a.ndim) if shape else arrays[0].dtype
-        if dtypes.is_half_np(dtype):  # float32 steps, rounded once (PyTorch's opmath)
+        if dtype.itemsize == 2 and dtypes.is_half_np(dtype):  # float32 steps, rounded once
             wide = impl(*[a.astype(np.float32) if a.dtype == dtype else a for a in arrays])
             if out is None:
                 return wide.astype(dtype)

@@ -102,12 +102,13 @@ def _int64_if_small(reduce):
     16-bit float inputs in float32 (rounded once at the end), as PyTorch's."""
 
     def impl(x, axes, keepdim):
-        if x.dtype == np.bool_ or x.dtype.kind == "i" or x.dtype == np.uint8:
+        kind = x.dtype.kind
+        if (kind == "f" and x.itemsize > 2) or (kind == "u" and x.itemsize == 8):
+            return reduce(x, axis=axes, keepdims=keepdim)
+        if kind in "biu":
             return reduce(x, axis=axes, keepdims=keepdim, dtype=np.int64)
-        if dtypes.is_half_np(x.dtype):
-            out = reduce(x.astype(np.float32), axis=axes, keepdims=keepdim)
-            return np.asarray(out).astype(x.dtype)
-        return reduce(x, axis=axes, keepdims=keepdim)
+        out = reduce(x.astype(np.float32), axis=axes, keepdims=keepdim)  # float16, bfloat16
+        return np.asarray(out).astype(x.dtype)
 
     return impl
 
