@@ -45,14 +45,6 @@ def _type_as(self, other):
     return F.cast(self, other.dtype)
 
 
-def _cast_method(dt):
-    def method(self, memory_format=None):
-        return F.cast(self, dt)
-
-    method.__doc__ = f"``self.to({dt})``."
-    return method
-
-
 def _type(self, dtype=None, non_blocking=False, **kwargs):
     """``type()``: the tensor type's name (``'jitgrad.FloatTensor'``, PyTorch's names under
     jitgrad's); ``type(dtype)``: ``self`` cast to ``dtype`` (a dtype, or a name such as
@@ -120,12 +112,7 @@ def install() -> None:
     T.where = _where_method
     T.type_as = _type_as
     T.to = _to
-    casts = {"float": dtypes.float32, "double": dtypes.float64, "half": dtypes.float16}
-    casts.update(bfloat16=dtypes.bfloat16, long=dtypes.int64, int=dtypes.int32)
-    casts.update(short=dtypes.int16, char=dtypes.int8, byte=dtypes.uint8, bool=dtypes.bool_)
-    for name, dt in casts.items():
-        setattr(T, name, _cast_method(dt))
-    T.type = _type
+    T.type = _type  # (the cast methods, .half() ..., are ops: casts.py)
     T.T = property(_T)
     T.mT = property(_mT)
     T.t = _t
