@@ -18,17 +18,24 @@ from .autograd.grad_mode import (
 from .compile import AgreementError, CompiledFunction, compile  # noqa: A004
 from .dtypes import (
     Size,
+    bfloat16,
     bool_,
     device,
     double,
     dtype,
+    float16,
     float32,
     float64,
     get_default_dtype,
+    half,
+    int8,
+    int16,
     int32,
     int64,
     long,
     set_default_dtype,
+    short,
+    uint8,
     uint64,
 )
 from .dtypes import bool_ as bool  # noqa: A004
@@ -87,3 +94,15 @@ def is_tensor(obj) -> bool:
 
 def numel(input: Tensor) -> int:
     return input.numel()
+
+
+def is_floating_point(input: Tensor) -> bool:
+    return input.is_floating_point()
+
+
+def promote_types(type1: dtype, type2: dtype) -> dtype:
+    """The dtype two dtypes promote to (``torch.promote_types``: int8 with uint8 is int16,
+    float16 with bfloat16 is float32)."""
+    from .dtypes import as_dtype, promote
+
+    return promote(as_dtype(type1), as_dtype(type2))

@@ -49,7 +49,18 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
             f"could not build a tensor from {type(data).__name__}: ragged or mixed data"
         )
     target = dtypes.as_dtype(dtype).np if dtype is not None else _infer_dtype(data, arr)
-    return _finish(np.array(arr, dtype=target, copy=True), requires_grad, device)
+    return _finish(_copy_as(arr, target), requires_grad, device)
+
+
+def _copy_as(arr: np.ndarray, np_dtype) -> np.ndarray:
+    """A copy of ``arr`` in ``np_dtype`` (float64 to 16-bit floats through float32)."""
+    if arr.dtype == np.float64 and dtypes.is_half_np(np.dtype(np_dtype)):
+        return dtypes.astype(arr, np_dtype)
+    return np.array(arr, dtype=np_dtype, copy=True)
+
+
+def _full(shape, fill_value, np_dtype) -> np.ndarray:
+    return np.full(shape, dtypes.astype(fill_value, np_dtype), np_dtype)
 
 
 def _flat(data):
@@ -142,7 +153,7 @@ def full(
             )
         fill_value = fill_value.item()
     d = dtypes.as_dtype(dtype) if dtype is not None else dtypes.scalar_dtype(fill_value)
-    return _finish(np.full(_size((size,), "full"), fill_value, d.np), requires_grad, device)
+    return _finish(_full(_size((size,), "full"), fill_value, d.np), requires_grad, device)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -155,11 +166,13 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         d = dtypes.as_dtype(dtype).np
     if step == 0:
         raise RuntimeError("step must be nonzero")
-    return _finish(np.arange(start, end, step, dtype=np.float64).astype(d), requires_grad, device)
+    return _finish(
+        dtypes.astype(np.arange(start, end, step, dtype=np.float64), d), requires_grad, device
+    )
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    arr = np.linspace(start, end, int(steps), dtype=np.float64).astype(_float_or(dtype))
+    arr = dtypes.astype(np.linspace(start, end, int(steps), dtype=np.float64), _float_or(dtype))
     return _finish(arr, requires_grad, device)
 
 
@@ -188,4 +201,4 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     shape, d = _like(input, dtype)
-    return _finish(np.full(shape, fill_value, d), requires_grad, device)
+    return _finish(_full(shape, fill_value, d), requires_grad, device)

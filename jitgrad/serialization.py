@@ -143,6 +143,8 @@ class _Decoder:
         if key not in self.npz.files:
             raise RuntimeError(f"jitgrad.load: the checkpoint lacks the array {key!r}")
         arr = self.npz[key]
+        if node["dtype"] == "bfloat16" and arr.dtype == np.dtype("V2"):
+            arr = arr.view(dtypes.BFLOAT16_NP)  # (.npy keeps ml_dtypes' bfloat16 as raw bytes)
         if arr.dtype.name != node["dtype"] or list(arr.shape) != node["shape"]:
             raise RuntimeError(
                 f"jitgrad.load: array {key!r} is {arr.dtype.name}{list(arr.shape)} but the "

@@ -29,6 +29,13 @@ def _parallel(arrays, impl, params):
 
 
 _ndarray = np.ndarray
+_is_float = dtypes.is_float_np
+
+
+def _is_bf16(data) -> bool:
+    return data.dtype == dtypes.BFLOAT16_NP
+
+
 _asarray = np.asarray
 
 NON_LEAF_GRAD_WARNING = (
@@ -74,7 +81,7 @@ def apply(prim, inputs: tuple, params: dict = _NO_PARAMS) -> Tensor:
         out._vc = src._vc
         out._base = src if src._base is None else src._base
     # integer and bool results never require grad (e.g. x.long()), as in PyTorch
-    if STATE.grad_enabled and prim.differentiable and data.dtype.kind == "f":
+    if STATE.grad_enabled and prim.differentiable and (data.dtype.kind == "f" or _is_bf16(data)):
         for t in inputs:
             if t._requires_grad:
                 _attach_node(prim, inputs, params, out, residual)
@@ -208,7 +215,10 @@ class Tensor:
         return self._data.itemsize
 
     def is_floating_point(self) -> bool:
-        return self._data.dtype.kind == "f"
+        return _is_float(self._data.dtype)
+
+    def is_signed(self) -> bool:
+        return self.dtype.is_signed
 
     def is_contiguous(self) -> bool:
         return bool(self._data.flags.c_contiguous)
@@ -239,7 +249,7 @@ class Tensor:
                 "computed variable in a subgraph that doesn't require differentiation use "
                 "var_no_grad = var.detach()."
             )
-        if requires_grad and self._data.dtype.kind != "f":
+        if requires_grad and not _is_float(self._data.dtype):
             raise RuntimeError(
                 "only Tensors of floating point and complex dtype can require gradients "
                 f"(this one is {self.dtype}); convert it first, e.g. x.float()."
@@ -411,8 +421,11 @@ class Tensor:
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
+        shown = self._data
+        if shown.dtype == dtypes.BFLOAT16_NP:  # (NumPy formats only its own floats)
+            shown = shown.astype(np.float32)
         body = np.array2string(
-            self._data, separator=", ", precision=4, prefix="tensor(", floatmode="fixed"
+            shown, separator=", ", precision=4, prefix="tensor(", floatmode="fixed"
         )
         extra = []
         if self._data.dtype != dtypes.get_default_dtype().np and self._data.dtype not in (
@@ -467,8 +480,8 @@ def _wrap_dim(dim: int, ndim: int) -> int:
 
 
 # -- in-place updates ------------------------------------------------------------------------------
+_TYPE_NAMES = dtypes.TYPE_NAMES
 LEAF_INPLACE = "a leaf Variable that requires grad is being used in an in-place operation."
-_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}
 
 
 def inplace(x: Tensor, compute) -> Tensor:
@@ -554,8 +567,8 @@ def check_write(x: Tensor, new: Tensor) -> None:
             "out-of-place op instead."
         )
     if nd.dtype != xd.dtype and new.dtype.category > x.dtype.category:
-        got = _TYPE_NAMES.get(new.dtype.name, new.dtype.name)
-        want = _TYPE_NAMES.get(x.dtype.name, x.dtype.name)
+        got = dtypes.type_name(new.dtype)
+        want = dtypes.type_name(x.dtype)
         raise RuntimeError(
             f"result type {got} can't be cast to the desired output type {want}; convert the "
             "tensor first (e.g. x = x.float()) or use the out-of-place op."

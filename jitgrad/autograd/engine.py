@@ -12,6 +12,7 @@ import heapq
 
 import numpy as np
 
+from .. import dtypes
 from ..tensor import Tensor
 from .grad_mode import STATE
 from .graph import AccumulateGrad, PrimNode, edge_of
@@ -294,7 +295,7 @@ def _run_node(node, buf: dict, create_graph: bool):
                 grads_in = tuple(new)
     if STATE.anomaly and STATE.anomaly_check_nan:
         for i, g in enumerate(grads_in):
-            if g is not None and g._data.dtype.kind == "f" and np.isnan(g._data).any():
+            if g is not None and dtypes.is_float_np(g._data.dtype) and np.isnan(g._data).any():
                 where = f"\nThe forward call that created it:\n{node._trace}" if node._trace else ""
                 raise RuntimeError(
                     f"Function '{node.name()}' returned nan values in its {i}th output.{where}"

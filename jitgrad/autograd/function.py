@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import dtypes
 from ..tensor import Tensor
 from .grad_mode import STATE, no_grad
 from .graph import SECOND_BACKWARD, Node, edge_of
@@ -161,7 +162,7 @@ class Function:
             new_outs = []
             for i, o in enumerate(outs):
                 if isinstance(o, Tensor) and id(o) not in ctx._non_differentiable:
-                    if o._data.dtype.kind == "f":
+                    if dtypes.is_float_np(o._data.dtype):
                         if id(o) in arg_ids and id(o) not in ctx._dirty:
                             o = Tensor._wrap(o._data, vc=o._vc)  # an input returned as is
                         o._grad_fn, o._output_nr, o._requires_grad = node, i, True
@@ -216,7 +217,7 @@ class once_differentiable:  # noqa: N801
             node = DelayedError(len(outs))
             wrapped = []
             for i, o in enumerate(outs):
-                if isinstance(o, Tensor) and o._data.dtype.kind == "f":
+                if isinstance(o, Tensor) and dtypes.is_float_np(o._data.dtype):
                     o = Tensor._wrap(o._data, grad_fn=node)
                     o._output_nr = i
                 wrapped.append(o)

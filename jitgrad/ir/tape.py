@@ -21,6 +21,11 @@ _SHORT = {
     "int32": "i32",
     "bool": "bool",
     "uint64": "u64",
+    "int16": "i16",
+    "int8": "i8",
+    "uint8": "u8",
+    "float16": "f16",
+    "bfloat16": "bf16",
 }
 
 

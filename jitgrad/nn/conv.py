@@ -29,6 +29,8 @@ from .module import Module, Parameter
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "Conv2d", "MaxPool2d", "AvgPool2d"]
 
+# (16-bit floats multiply and sum in float32, rounded once, as PyTorch's)
+_matmul = dtypes.via_float32(np.matmul)
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -298,7 +300,7 @@ def _conv_impl(x, weight, bias=None, *, geometry, groups):
     n, oc = x.shape[0], weight.shape[0]
     oh, ow = geometry[3]
     cols = _gathered(x, geometry, groups, weight.shape)
-    out = np.matmul(weight.reshape(groups, oc // groups, cols.shape[1]), cols)
+    out = _matmul(weight.reshape(groups, oc // groups, cols.shape[1]), cols)
     out = out.reshape(oc, n, oh, ow).transpose(1, 0, 2, 3)
     if bias is not None:
         out = np.add(out, np.broadcast_to(bias.reshape(1, oc, 1, 1), out.shape))
@@ -327,10 +329,10 @@ def _conv_vjp(node, g):
     if len(needs) == 3 and needs[2]:
         gb = Tensor._wrap(np.add.reduce(gd, axis=(0, 2, 3), keepdims=True).reshape(oc))
     if needs[1]:
-        gw = Tensor._wrap(np.matmul(g3, cols.transpose(0, 2, 1)).reshape(weight.shape))
+        gw = Tensor._wrap(_matmul(g3, cols.transpose(0, 2, 1)).reshape(weight.shape))
     if needs[0]:
         w3 = weight._data.reshape(groups, oc // groups, cols.shape[1])
-        gcols = np.matmul(w3.transpose(0, 2, 1), g3).reshape(c, -1, n * oh * ow)
+        gcols = _matmul(w3.transpose(0, 2, 1), g3).reshape(c, -1, n * oh * ow)
         if geometry[:3] == ((1, 1), (1, 1), (1, 1)) and geometry[4] == ((0, 0), (0, 0)):
             plane = gcols.reshape(c, n * h * w)
         else:  # the gather's transpose, as scatter_add adds (the padding's sink aside)

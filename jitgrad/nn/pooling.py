@@ -205,7 +205,7 @@ def _first_max(x: np.ndarray, geometry: tuple) -> tuple:
         starts, offsets = _window_starts((h, w), geometry)
         windows_first_max(flat, n * c, h * w, starts, offsets, out.reshape(-1), at)
         return out, at
-    lowest = x.dtype.type(-np.inf) if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    lowest = x.dtype.type(-np.inf) if dtypes.is_float_np(x.dtype) else np.iinfo(x.dtype).min
     args = (n * c, h, w, kh, kw, sh, sw, dh, dw, oh, ow, pads[0][0], pads[1][0])
     window_first_max(flat, *args, x.dtype.type(lowest), out.reshape(-1), at)
     return out, at

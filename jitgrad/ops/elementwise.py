@@ -236,7 +236,7 @@ def _erf_grad(x):
 
 erf_p, erf = unary(
     "erf",
-    sps.erf,
+    dtypes.via_float32(sps.erf),
     "math.erf({0})",
     lambda n, g: (F.mul(g, _erf_grad(n.inputs[0])),),
     floats=True,
@@ -245,7 +245,7 @@ erf_p, erf = unary(
 )
 erfc_p, erfc = unary(
     "erfc",
-    sps.erfc,
+    dtypes.via_float32(sps.erfc),
     "math.erfc({0})",
     lambda n, g: (F.neg(F.mul(g, _erf_grad(n.inputs[0]))),),
     floats=True,
@@ -255,7 +255,7 @@ erfc_p, erfc = unary(
 # d erfinv(y) = sqrt(pi)/2 e^(erfinv(y)^2) dy
 erfinv_p, erfinv = unary(
     "erfinv",
-    sps.erfinv,
+    dtypes.via_float32(sps.erfinv),
     "erfinv({0})",
     lambda n, g: (F.mul(g, F.mul(F.exp(F.mul(n.out, n.out)), math.sqrt(math.pi) / 2.0)),),
     save_out=True,
@@ -279,7 +279,7 @@ def _polygamma_impl(x, n):
 # d polygamma(n, x) = polygamma(n + 1, x) dx
 polygamma_p = register(
     "polygamma",
-    impl=_polygamma_impl,
+    impl=dtypes.via_float32(_polygamma_impl),
     vjp=lambda nd, g: (F.mul(g, apply(polygamma_p, nd.inputs, {"n": nd.params["n"] + 1})),),
     shape=_same,
     kind="elementwise",
@@ -319,7 +319,7 @@ Tensor.polygamma = _polygamma_method  # (the method takes n second: x.polygamma(
 # d lgamma(x) = digamma(x) dx
 lgamma_p, lgamma = unary(
     "lgamma",
-    sps.gammaln,
+    dtypes.via_float32(sps.gammaln),
     "math.lgamma({0})",
     lambda n, g: (F.mul(g, apply(polygamma_p, (n.inputs[0],), {"n": 0})),),
     floats=True,

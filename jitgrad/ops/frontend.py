@@ -15,6 +15,7 @@ from ..autograd.grad_mode import STATE
 from ..tensor import Tensor, apply
 
 _Number = (int, float, bool)
+_HALF_NP = (np.dtype(np.float16), dtypes.BFLOAT16_NP)
 _const_cache: dict = {}
 _const_ids: set = set()  # cached constants live as long as the cache: their ids are stable
 
@@ -30,7 +31,15 @@ def _const_np(value, np_dtype) -> Tensor:
         key = ("zero", math.copysign(1.0, value), np_dtype)  # keep -0.0 apart from 0.0
     t = _const_cache.get(key)
     if t is None:
-        t = Tensor._wrap(np.array(value, dtype=np_dtype))
+        try:
+            arr = (
+                dtypes.astype(value, np_dtype)
+                if np_dtype in _HALF_NP
+                else np.array(value, np_dtype)
+            )
+        except OverflowError:  # PyTorch wraps a Python int around to an integer tensor's dtype
+            arr = np.array(value & ((1 << 8 * np_dtype.itemsize) - 1), np.uint64).astype(np_dtype)
+        t = Tensor._wrap(arr)
         if len(_const_cache) < 4096:
             _const_cache[key] = t
             _const_ids.add(id(t))
@@ -113,7 +122,7 @@ def _binary(prim, a, b, dtype=None):
             ad = a._data
             if tb is float or tb is int:
                 kind = ad.dtype.kind
-                if kind == "f" or (tb is int and kind in "iu"):
+                if (kind == "f" and ad.itemsize > 2) or (tb is int and kind in "iu"):
                     return apply(prim, (a, _const_np(b, ad.dtype)))
             elif isinstance(b, Tensor) and ad.dtype == b._data.dtype:
                 if ad.shape == b._data.shape:
@@ -123,13 +132,40 @@ def _binary(prim, a, b, dtype=None):
             ta = type(a)
             if ta is float or ta is int:
                 kind = b._data.dtype.kind
-                if kind == "f" or (ta is int and kind in "iu"):
+                if (kind == "f" and b._data.itemsize > 2) or (ta is int and kind in "iu"):
                     return apply(prim, (_const_np(a, b._data.dtype), b))
         dtype = result_type(a, b)
+    if prim in _SCALES and dtype in _HALVES and (_number_like(a, dtype) or _number_like(b, dtype)):
+        return _half_with_number(prim, a, b, dtype)
     a, b = _operand(a, dtype), _operand(b, dtype)
     if a._data.shape != b._data.shape:
         a, b = _align([a, b])
     return apply(prim, (a, b))
+
+
+_HALVES = (dtypes.float16, dtypes.bfloat16)
+
+
+def _number_like(x, dtype) -> bool:
+    """A Python number, or a rank-0 tensor of another dtype: PyTorch's CPU mul and div kernels
+    read such an operand of a 16-bit float op as a float32 scalar, without rounding it to the
+    tensor's dtype first (its other kernels round it: x + 0.1 adds float16(0.1))."""
+    if isinstance(x, Tensor):
+        return x._data.ndim == 0 and x.dtype is not dtype
+    return True
+
+
+def _half_with_number(prim, a, b, dtype):
+    """A 16-bit float op with a number computed in float32 and rounded once (``x * 1.1`` in
+    float16 is float16(float32(x) * float32(1.1)), as in PyTorch)."""
+    f32 = dtypes.float32
+    out = _binary(
+        prim,
+        _operand(a, f32) if isinstance(a, Tensor) else a,
+        _operand(b, f32) if isinstance(b, Tensor) else b,
+        f32,
+    )
+    return apply(P.cast_p, (out,), {"dtype": dtype}) if out.dtype is f32 else out
 
 
 def _float_dtype(*xs) -> dtypes.dtype:
@@ -138,11 +174,13 @@ def _float_dtype(*xs) -> dtypes.dtype:
 
 
 def _float(x: Tensor) -> Tensor:
-    if x._data.dtype.kind == "f":
+    if dtypes.is_float_np(x._data.dtype):
         return x
     return apply(P.cast_p, (x,), {"dtype": dtypes.get_default_dtype()})
 
 
 # (imported last: both import this module)
 from . import prims as P  # noqa: E402
+
+_SCALES = (P.mul_p, P.div_p)  # (the prims whose scalar operand PyTorch keeps in float32)
 from .shape_ops import broadcast_shapes, broadcast_to  # noqa: E402

@@ -307,7 +307,14 @@ def outer(input, other):
 
 # (the ops come in with the table, below)
 # (contractions: einsum, tensordot, addmm, cdist, ...; linalg: det, inverse, ... in jitgrad)
-from . import contractions, linalg, scatter_ops, shapes  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    casts,  # noqa: E402,F401  (Tensor.half(), .char(), ...)
+    contractions,
+    linalg,
+    scatter_ops,
+    shapes,
+)
+from .bitwise import invert  # noqa: E402,F401  (the ~ operator)
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
 from .elementwise import erf, floor_divide, isinf, isnan, remainder  # noqa: E402,F401
 from .indexing import scatter_add_axis, setitem, take_axis  # noqa: E402,F401

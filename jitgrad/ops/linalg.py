@@ -28,6 +28,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .. import dtypes
 from ..autograd.grad_mode import STATE
 from ..tensor import Tensor, apply
 from . import functions as F
@@ -51,6 +52,11 @@ def _check(name: str, A: Tensor, square: bool = True, arg_name: str = "A") -> No
         kind = _TYPE_NAMES.get(A.dtype.name, A.dtype.name)
         raise RuntimeError(
             f"{name}: Expected a floating point or complex tensor as input. Got {kind}"
+        )
+    if A.dtype.itemsize == 2:  # (LAPACK has no 16-bit floats)
+        raise RuntimeError(
+            f"{name}: Low precision dtypes not supported. Got {dtypes.type_name(A.dtype)}; "
+            "convert to float32 first (A.float())"
         )
     if square and A.shape[-1] != A.shape[-2]:
         raise RuntimeError(

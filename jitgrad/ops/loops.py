@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
+from .. import dtypes
 from ..locks import new_lock
 
 # -- when eager code may call a loop ---------------------------------------------------------------
@@ -53,6 +54,8 @@ def ready(loop, dtype) -> bool:
     """Whether eager code may call ``loop`` for arrays of ``dtype`` now without compiling it
     (see the module's docstring); if not, its build is under way in the compile worker."""
     dtype = np.dtype(dtype)
+    if dtypes.is_half_np(dtype):  # (Numba's CPU code has no 16-bit floats: NumPy's path)
+        return False
     state = _state.get((loop, dtype))
     if state is not None:
         return state is _READY

@@ -45,8 +45,18 @@ def _type_as(self, other):
     return F.cast(self, other.dtype)
 
 
-def _cast_method(dt):
-    return lambda self: F.cast(self, dt)
+def _type(self, dtype=None, non_blocking=False, **kwargs):
+    """``type()``: the tensor type's name (``'jitgrad.FloatTensor'``, PyTorch's names under
+    jitgrad's); ``type(dtype)``: ``self`` cast to ``dtype`` (a dtype, or a name such as
+    ``'jitgrad.HalfTensor'``; ``'torch.HalfTensor'`` is accepted too)."""
+    if dtype is None:
+        return f"jitgrad.{dtypes.type_name(self.dtype)}Tensor"
+    if isinstance(dtype, str):
+        found = dtypes._BY_TYPE_NAME.get(dtype.rsplit(".", 1)[-1])
+        if found is None or dtype.split(".")[0] not in ("jitgrad", "torch", dtype):
+            raise ValueError(f"invalid type: '{dtype}'")
+        dtype = found
+    return F.cast(self, dtype)
 
 
 def _T(self):
@@ -102,11 +112,7 @@ def install() -> None:
     T.where = _where_method
     T.type_as = _type_as
     T.to = _to
-    T.float = _cast_method(dtypes.float32)
-    T.double = _cast_method(dtypes.float64)
-    T.long = _cast_method(dtypes.int64)
-    T.int = _cast_method(dtypes.int32)
-    T.bool = _cast_method(dtypes.bool_)
+    T.type = _type  # (the cast methods, .half() ..., are ops: casts.py)
     T.T = property(_T)
     T.mT = property(_mT)
     T.t = _t
@@ -138,9 +144,18 @@ def install() -> None:
     T.__ge__ = F.ge
     T.__eq__ = F.eq
     T.__ne__ = F.ne
-    T.__and__ = F.logical_and
-    T.__or__ = F.logical_or
-    T.__invert__ = F.logical_not
+    # (on bools the bitwise ops are the logical ones, as in PyTorch)
+    T.__and__ = F.bitwise_and
+    T.__rand__ = lambda self, other: F.bitwise_and(other, self)
+    T.__or__ = F.bitwise_or
+    T.__ror__ = lambda self, other: F.bitwise_or(other, self)
+    T.__xor__ = F.bitwise_xor
+    T.__rxor__ = lambda self, other: F.bitwise_xor(other, self)
+    T.__lshift__ = F.bitwise_left_shift
+    T.__rlshift__ = lambda self, other: F.bitwise_left_shift(other, self)
+    T.__rshift__ = F.bitwise_right_shift
+    T.__rrshift__ = lambda self, other: F.bitwise_right_shift(other, self)
+    T.__invert__ = F.invert
 
     T.__iadd__ = T.add_
     T.__isub__ = T.sub_
@@ -149,6 +164,11 @@ def install() -> None:
     T.__ipow__ = T.pow_
     T.__ifloordiv__ = T.floor_divide_
     T.__imod__ = T.remainder_
+    T.__iand__ = T.bitwise_and_
+    T.__ior__ = T.bitwise_or_
+    T.__ixor__ = T.bitwise_xor_
+    T.__ilshift__ = T.bitwise_left_shift_
+    T.__irshift__ = T.bitwise_right_shift_
     T.zero_ = _zero_
     T.fill_ = _fill_
     T.copy_ = _copy_

@@ -221,7 +221,7 @@ abs_p, abs = unary(  # noqa: A001
 def _sign_impl(x):
     # PyTorch's sign(NaN) is 0 (NumPy's is NaN), as the compiled template's comparisons give
     out = np.sign(x)
-    if out.dtype.kind == "f":
+    if dtypes.is_float_np(out.dtype):
         out = np.where(out != out, out.dtype.type(0), out)
     return out
 
@@ -262,6 +262,9 @@ copy_p = register(
 
 
 def _cast_impl(x, dtype):
+    if dtype.itemsize == 2 and dtype.is_floating_point:
+        with np.errstate(over="ignore"):  # (out-of-range values become inf, silently)
+            return dtypes.astype(x, dtype.np)
     return x.astype(dtype.np)
 
 
@@ -281,6 +284,9 @@ cast_p = register(
         "float64": "np.float64({0})",
         "int32": "np.int32({0})",
         "int64": "np.int64({0})",
+        "int16": "np.int16({0})",
+        "int8": "np.int8({0})",
+        "uint8": "np.uint8({0})",
         "uint64": "np.uint64({0})",
         "bool": "({0} != 0)",
     }[dtype.name],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import dtypes
 from ..tensor import apply
 from . import functions as F
 from .prims import _same
@@ -30,6 +31,12 @@ def _in_pieces(steps):
     def impl(*arrays, out=None):
         shape = np.broadcast_shapes(*[a.shape for a in arrays])
         dtype = next(a.dtype for a in arrays if a.ndim) if shape else arrays[0].dtype
+        if dtype.itemsize == 2 and dtypes.is_half_np(dtype):  # float32 steps, rounded once
+            wide = impl(*[a.astype(np.float32) if a.dtype == dtype else a for a in arrays])
+            if out is None:
+                return wide.astype(dtype)
+            np.copyto(out, wide, casting="unsafe")
+            return out
         if out is None:
             out = np.empty(shape, dtype)
         n = out.size

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import dtypes
 from ..tensor import apply
 from . import functions as F
 from .loops import ready, scatter_add_flat
@@ -261,9 +262,15 @@ def _matmul_vjp(n, g):
     return ga, gb
 
 
+def _matmul_impl(a, b):
+    if dtypes.is_half_np(a.dtype):  # float32 products and sums, rounded once (as PyTorch's)
+        return np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
+    return np.matmul(a, b)
+
+
 matmul_p = register(
     "matmul",
-    impl=np.matmul,
+    impl=_matmul_impl,
     vjp=_matmul_vjp,
     shape=_matmul_shape,
     kind="matmul",

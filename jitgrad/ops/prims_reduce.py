@@ -98,12 +98,17 @@ def _ref(fn):
 
 
 def _int64_if_small(reduce):
-    """A NumPy reduction whose bool and int32 inputs accumulate in int64, as PyTorch's."""
+    """A NumPy reduction whose bool and narrower integer inputs accumulate in int64, and whose
+    16-bit float inputs in float32 (rounded once at the end), as PyTorch's."""
 
     def impl(x, axes, keepdim):
-        if x.dtype == np.bool_ or x.dtype == np.int32:
+        kind = x.dtype.kind
+        if (kind == "f" and x.itemsize > 2) or (kind == "u" and x.itemsize == 8):
+            return reduce(x, axis=axes, keepdims=keepdim)
+        if kind in "biu":
             return reduce(x, axis=axes, keepdims=keepdim, dtype=np.int64)
-        return reduce(x, axis=axes, keepdims=keepdim)
+        out = reduce(x.astype(np.float32), axis=axes, keepdims=keepdim)  # float16, bfloat16
+        return np.asarray(out).astype(x.dtype)
 
     return impl
 

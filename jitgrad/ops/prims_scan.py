@@ -64,7 +64,7 @@ def _along(fn, x, axis, reverse=False):
 
 
 def _int64_if_not_float(x):
-    return x if x.dtype.kind == "f" else x.astype(np.int64)
+    return x if dtypes.is_float_np(x.dtype) else x.astype(np.int64)
 
 
 def _scan_shape(avals, axis, reverse=False):
@@ -84,6 +84,8 @@ def scan(prim, x, axis: int, **params):
 
 
 def _cumsum_impl(x, axis, reverse):
+    if dtypes.is_half_np(x.dtype):  # (a float32 running sum, as PyTorch's)
+        return _along(np.cumsum, x.astype(np.float32), axis, reverse).astype(x.dtype)
     return _along(np.cumsum, _int64_if_not_float(x), axis, reverse)
 
 
@@ -174,7 +176,7 @@ def _running_position(accumulate):
             return np.zeros(x.shape, np.int64)
         running = accumulate(x, axis=axis)
         takes = x == running
-        if x.dtype.kind == "f":
+        if dtypes.is_float_np(x.dtype):
             takes |= np.isnan(x)
         shape = [1] * x.ndim
         shape[axis] = x.shape[axis]

@@ -17,9 +17,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Arg:
-    """How to draw one tensor input: floats in [lo, hi], or ints in [lo, hi), or bools; or
-    matrices over the last two dims: ``sym`` (symmetric, (X + X^T) / 2) or ``spd`` (symmetric
-    positive definite, X X^T / n + I), X's entries in [lo, hi]."""
+    """How to draw one tensor input: floats in [lo, hi], or ints in [lo, hi) (of ``dtype``), or
+    bools; or matrices over the last two dims: ``sym`` (symmetric, (X + X^T) / 2) or ``spd``
+    (symmetric positive definite, X X^T / n + I), X's entries in [lo, hi]."""
 
     shape: tuple
     lo: float = -2.0
@@ -27,12 +27,13 @@ class Arg:
     kind: str = "float"  # float | int | bool | sym | spd
     away_from: tuple = ()  # values (kinks, poles) to keep at least `margin` away from
     margin: float = 0.2
+    dtype: str = "int64"  # the NumPy dtype of an int input ("int8", "uint8", ...)
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         if self.kind == "bool":
             return rng.random(self.shape) < 0.5
         if self.kind == "int":
-            return rng.integers(int(self.lo), int(self.hi), self.shape).astype(np.int64)
+            return rng.integers(int(self.lo), int(self.hi), self.shape).astype(self.dtype)
         x = rng.uniform(self.lo, self.hi, self.shape)
         if self.kind in ("sym", "spd"):
             xt = np.swapaxes(x, -1, -2)

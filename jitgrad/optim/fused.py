@@ -132,7 +132,8 @@ def usable(p, grad, *state) -> bool:
     if STATE.tracer is not None:
         return False
     d = p._data
-    if d.dtype.kind != "f" or not d.flags.c_contiguous or not d.flags.writeable:
+    # (float32 and float64 only: the Numba loops have no 16-bit floats)
+    if d.dtype.kind != "f" or d.itemsize < 4 or not d.flags.c_contiguous or not d.flags.writeable:
         return False
     for b in (grad, *state):
         bd = b._data

@@ -85,6 +85,7 @@ class Executable:
     backend = "numba"
 
     def __init__(self, tape: Tape, build: bool = True):
+        _check_dtypes(tape)
         tape, segments = segment_tables(tape)
         self.tape = tape
         plan, kernels = planned_kernels(tape, segments)
@@ -588,6 +589,23 @@ def _driver_signature(dtypes: list) -> tuple:
     """The driver's argument types: flat arrays of ``dtypes``, then the table and program."""
     arrays = tuple(typeof(np.empty(0, dt)) for dt in dtypes)
     return arrays + (typeof(np.empty(0, np.int64)),) * 2
+
+
+# NOTE: Numba's CPU targets have no 16-bit floats: their loops would have to compute in float32
+# and round every stored value, which no template does yet.
+_UNLOWERED_DTYPES = {"float16", "bfloat16"}
+
+
+def _check_dtypes(tape: Tape) -> None:
+    """Refuse a tape holding a value of a dtype the generated code cannot hold."""
+    values = [*tape.inputs, *tape.consts, *(e.out for e in tape.eqns)]
+    for v in values:
+        if v.dtype.name in _UNLOWERED_DTYPES:
+            raise NotImplementedError(
+                f"numba backend: {tape.name!r} holds {v.dtype} values, which Numba's CPU code "
+                "cannot compute with; compile it with backend='interpreter', or cast to float32 "
+                "inside the function (x.float())"
+            )
 
 
 def lowers(prim) -> bool:

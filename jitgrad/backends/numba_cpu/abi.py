@@ -121,6 +121,9 @@ ptr_f64 = _pointer(types.float64)
 ptr_i64 = _pointer(types.int64)
 ptr_i32 = _pointer(types.int32)
 ptr_u64 = _pointer(types.uint64)
+ptr_i16 = _pointer(types.int16)
+ptr_i8 = _pointer(types.int8)
+ptr_u8 = _pointer(types.uint8)
 ptr_bool = _pointer(types.boolean)
 # the pointer generated code uses for a buffer of each dtype
 POINTERS = {
@@ -129,6 +132,9 @@ POINTERS = {
     "int64": "ptr_i64",
     "int32": "ptr_i32",
     "uint64": "ptr_u64",
+    "int16": "ptr_i16",
+    "int8": "ptr_i8",
+    "uint8": "ptr_u8",
     "bool": "ptr_bool",
 }
 

@@ -41,6 +41,9 @@ _NP = {
     "float64": "np.float64",
     "int64": "np.int64",
     "int32": "np.int32",
+    "int16": "np.int16",
+    "int8": "np.int8",
+    "uint8": "np.uint8",
     "uint64": "np.uint64",
     "bool": "np.bool_",
 }
@@ -66,7 +69,14 @@ FASTMATH = '{"reassoc", "contract"}'
 _SAME_DTYPE = {"neg", "add", "sub", "mul", "div", "copy", "where"}
 
 
+# Integers narrower than Numba's machine integer: Numba computes their arithmetic in int64, so a
+# result is cast back to wrap around as NumPy's (and PyTorch's) does.
+_NARROW = {"int8", "uint8", "int16", "int32"}
+
+
 def _keeps_dtype(e, text: str) -> bool:
+    if e.out.dtype.name in _NARROW:
+        return False
     if e.prim.name in _SAME_DTYPE:
         return all(x.dtype is e.out.dtype for x in e.inputs if x.dtype.name != "bool")
     # the vectorized transcendental functions return their argument's type
