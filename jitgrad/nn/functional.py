@@ -18,8 +18,8 @@ from .. import dtypes
 from .. import random as _random
 from ..ops import functions as _F
 from ..ops import prims as _P
+from ..ops.functions import elu as _elu
 from ..ops.functions import (  # noqa: F401  (re-exported: the one definition of each)
-    elu,
     gelu,
     logsumexp,
     sigmoid,
@@ -76,6 +76,10 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     if inplace:
         return input.copy_(_leaky_relu(input, negative_slope))
     return _leaky_relu(input, negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    return input.copy_(_elu(input, alpha)) if inplace else _elu(input, alpha)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
