@@ -493,7 +493,16 @@ def binary_cross_entropy(
     return _reduce(loss, reduction)
 
 
-from . import activations, conv_nd, distance, losses, padding, pooling_nd, resize  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    activations,
+    conv_nd,
+    ctc,
+    distance,
+    losses,
+    padding,
+    pooling_nd,
+    resize,  # noqa: E402,F401
+)
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from .normalization import batch_norm, layer_norm  # noqa: E402
 from .sparse import embedding  # noqa: E402
