@@ -495,13 +495,14 @@ def binary_cross_entropy(
 
 from . import (  # noqa: E402,F401
     activations,
+    attention,
     conv_nd,
     ctc,
     distance,
     losses,
     padding,
     pooling_nd,
-    resize,  # noqa: E402,F401
+    resize,
 )
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from .normalization import batch_norm, layer_norm  # noqa: E402
