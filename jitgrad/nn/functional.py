@@ -387,7 +387,9 @@ def _cross_entropy_terms(logits, tgt, weight, ignore_index, reduction, label_smo
             if weight is not None:
                 lp = _F.mul(lp, _class_weight_view(_F.cast(weight, lp.dtype), lp.ndim, n_classes))
             smooth = _F.neg(_F.sum(lp, 1))
-            smooth = _F.mul(smooth, _F.cast(keep, smooth.dtype))
+            # a select, not a product with the mask: with every target ignored the mean's
+            # 1/0 would otherwise meet the mask's 0 in the gradient (NaN; PyTorch's is 0)
+            smooth = _F.where(keep, smooth, 0.0)
             loss = _F.add(
                 _F.mul(loss, 1.0 - label_smoothing),
                 _F.mul(smooth, label_smoothing / n_classes),
