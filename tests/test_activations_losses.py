@@ -93,6 +93,20 @@ def test_inplace_activations_write_into_their_input(name):
     np.testing.assert_allclose(x.numpy(), want, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("celu_", (0.5,)), ("elu_", ()), ("hardtanh_", (-0.5, 0.5)), ("leaky_relu_", (0.1,)),
+     ("relu_", ()), ("rrelu_", ()), ("selu_", ()), ("threshold_", (0.6, 9.0))],
+)  # fmt: skip
+def test_inplace_function_forms(name, args):
+    x = jg.tensor(X.copy())
+    t = torch.tensor(X.copy())
+    assert getattr(F, name)(x, *args) is x
+    getattr(TF, name)(t, *args)
+    np.testing.assert_allclose(x.numpy(), t.numpy(), rtol=1e-12, atol=1e-15)
+    assert name in F.__all__
+
+
 @pytest.mark.parametrize("name", ["selu", "hardswish", "hardsigmoid", "mish", "softshrink",
                                   "hardshrink", "softmin", "glu"])  # fmt: skip
 def test_float32_stays_float32(name):
@@ -151,6 +165,8 @@ def test_activation_errors_read_like_pytorch():
     with pytest.raises(RuntimeError, match="alpha cannot be 0 for CELU"):
         F.celu(jg.tensor(X), 0.0)
     np.testing.assert_array_equal(F.hardshrink(jg.tensor(X), -1.0).numpy(), X)  # as PyTorch
+    with pytest.raises(RuntimeError, match="approximate argument must be either none or tanh."):
+        F.gelu(jg.tensor(X), approximate="foo")
 
 
 def test_softmin_warns_on_an_implicit_dim_like_softmax():

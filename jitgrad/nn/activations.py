@@ -321,3 +321,50 @@ def threshold(input: Tensor, threshold: float, value: float, inplace: bool = Fal
     """``x`` where ``x > threshold``, else ``value``."""
     out = _F.where(_F.gt(input, threshold), input, value)
     return _inplace(input, _F.cast(out, input.dtype), inplace)
+
+
+_threshold = threshold  # (threshold_'s parameter of that name hides the function)
+
+
+# PyTorch's in-place function forms (``F.elu_``): the op with ``inplace=True``
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return celu(input, alpha, inplace=True)
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    from .functional import elu
+
+    return elu(input, alpha, inplace=True)
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    from .functional import leaky_relu
+
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def relu_(input: Tensor) -> Tensor:
+    return input.relu_()
+
+
+def rrelu_(
+    input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False
+) -> Tensor:
+    return rrelu(input, lower, upper, training, inplace=True)
+
+
+def selu_(input: Tensor) -> Tensor:
+    return selu(input, inplace=True)
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    return _threshold(input, threshold, value, inplace=True)
+
+
+INPLACE_FORMS = [
+    "celu_", "elu_", "hardtanh_", "leaky_relu_", "relu_", "rrelu_", "selu_", "threshold_",
+]  # fmt: skip

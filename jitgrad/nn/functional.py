@@ -506,9 +506,21 @@ from . import (  # noqa: E402,F401
     pooling_nd,
     resize,
 )
+from .activations import (  # noqa: E402,F401  (PyTorch's in-place forms, F.elu_ ...)
+    INPLACE_FORMS,
+    celu_,
+    elu_,
+    hardtanh_,
+    leaky_relu_,
+    relu_,
+    rrelu_,
+    selu_,
+    threshold_,
+)
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from .normalization import batch_norm, layer_norm  # noqa: E402
 from .sparse import embedding  # noqa: E402
 
+__all__ += INPLACE_FORMS
 # The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
 __all__ += [n for n in _export("nn.functional", globals()) if n not in __all__]
