@@ -506,6 +506,14 @@ def test_sdpa_grouped_query_heads_dropout_and_errors():
     with pytest.raises(RuntimeError, match="Explicit attn_mask should not be set when is_causal"):
         F.scaled_dot_product_attention(*_both([Q, K, V])[0], attn_mask=jg.tensor(np.ones((3, 5))),
                                        is_causal=True)  # fmt: skip
+    with pytest.raises(RuntimeError, match="attn_mask.dtype: long int and  query.dtype: double"):
+        F.scaled_dot_product_attention(*_both([Q, K, V])[0], attn_mask=jg.tensor(np.ones((3, 5),
+                                       dtype=np.int64)))  # fmt: skip
+    mask32 = RNG.standard_normal((3, 5)).astype(np.float32)
+    got = F.scaled_dot_product_attention(*_both([Q, K, V])[0], attn_mask=jg.tensor(mask32))
+    want = TF.scaled_dot_product_attention(*_both([Q, K, V])[1], attn_mask=torch.tensor(mask32))
+    assert got.dtype == jg.float64
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10)
     with pytest.raises(RuntimeError, match="Expected query, key, and value to have the same"):
         F.scaled_dot_product_attention(jg.tensor(Q), jg.tensor(K.astype(np.float32)), jg.tensor(V))
 

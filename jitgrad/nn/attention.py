@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from .. import dtypes as jg_dtypes
 from ..ops import functions as _F
 from ..ops.registry import op
 from ..ops.spec import Spec, arg
@@ -74,6 +75,12 @@ def scaled_dot_product_attention(
             "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
             "is_causal=True"
         )
+    if attn_mask is not None and attn_mask.dtype not in (jg_dtypes.bool_, jg_dtypes.float32):
+        if attn_mask.dtype != query.dtype:
+            raise RuntimeError(
+                "Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+                f"attn_mask.dtype: {_name(attn_mask)} and  query.dtype: {_name(query)} instead."
+            )
     if enable_gqa and query.ndim >= 3 and key.ndim >= 3:
         heads, kv_heads = query.shape[-3], key.shape[-3]
         if kv_heads != heads:
@@ -92,7 +99,7 @@ def scaled_dot_product_attention(
         scores = _F.where(causal, scores, _NEG_INF)
     if attn_mask is not None:
         if attn_mask.dtype.is_floating_point:
-            scores = _F.add(scores, attn_mask)
+            scores = _F.add(scores, _F.cast(attn_mask, scores.dtype))
         else:
             scores = _F.where(attn_mask, scores, _NEG_INF)
     weights = _safe_softmax(scores)
@@ -104,6 +111,5 @@ def scaled_dot_product_attention(
 
 
 def _name(t: Tensor) -> str:
-    return {"float32": "float", "float64": "double", "float16": "c10::Half"}.get(
-        str(t.dtype).split(".")[-1], str(t.dtype).split(".")[-1]
-    )
+    names = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int"}
+    return names.get(str(t.dtype).split(".")[-1], str(t.dtype).split(".")[-1])
