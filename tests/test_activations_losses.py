@@ -306,6 +306,19 @@ def test_loss_errors_read_like_pytorch(call, exc, match):
         call()
 
 
+@pytest.mark.parametrize(
+    "name", ["huber_loss", "smooth_l1_loss", "soft_margin_loss", "kl_div", "poisson_nll_loss"]
+)
+def test_float32_input_with_float64_target_gives_pytorchs_dtype(name):
+    x, t = X.astype(np.float32), np.abs(T) + 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kl_div's 'mean' warns
+        got = getattr(F, name)(jg.tensor(x), jg.tensor(t))
+        want = getattr(TF, name)(torch.tensor(x), torch.tensor(t))
+    assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1]
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+
+
 def test_targets_other_than_plus_minus_one_select_as_pytorch():
     t = np.array([[1.0, -1.0, 0.0, 2.0]] * 3)
     _agree(F.hinge_embedding_loss, TF.hinge_embedding_loss, [X, t], grad=(0,))

@@ -72,6 +72,8 @@ def huber_loss(
     loss = _F.where(
         _F.lt(z, delta), _F.mul(_F.mul(d, d), 0.5), _F.mul(_F.sub(z, 0.5 * delta), delta)
     )
+    if input.dtype.is_floating_point and loss.dtype != input.dtype:
+        loss = _F.cast(loss, input.dtype)  # PyTorch's huber_loss returns the input's dtype
     if weight is not None:
         if tuple(weight.shape) != tuple(input.shape):
             raise ValueError("Weights and input must have the same size.")
@@ -138,7 +140,10 @@ def soft_margin_loss(
     reduction = _reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     # softplus(-y x) = -logsigmoid(y x), stable for large |y x|
-    return _reduce(_F.neg(logsigmoid(_F.mul(target, input))), reduction)
+    loss = _F.neg(logsigmoid(_F.mul(target, input)))
+    if input.dtype.is_floating_point and loss.dtype != input.dtype:
+        loss = _F.cast(loss, input.dtype)  # PyTorch's soft_margin_loss returns the input's dtype
+    return _reduce(loss, reduction)
 
 
 # -- divergences and likelihoods ------------------------------------------------------------------
