@@ -461,6 +461,8 @@ def test_ctc_loss_errors():
         F.ctc_loss(lp, jg.tensor(targets), il, [4, 1, 1])
     with pytest.raises(ValueError, match="foo is not a valid value for reduction"):
         F.ctc_loss(lp, jg.tensor(targets), il, tl, reduction="foo")
+    with pytest.raises(RuntimeError, match="input_lengths must be integral"):
+        F.ctc_loss(lp, jg.tensor(targets), jg.tensor(np.array(il, dtype=float)), tl)
 
 
 def test_ctc_loss_with_concatenated_targets_cannot_be_traced():

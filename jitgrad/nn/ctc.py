@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import dtypes
 from ..factories import full
 from ..ops import functions as _F
 from ..ops.registry import op
@@ -94,7 +95,9 @@ def _lengths(value, n: int, name: str) -> Tensor:
         raise RuntimeError(f"Expected tensor to have size {n} at dimension 0, but got size "
                            f"{t.shape[0]} for argument '{name}' (while checking arguments for "
                            "ctc_loss_cpu)")  # fmt: skip
-    return _F.cast(t, t.dtype if t.dtype.category == 1 else "int64")
+    if t.dtype.category != 1:
+        raise RuntimeError(f"{name} must be integral")
+    return _F.cast(t, dtypes.int64)
 
 
 def _padded_targets(targets: Tensor, target_lengths: Tensor, n: int) -> Tensor:
@@ -155,7 +158,7 @@ def ctc_loss(
         targets = _F.unsqueeze(targets, 0)
     elif targets.ndim == 1:
         targets = _padded_targets(targets, tl, n)
-    targets = _F.cast(targets, "int64")
+    targets = _F.cast(targets, dtypes.int64)
     width = targets.shape[1]
     # checked on the values at hand (under tracing, the traced call's), as class ranges are
     if il._data.size and il._data.max() > steps:
