@@ -502,6 +502,7 @@ from . import (  # noqa: E402,F401
     ctc,
     distance,
     losses,
+    margin_losses,
     padding,
     pooling_nd,
     resize,
