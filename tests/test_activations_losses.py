@@ -608,3 +608,16 @@ def test_ops_compile_with_numba_like_eager(_cache_dir):
             np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-9, atol=1e-12)
         x = jg.tensor(np.random.default_rng(seed).standard_normal((3, 4)), requires_grad=True)
     assert fn.stats.traces == 1
+
+
+@pytest.mark.filterwarnings("error")
+def test_compiled_rrelu_and_attention_dropout_draw_afresh_each_call(_cache_dir):
+    x = jg.tensor(-np.ones((4, 5)))
+    fn = jg.compile(lambda x: F.rrelu(x, 0.1, 0.3, training=True), backend="numba")
+    a, b = fn(x).numpy(), fn(x).numpy()
+    assert -0.3 <= a.min() and a.max() <= -0.1 and (a != b).any()
+    q = jg.tensor(np.ones((1, 50, 4)))
+    att = jg.compile(lambda q: F.scaled_dot_product_attention(q, q, q, dropout_p=0.5),
+                     backend="numba")  # fmt: skip
+    first, second = att(q).numpy(), att(q).numpy()
+    assert (first != second).any() and abs(first.mean() - 1.0) < 0.2
