@@ -60,7 +60,10 @@ def _run(lib, fn, entry, values):
 
 
 # Known disagreements, each to be fixed (strict: the test fails once one agrees)
-KNOWN: dict = {}
+KNOWN: dict = {
+    # PyTorch's backward multiplies by float32's 1/6 in every dtype (4e-8 off in float64)
+    "nn.functional.hardsigmoid": "torch's float64 hardsigmoid gradient uses float32's 1/6",
+}
 
 
 @pytest.mark.parametrize(

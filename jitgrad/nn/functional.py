@@ -18,8 +18,8 @@ from .. import dtypes
 from .. import random as _random
 from ..ops import functions as _F
 from ..ops import prims as _P
+from ..ops.functions import elu as _elu
 from ..ops.functions import (  # noqa: F401  (re-exported: the one definition of each)
-    elu,
     gelu,
     logsumexp,
     sigmoid,
@@ -76,6 +76,10 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     if inplace:
         return input.copy_(_leaky_relu(input, negative_slope))
     return _leaky_relu(input, negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    return input.copy_(_elu(input, alpha)) if inplace else _elu(input, alpha)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
@@ -383,7 +387,9 @@ def _cross_entropy_terms(logits, tgt, weight, ignore_index, reduction, label_smo
             if weight is not None:
                 lp = _F.mul(lp, _class_weight_view(_F.cast(weight, lp.dtype), lp.ndim, n_classes))
             smooth = _F.neg(_F.sum(lp, 1))
-            smooth = _F.mul(smooth, _F.cast(keep, smooth.dtype))
+            # a select, not a product with the mask: with every target ignored the mean's
+            # 1/0 would otherwise meet the mask's 0 in the gradient (NaN; PyTorch's is 0)
+            smooth = _F.where(keep, smooth, 0.0)
             loss = _F.add(
                 _F.mul(loss, 1.0 - label_smoothing),
                 _F.mul(smooth, label_smoothing / n_classes),
@@ -489,10 +495,33 @@ def binary_cross_entropy(
     return _reduce(loss, reduction)
 
 
-from . import activations, conv_nd, distance, padding, pooling_nd, resize  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    activations,
+    attention,
+    conv_nd,
+    ctc,
+    distance,
+    losses,
+    margin_losses,
+    padding,
+    pooling_nd,
+    resize,
+)
+from .activations import (  # noqa: E402,F401  (PyTorch's in-place forms, F.elu_ ...)
+    INPLACE_FORMS,
+    celu_,
+    elu_,
+    hardtanh_,
+    leaky_relu_,
+    relu_,
+    rrelu_,
+    selu_,
+    threshold_,
+)
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
 from .normalization import batch_norm, layer_norm  # noqa: E402
 from .sparse import embedding  # noqa: E402
 
+__all__ += INPLACE_FORMS
 # The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
 __all__ += [n for n in _export("nn.functional", globals()) if n not in __all__]

@@ -12,6 +12,7 @@ from ..tensor import Tensor
 from . import functional as F
 from . import init
 from .module import Module, Parameter
+from .wrap import functional_module
 
 
 class Identity(Module):
@@ -339,3 +340,58 @@ class Unflatten(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+# Activations that hold only their options (one declaration each; see ``wrap``)
+def _ctor_inplace(inplace: bool = False): ...
+def _ctor_none(): ...
+
+
+ELU = functional_module("ELU", F.elu, lambda alpha=1.0, inplace=False: None)
+CELU = functional_module("CELU", F.celu, lambda alpha=1.0, inplace=False: None)
+SELU = functional_module("SELU", F.selu, _ctor_inplace)
+GLU = functional_module("GLU", F.glu, lambda dim=-1: None)
+Hardswish = functional_module("Hardswish", F.hardswish, _ctor_inplace)
+Hardsigmoid = functional_module("Hardsigmoid", F.hardsigmoid, _ctor_inplace)
+Hardtanh = functional_module(
+    "Hardtanh", F.hardtanh, lambda min_val=-1.0, max_val=1.0, inplace=False: None
+)
+ReLU6 = functional_module("ReLU6", F.relu6, _ctor_inplace)
+RReLU = functional_module(
+    "RReLU", F.rrelu, lambda lower=1.0 / 8, upper=1.0 / 3, inplace=False: None, training=True
+)
+Mish = functional_module("Mish", F.mish, _ctor_inplace)
+Softmin = functional_module("Softmin", F.softmin, lambda dim=None: None)
+Softshrink = functional_module(
+    "Softshrink", F.softshrink, lambda lambd=0.5: None, extra_repr=lambda m: str(m.lambd)
+)
+Hardshrink = functional_module(
+    "Hardshrink", F.hardshrink, lambda lambd=0.5: None, extra_repr=lambda m: str(m.lambd)
+)
+Threshold = functional_module(
+    "Threshold", F.threshold, lambda threshold, value, inplace=False: None
+)
+LogSigmoid = functional_module("LogSigmoid", F.logsigmoid, _ctor_none)
+Softsign = functional_module("Softsign", F.softsign, _ctor_none)
+Tanhshrink = functional_module("Tanhshrink", F.tanhshrink, _ctor_none)
+
+
+class PReLU(Module):
+    """``prelu`` with a learnt slope: one, or one per channel (``num_parameters``)."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
+        super().__init__()
+        self.num_parameters = num_parameters
+        self.init = init
+        dtype = dtypes.as_dtype(dtype) if dtype is not None else None
+        self.weight = Parameter(empty(num_parameters, dtype=dtype, device=device))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.constant_(self.weight, self.init)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"

@@ -6,6 +6,7 @@ from ..tensor import Tensor
 from . import functional as F
 from .functional import _reduction
 from .module import Module
+from .wrap import functional_module
 
 
 class _Loss(Module):
@@ -95,3 +96,72 @@ class BCELoss(_WeightedLoss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
+
+
+# Losses that hold only their options (one declaration each; see ``wrap``)
+def _loss(name: str, fn, ctor, **kw) -> type:
+    return functional_module(name, fn, ctor, base=_Loss, repr_options=False, **kw)
+
+
+def _ctor_reduction(size_average=None, reduce=None, reduction: str = "mean"): ...
+def _ctor_poisson(
+    log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean"
+): ...
+def _ctor_triplet(
+    margin=1.0, p=2.0, eps=1e-6, swap=False, size_average=None, reduce=None, reduction="mean"
+): ...
+
+
+HuberLoss = _loss("HuberLoss", F.huber_loss, lambda reduction="mean", delta=1.0: None)
+SmoothL1Loss = _loss(
+    "SmoothL1Loss",
+    F.smooth_l1_loss,
+    lambda size_average=None, reduce=None, reduction="mean", beta=1.0: None,
+)
+SoftMarginLoss = _loss("SoftMarginLoss", F.soft_margin_loss, _ctor_reduction)
+KLDivLoss = _loss(
+    "KLDivLoss",
+    F.kl_div,
+    lambda size_average=None, reduce=None, reduction="mean", log_target=False: None,
+)
+PoissonNLLLoss = _loss(
+    "PoissonNLLLoss",
+    F.poisson_nll_loss,
+    _ctor_poisson,
+)
+GaussianNLLLoss = _loss(
+    "GaussianNLLLoss", F.gaussian_nll_loss, lambda *, full=False, eps=1e-6, reduction="mean": None
+)
+CosineEmbeddingLoss = _loss(
+    "CosineEmbeddingLoss",
+    F.cosine_embedding_loss,
+    lambda margin=0.0, size_average=None, reduce=None, reduction="mean": None,
+)
+MarginRankingLoss = _loss(
+    "MarginRankingLoss",
+    F.margin_ranking_loss,
+    lambda margin=0.0, size_average=None, reduce=None, reduction="mean": None,
+)
+HingeEmbeddingLoss = _loss(
+    "HingeEmbeddingLoss",
+    F.hinge_embedding_loss,
+    lambda margin=1.0, size_average=None, reduce=None, reduction="mean": None,
+)
+TripletMarginLoss = _loss(
+    "TripletMarginLoss",
+    F.triplet_margin_loss,
+    _ctor_triplet,
+)
+MultiMarginLoss = _loss(
+    "MultiMarginLoss",
+    F.multi_margin_loss,
+    lambda p=1, margin=1.0, weight=None, size_average=None, reduce=None, reduction="mean": None,
+    buffers=("weight",),
+)
+MultiLabelSoftMarginLoss = _loss(
+    "MultiLabelSoftMarginLoss",
+    F.multilabel_soft_margin_loss,
+    lambda weight=None, size_average=None, reduce=None, reduction="mean": None,
+    buffers=("weight",),
+)
+CTCLoss = _loss("CTCLoss", F.ctc_loss, lambda blank=0, reduction="mean", zero_infinity=False: None)

@@ -89,6 +89,8 @@ def softplus(input, beta=1.0, threshold=20.0):
 
 @op(spec=_s1(lambda x: x * (1.0 + _erf_ref(x / math.sqrt(2.0))) / 2.0))
 def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError("approximate argument must be either none or tanh.")
     if approximate == "tanh":
         inner = mul(add(input, mul(pow(input, 3.0), 0.044715)), math.sqrt(2.0 / math.pi))
         return mul(mul(input, 0.5), add(tanh(inner), 1.0))
