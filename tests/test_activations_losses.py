@@ -621,3 +621,13 @@ def test_compiled_rrelu_and_attention_dropout_draw_afresh_each_call(_cache_dir):
                      backend="numba")  # fmt: skip
     first, second = att(q).numpy(), att(q).numpy()
     assert (first != second).any() and abs(first.mean() - 1.0) < 0.2
+
+
+def test_hardtanh_and_relu6_gradients_are_zero_at_their_bounds():
+    # PyTorch's hardtanh_backward: 1 strictly inside (min, max) and on NaN, 0 elsewhere
+    x = jg.tensor([-2.0, -1.0, 0.0, 0.5, 1.0, 6.0, 7.0, float("nan")], requires_grad=True)
+    F.hardtanh(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 0, 1, 1, 0, 0, 0, 1])
+    x.grad = None
+    F.relu6(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 0, 0, 1, 1, 0, 0, 1])

@@ -24,10 +24,17 @@ def _inplace(input: Tensor, out: Tensor, inplace: bool) -> Tensor:
 def hardtanh(
     input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
 ) -> Tensor:
-    """``clamp(input, min_val, max_val)``."""
+    """``clamp(input, min_val, max_val)``, with PyTorch's gradient: 1 strictly inside the range,
+    0 from the bounds on (clamp's is 1 at the bounds)."""
     if min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
-    return _inplace(input, _F.clamp(input, min_val, max_val), inplace)
+    return _inplace(input, _clipped(input, min_val, max_val), inplace)
+
+
+def _clipped(x: Tensor, lo: float, hi: float) -> Tensor:
+    # the bounds are constants where they are reached; NaN stays NaN (both tests fail)
+    inner = _F.where(_F.ge(x, hi), _F.const(hi, x.dtype), x)
+    return _F.where(_F.le(x, lo), _F.const(lo, x.dtype), inner)
 
 
 @op(
@@ -39,8 +46,8 @@ def hardtanh(
     ),
 )
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
-    """``min(max(0, x), 6)``."""
-    return _inplace(input, _F.clamp(input, 0.0, 6.0), inplace)
+    """``min(max(0, x), 6)`` (hardtanh's gradient: 0 at 0 and at 6)."""
+    return _inplace(input, _clipped(input, 0.0, 6.0), inplace)
 
 
 @op(
