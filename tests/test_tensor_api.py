@@ -464,3 +464,15 @@ def test_relu_passes_nan_through_like_pytorch():
     y.sum().backward()
     np.testing.assert_array_equal(np_of(y.detach()), [np.nan, 0.0, 0.0, 2.0])
     np.testing.assert_array_equal(np_of(x.grad), [1.0, 0.0, 0.0, 1.0])
+
+
+@pytest.mark.torch
+def test_a_number_divided_by_a_tensor_rounds_as_pytorch():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal(4096).astype(np.float32)
+    for num in (1.3, 3, True):
+        got = (num / jg.tensor(x)).numpy()
+        want = (num / torch.from_numpy(x)).numpy()
+        np.testing.assert_array_equal(got, want)
+    xi = np.arange(1, 9)
+    np.testing.assert_array_equal((3 / jg.tensor(xi)).numpy(), (3 / torch.from_numpy(xi)).numpy())

@@ -100,6 +100,14 @@ def _copy_(self, src, non_blocking=False):
     return inplace(self, lambda _: F.clone(F.broadcast_to(F.cast(src, self.dtype), self.shape)))
 
 
+def _rtruediv(self, other):
+    # number / tensor is PyTorch's reciprocal() * number, which rounds differently from a
+    # division
+    if isinstance(other, (bool, int, float)):
+        return F.mul(F.reciprocal(self), other)
+    return F.div(other, self)
+
+
 def install() -> None:
     T = Tensor
     for entry in OPS.values():
@@ -126,7 +134,7 @@ def install() -> None:
     T.__mul__ = F.mul
     T.__rmul__ = lambda self, other: F.mul(other, self)
     T.__truediv__ = F.div
-    T.__rtruediv__ = lambda self, other: F.div(other, self)
+    T.__rtruediv__ = _rtruediv
     T.__floordiv__ = F.floor_divide
     T.__rfloordiv__ = lambda self, other: F.floor_divide(other, self)
     T.__mod__ = F.remainder
