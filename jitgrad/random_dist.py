@@ -22,23 +22,11 @@ from .ops import functions as F
 from .random import _size, default_generator, rand, randn
 from .tensor import LEAF_INPLACE, Tensor, inplace
 
-_TORCH_NAMES = {
-    "float32": "Float",
-    "float64": "Double",
-    "int64": "Long",
-    "int32": "Int",
-    "bool": "Bool",
-    "uint64": "UInt64",
-}
 _C_NAMES = {"int64": "long int", "int32": "int", "bool": "bool", "uint64": "unsigned long"}
 
 
-def _tname(d: dtypes.dtype) -> str:
-    return _TORCH_NAMES.get(d.name, d.name)
-
-
 def _not_implemented(kernel: str, d: dtypes.dtype) -> NotImplementedError:
-    return NotImplementedError(f"\"{kernel}\" not implemented for '{_tname(d)}'")
+    return NotImplementedError(f"\"{kernel}\" not implemented for '{dtypes.type_name(d)}'")
 
 
 def _require_float(t: Tensor, kernel: str) -> None:
@@ -138,7 +126,7 @@ def log_normal_(self: Tensor, mean: float = 1.0, std: float = 2.0, *, generator=
 
 def exponential_(self: Tensor, lambd: float = 1.0, *, generator=None) -> Tensor:
     """Fill with exponential numbers of rate ``lambd`` (mean ``1/lambd``)."""
-    _continuous(self, "Exponential", _tname(self.dtype))
+    _continuous(self, "Exponential", dtypes.type_name(self.dtype))
     if not lambd > 0:
         raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={_g(lambd)}")
     _check_leaf(self)
@@ -369,7 +357,8 @@ def multinomial(
         raise RuntimeError("prob_dist must be 1 or 2 dim")
     if not input.dtype.is_floating_point:
         raise RuntimeError(
-            f"multinomial only supports floating-point dtypes for input, got: {_tname(input.dtype)}"
+            "multinomial only supports floating-point dtypes for input, got: "
+            f"{dtypes.type_name(input.dtype)}"
         )
     n = int(num_samples)
     if n <= 0:

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from .. import dtypes
 from ..tensor import Tensor, _wrap_dim
 from .composites import _sqrt_zero_grad, amax, sum  # noqa: A004
 from .functions import add, cast, gt, matmul, result_type, sub, where
@@ -32,12 +33,9 @@ from .shape_ops import (
 )
 from .spec import Spec, arg
 
-_DTYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}
-
 
 def _tname(t: Tensor) -> str:
-    name = t.dtype.name
-    return _DTYPE_NAMES.get(name, name.capitalize())
+    return dtypes.type_name(t.dtype)
 
 
 def _same_dtype(a: Tensor, b: Tensor) -> None:

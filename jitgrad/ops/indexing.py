@@ -53,14 +53,6 @@ def scatter_add_axis(input: Tensor, index, src: Tensor, axis: int = 0) -> Tensor
     return apply(P.scatter_add_p, (input, _as_index(index), src), {"axis": axis})
 
 
-_TORCH_NAMES = {"float32": "Float", "float64": "Double", "float16": "Half", "bool": "Bool"}
-
-
-def _torch_name(dtype) -> str:
-    name = str(dtype).split(".")[-1]
-    return _TORCH_NAMES.get(name, name.capitalize())
-
-
 @op(
     spec=Spec(
         [arg(3, 4), arg(2, 3, kind="int", lo=-12, hi=12)],
@@ -75,7 +67,7 @@ def take(input: Tensor, index: Tensor) -> Tensor:
     index = _as_index(index)
     if index.dtype.category != 1 or index.dtype is dtypes.bool_:
         raise RuntimeError(
-            f"take(): Expected a long tensor for index, but got {_torch_name(index.dtype)}"
+            f"take(): Expected a long tensor for index, but got {dtypes.type_name(index.dtype)}"
         )
     n = input._data.size
     data = index._data

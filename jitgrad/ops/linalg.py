@@ -42,14 +42,13 @@ class LinAlgError(RuntimeError):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-_TYPE_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int"}
 
 
 def _check(name: str, A: Tensor, square: bool = True, arg_name: str = "A") -> None:
     if A.ndim < 2:
         raise RuntimeError(f"{name}: The input tensor {arg_name} must have at least 2 dimensions.")
     if not A.dtype.is_floating_point:
-        kind = _TYPE_NAMES.get(A.dtype.name, A.dtype.name)
+        kind = dtypes.type_name(A.dtype)
         raise RuntimeError(
             f"{name}: Expected a floating point or complex tensor as input. Got {kind}"
         )
@@ -306,7 +305,7 @@ def solve(A, B, *, left=True):
     if B.dtype is not A.dtype:
         raise RuntimeError(
             "linalg.solve: Expected A and B to have the same dtype, but found A of type "
-            f"{_TYPE_NAMES.get(A.dtype.name)} and B of type {_TYPE_NAMES.get(B.dtype.name)} "
+            f"{dtypes.type_name(A.dtype)} and B of type {dtypes.type_name(B.dtype)} "
             "instead"
         )
     vector = B.ndim == 1 or (B.ndim == A.ndim - 1 and tuple(B.shape) == tuple(A.shape[:-1]))

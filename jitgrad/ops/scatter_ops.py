@@ -17,7 +17,7 @@ from .. import dtypes
 from ..autograd.grad_mode import STATE
 from ..ir.tracer import TraceError, user_frame
 from ..tensor import Tensor, _wrap_dim
-from .indexing import _as_index, _torch_name, gather, scatter_add_axis, take_axis
+from .indexing import _as_index, gather, scatter_add_axis, take_axis
 from .registry import op
 from .shape_ops import broadcast_shapes, broadcast_to, reshape, slice_
 from .spec import Arg, Spec, arg
@@ -419,7 +419,7 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
     from .functions import const, where
 
     if not isinstance(mask, Tensor) or mask.dtype is not dtypes.bool_:
-        got = _torch_name(mask.dtype) if isinstance(mask, Tensor) else type(mask).__name__
+        got = dtypes.type_name(mask.dtype) if isinstance(mask, Tensor) else type(mask).__name__
         raise RuntimeError(
             f"masked_fill_ only supports boolean masks, but got mask with dtype {got.lower()}"
         )
@@ -448,7 +448,7 @@ def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     if mask.dtype is not dtypes.bool_:
         raise RuntimeError(
             f"masked_scatter_ only supports boolean masks, but got mask with dtype "
-            f"{_torch_name(mask.dtype).lower()}"
+            f"{dtypes.type_name(mask.dtype).lower()}"
         )
     shape = broadcast_shapes(input._data.shape, mask._data.shape)
     input, mask = broadcast_to(input, shape), broadcast_to(mask, shape)
@@ -548,7 +548,7 @@ def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     """The elements of ``input`` where ``mask`` is true (broadcast together), as 1-D."""
     if mask.dtype is not dtypes.bool_:
         raise RuntimeError(
-            f"masked_select: expected BoolTensor for mask, got {_torch_name(mask.dtype)}"
+            f"masked_select: expected BoolTensor for mask, got {dtypes.type_name(mask.dtype)}"
         )
     data_dependent("masked_select", mask)
     shape = broadcast_shapes(input._data.shape, mask._data.shape)
