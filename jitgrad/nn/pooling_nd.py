@@ -545,51 +545,33 @@ def _unpool_ref(x, indices, kernel_size, stride=None, padding=0, output_size=Non
     return out.reshape(n, c, *outs)
 
 
-@op(
-    namespace=_NS,
-    spec=Spec(
-        [arg(2, 3, 4), 2],
-        lambda x, kernel_size: _unpool_ref(x, _spec_indices(x.shape, 2), 2, nd=1),
+def _unpool_spec(shape: tuple, nd: int) -> Spec:
+    """The spec of max_unpool in ``nd`` dims: a kernel of 2, indices a 2-window pool picks."""
+    return Spec(
+        [arg(*shape), 2],
+        lambda x, kernel_size: _unpool_ref(x, _spec_indices(x.shape, 2), 2, nd=nd),
         differentiable=(0,),
         linear=True,
         call=lambda fn, x, kernel_size: fn(x, _spec_index_tensor(x, kernel_size), kernel_size),
         torch=False,
-    ),
-)
+    )
+
+
+@op(namespace=_NS, spec=_unpool_spec((2, 3, 4), 1))
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """The inverse of max_pool1d: each value at its index, zeros elsewhere."""
     return _max_unpool(1, "max_unpool1d", input, indices, kernel_size, stride, padding,
                        output_size)  # fmt: skip
 
 
-@op(
-    namespace=_NS,
-    spec=Spec(
-        [arg(2, 2, 3, 2), 2],
-        lambda x, kernel_size: _unpool_ref(x, _spec_indices(x.shape, 2), 2, nd=2),
-        differentiable=(0,),
-        linear=True,
-        call=lambda fn, x, kernel_size: fn(x, _spec_index_tensor(x, kernel_size), kernel_size),
-        torch=False,
-    ),
-)
+@op(namespace=_NS, spec=_unpool_spec((2, 2, 3, 2), 2))
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """The inverse of max_pool2d: each value at its flat (h * W + w) index, zeros elsewhere."""
     return _max_unpool(2, "max_unpool2d", input, indices, kernel_size, stride, padding,
                        output_size)  # fmt: skip
 
 
-@op(
-    namespace=_NS,
-    spec=Spec(
-        [arg(1, 2, 2, 3, 2), 2],
-        lambda x, kernel_size: _unpool_ref(x, _spec_indices(x.shape, 2), 2, nd=3),
-        differentiable=(0,),
-        linear=True,
-        call=lambda fn, x, kernel_size: fn(x, _spec_index_tensor(x, kernel_size), kernel_size),
-        torch=False,
-    ),
-)
+@op(namespace=_NS, spec=_unpool_spec((1, 2, 2, 3, 2), 3))
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """The inverse of max_pool3d: each value at its flat index in the (D, H, W) volume."""
     return _max_unpool(3, "max_unpool3d", input, indices, kernel_size, stride, padding,
