@@ -170,6 +170,30 @@ def test_compiled_training_tracks_eager_for_50_steps(make_opt):
     assert step_c.stats.cache_hits >= 47
 
 
+@pytest.mark.filterwarnings("error")
+def test_adam_on_a_one_element_parameter_reads_its_new_moments():
+    # the update of a one-element parameter fuses into one loop that stores the new moments
+    # and reads them back through a view; such reads may not be hoisted before the loop
+    def run(compiled):
+        w = nn.Parameter(jg.tensor(np.array([0.5], np.float32)))
+        opt = optim.Adam([w], lr=0.1)
+        x = jg.tensor(np.linspace(0, 1, 8, dtype=np.float32))
+
+        def step(x):
+            loss = ((x * w).sum() - 1.0) ** 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        fn = jg.compile(step, backend="numba", wait=True) if compiled else step
+        return [float(fn(x)) for _ in range(6)], w.detach().numpy()
+
+    (eager_losses, eager_w), (losses, w) = run(False), run(True)
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(w, eager_w, rtol=1e-5)
+
+
 def test_new_batch_size_retraces_without_recompiling():
     w = jg.randn(6, 3, requires_grad=True)
 

@@ -300,7 +300,7 @@ class KernelGen:
             buf, off = self.affine[v]
             self.loads_of.setdefault(buf, set()).add(off)
             return body.temp(self.read(buf, off), "x")
-        if body is not self.hoisted and v not in self.own and numel(v.shape) == 1:
+        if body is not self.hoisted and numel(v.shape) == 1 and not self._reads_own(v):
             return self.load(v, ("0",) * v.ndim, self.hoisted)
         if v in self.stored and isinstance(idx, Flat) and self.stored[v][0] == idx.i:
             return self.stored[v][1]  # a group member computed earlier in this iteration
@@ -313,6 +313,17 @@ class KernelGen:
             self.loads_of.setdefault(v, set()).add(off)
             return body.temp(self.read(v, off), "x")
         return self.expr(plan.producer[v], idx, body)
+
+    def _reads_own(self, v: Var) -> bool:
+        """Whether ``v``'s value comes from a value this kernel stores (itself, or a view of
+        one computed inline): such a load may not move before the loop that stores it."""
+        plan = self.plan
+        if v in self.own:
+            return True
+        if v in plan.scalars or v in plan.materialized or v in self.affine:
+            return False
+        e = plan.producer.get(v)
+        return e is not None and any(self._reads_own(a) for a in e.inputs)
 
     def expr(self, e, idx, body: _Body) -> str:
         """The expression of ``e``'s value at ``idx``: its scalar template for an elementwise
