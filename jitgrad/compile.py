@@ -434,7 +434,10 @@ class CompiledFunction:
         """Tensors made during the trace that something outside still holds (new state)."""
         kept = list(out_leaves) + [x for x in call_leaves if isinstance(x, Tensor)]
         kept += [leaf._grad for leaf in tracer.grad_state.values() if leaf._grad is not None]
-        stack = [o._grad_fn for o in out_leaves if o._grad_fn is not None]
+        # an output's base (``loss.detach()`` shares ``loss``) holds its graph as well
+        held = list(out_leaves) + [o._base for o in out_leaves if o._base is not None]
+        kept += held
+        stack = [o._grad_fn for o in held if o._grad_fn is not None]
         seen = set()
         while stack:  # tensors the outputs' autograd graph holds
             node = stack.pop()

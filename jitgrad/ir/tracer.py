@@ -147,8 +147,10 @@ class Tracer:
         self.env[id(root)] = (root, v)
 
     def read_grad(self, leaf, value) -> None:
-        """First read of ``leaf.grad``: bind it as an input (or guard that it is None)."""
-        if id(leaf) in self.grad_state:
+        """First read of ``leaf.grad``: bind it as an input (or guard that it is None). A leaf
+        made during the trace (``x.clone().requires_grad_()``) starts each call without a
+        gradient, so its ``.grad`` is an ordinary traced value, neither input nor state."""
+        if id(leaf) in self.grad_state or id(leaf) in self.born_ids:
             return
         self.grad_state[id(leaf)] = leaf
         # an argument's .grad is that of the tensor passed on each call, not the traced one's
@@ -174,7 +176,8 @@ class Tracer:
 
     def set_grad(self, leaf, value) -> None:
         # assigning without reading: the old value never matters, so no guard or input
-        self.grad_state.setdefault(id(leaf), leaf)
+        if id(leaf) not in self.born_ids:
+            self.grad_state.setdefault(id(leaf), leaf)
         if value is not None:
             self.var_of(value)
 
