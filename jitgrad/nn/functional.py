@@ -116,6 +116,10 @@ def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dty
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias``: one fused primitive for a batch of rows, else the composite."""
     x, w = input._data, weight._data
+    if x.ndim > 2 and w.ndim == 2 and x.shape[-1] == w.shape[1]:
+        # rows of a batch of sequences (B, T, in): one product over all B*T rows
+        out = linear(input.reshape(-1, x.shape[-1]), weight, bias)
+        return out.reshape(*x.shape[:-1], w.shape[0])
     if (
         x.ndim == 2
         and w.ndim == 2

@@ -241,6 +241,12 @@ def matmul(input, other):
             f"the last dimension of the first ({a.shape[-1]}) must equal the second-to-last of "
             f"the second ({b.shape[-2]})."
         )
+    if a.ndim > 2 and b.ndim == 2:
+        # a batch of matrices times one matrix is one product of all their rows (as PyTorch
+        # folds it): no copy of ``b`` per batch element, and its gradient is one product too
+        rows = reshape(a, (-1, a.shape[-1]))
+        out = reshape(apply(P.matmul_p, (rows, b)), a.shape[:-1] + (b.shape[-1],))
+        return squeeze(out, -1) if b_vec else out
     if a.ndim != b.ndim or a._data.shape[:-2] != b._data.shape[:-2]:
         batch = broadcast_shapes(a._data.shape[:-2], b._data.shape[:-2])
         a = broadcast_to(a, batch + a._data.shape[-2:])
