@@ -11,7 +11,7 @@ import pytest
 from numba import njit
 
 from jitgrad.backends import vecmath as vm
-from jitgrad.backends.vecmath import vexp, vexpm1, vlog, vlog1p, vsigmoid, vtanh
+from jitgrad.backends.vecmath import verf, vexp, vexpm1, vlog, vlog1p, vsigmoid, vtanh
 from jitgrad.ops.registry import PRIMS
 
 NAMES = ("vexp", "vexpm1", "vlog", "vlog1p", "vtanh", "vsigmoid")
@@ -26,6 +26,8 @@ ULP_NUMPY = {
     np.float32: {"vexp": 3, "vexpm1": 2, "vlog": 4, "vlog1p": 2, "vtanh": 2, "vsigmoid": 2},
     np.float64: {"vexp": 1, "vexpm1": 2, "vlog": 1, "vlog1p": 1, "vtanh": 2, "vsigmoid": 2},
 }
+# verf (tested apart: its reference is SciPy's erf one precision up, rounded)
+ULP_NUMPY[np.float32]["verf"], ULP_NUMPY[np.float64]["verf"] = 1, 0
 NUMPY_SLACK = 1  # NumPy's own (SIMD) results vary with its build and the CPU
 EXTENDED = np.finfo(np.longdouble).nmant >= 63  # x87 long double: an exact-enough reference
 
@@ -261,3 +263,37 @@ def test_replacements_cover_prim_templates_and_evaluate():
     for j, n in enumerate(names):
         u = _ulp(out[j], PRIMS[n].impl(x))
         assert u.max() <= ULP_NUMPY[np.float32]["v" + n] + NUMPY_SLACK, (n, u.max())
+
+
+@njit
+def _erf_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = verf(x[i])
+
+
+def test_erf_float32_within_one_ulp_of_correctly_rounded_and_vectorizes():
+    scipy_special = pytest.importorskip("scipy.special")
+    # every 997th float32 from 0 to inf and every float32 in [0.75, 0.85] (the switch between
+    # the two formulas), both signs, and the special values
+    x = np.arange(0, 0x7F800000, 997, dtype=np.uint32).view(np.float32)
+    around = np.arange(*np.array([0.75, 0.85], np.float32).view(np.uint32)).astype(np.uint32)
+    x = np.concatenate([x, around.view(np.float32)])
+    x = np.concatenate([x, -x, np.array([np.inf, -np.inf, np.nan, 0.8, -0.8], np.float32)])
+    out = np.empty_like(x)
+    _erf_loop(x, out)
+    want = scipy_special.erf(x.astype(np.float64)).astype(np.float32)
+    u = _ulp(out, want)
+    assert u.max() <= ULP_NUMPY[np.float32]["verf"], (x[u.argmax()], out[u.argmax()])
+    zeros = np.array([0.0, -0.0], np.float32)
+    _erf_loop(zeros, out[:2])
+    assert out[0] == 0 and out[1] == 0 and np.signbit(out[:2]).tolist() == [False, True]
+    llvm = _erf_loop.inspect_llvm(_erf_loop.signatures[0])
+    assert re.search(r"fdiv (\w+ )*<\d+ x double>", llvm), "loop was not vectorized"
+
+
+def test_erf_float64_is_libm():
+    x = np.concatenate([np.linspace(-6, 6, 2001), [np.inf, -np.inf, np.nan, -0.0, 1e-300]])
+    out = np.empty_like(x)
+    _erf_loop(x, out)
+    want = np.array([math.erf(v) for v in x])
+    assert _ulp(out, want).max() == 0
