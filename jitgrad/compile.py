@@ -701,6 +701,36 @@ class CompiledFunction:
         """The generated source (the tape itself for the interpreter)."""
         return self._entry_for(args, kwargs).exe.source()
 
+    def profile(self, *args, repeat: int = 10, top: int | None = 20, **kwargs) -> str:
+        """Where a compiled call's time goes: calls the compiled code traced for these
+        arguments ``repeat`` times — as calls, with their updates of parameters and state —
+        timing each of its kernel calls (each equation, on the interpreter). Returns a table of
+        the ``top`` slowest (all with None), with their share of the total."""
+        entry = self._entry_for(args, kwargs)
+        if not entry.ready:
+            self.wait()
+        leaves: list = []
+        _flatten((args, kwargs), leaves)
+        fetch = entry.fetch or [entry.tape.bindings[v] for v in entry.tape.inputs]
+        seconds: list = []
+        for _ in range(repeat):
+            rows, _outs, writes = entry.exe.profile([_fetch(b, leaves) for b in fetch])
+            _apply_writes(entry.tape.writes, writes, leaves)
+            seconds = (
+                [t for t, _ in rows] if not seconds else [a + t for a, (t, _) in zip(seconds, rows)]
+            )
+        total = sum(seconds) / repeat or 1e-12
+        lines = [
+            f"{self.name}: {len(rows)} calls, {1e6 * total:.0f} us per call of the step "
+            f"({entry.exe.backend}, {repeat} calls)",
+            f"{'us':>9} {'share':>6}  call",
+        ]
+        ranked = sorted(range(len(rows)), key=lambda j: -seconds[j])
+        for j in ranked[:top]:
+            t = seconds[j] / repeat
+            lines.append(f"{1e6 * t:9.1f} {100 * t / total:5.1f}%  {j}: {rows[j][1]}")
+        return "\n".join(lines)
+
     def explain(self) -> str:
         s = self.stats
         lines = [

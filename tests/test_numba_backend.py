@@ -194,6 +194,28 @@ def test_adam_on_a_one_element_parameter_reads_its_new_moments():
     np.testing.assert_allclose(w, eager_w, rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("backend", ["numba", "interpreter"])
+def test_profile_times_every_call_and_runs_the_step(backend):
+    eager, comp = _model(), _model()
+    opt_e, opt_c = optim.SGD(eager.parameters(), lr=0.1), optim.SGD(comp.parameters(), lr=0.1)
+    step_e = _make_step(eager, opt_e)
+    step_c = jg.compile(_make_step(comp, opt_c), backend=backend, wait=True)
+    rng = np.random.default_rng(5)
+    x = jg.tensor(rng.standard_normal((16, 8)).astype(np.float32))
+    y = jg.tensor(rng.integers(0, 4, 16))
+    step_c(x, y)
+    table = step_c.profile(x, y, repeat=3, top=None)
+    lines = table.splitlines()
+    n_calls = int(lines[0].split(": ")[1].split()[0])
+    assert n_calls > 5 and len(lines) == 2 + n_calls, table
+    assert sorted(int(row.split("%")[1].split(":")[0]) for row in lines[2:]) == list(range(n_calls))
+    for _ in range(4):  # the traced call, then the three profiled runs
+        step_e(x, y)
+    for pe, pc in zip(eager.parameters(), comp.parameters()):
+        np.testing.assert_allclose(pc.detach().numpy(), pe.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_new_batch_size_retraces_without_recompiling():
     w = jg.randn(6, 3, requires_grad=True)
 

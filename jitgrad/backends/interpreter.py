@@ -6,6 +6,8 @@ eager CPU results and the interpreter's agree bit for bit.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..ir.tape import Tape
@@ -59,6 +61,21 @@ class Executable:
     def values(self, inputs: list) -> dict:
         """All intermediate values (for agreement checks)."""
         return evaluate(self.tape, inputs)
+
+    def profile(self, inputs: list) -> tuple:
+        """One call, timing each equation: ([(seconds, what it computes)] in tape order,
+        outputs, writes) — the outputs and writes of a plain call."""
+        env = dict(self.tape.consts)
+        env.update(zip(self.tape.inputs, inputs))
+        rows = []
+        for e in self.tape.eqns:
+            t0 = time.perf_counter()
+            env[e.out] = np.asarray(e.prim.impl(*[env[x] for x in e.inputs], **e.kwargs))
+            rows.append((time.perf_counter() - t0, str(e)))
+        shared = self._const_ids | {id(a) for a in inputs}
+        outs = [_own(env[v], shared) for v in self.tape.outputs]
+        writes = [None if v is None else _own(env[v], shared) for _, v in self.tape.writes]
+        return rows, outs, writes
 
     def kernel_of(self, var) -> str | None:
         return None

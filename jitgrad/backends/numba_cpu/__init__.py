@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from dataclasses import dataclass
 
 import numba
@@ -294,6 +295,7 @@ class Executable:
             prog += [c.address, words.ctypes.data + 8 * at_w, consts.ctypes.data + 8 * at_c]
             prog.append(int(c.threaded))
             at_w, at_c = at_w + len(c.words), at_c + len(c.consts)
+        prog.append(0)  # (where ``profile`` has the timed program add up each call's cycles)
         # (the table and the program hold addresses: the arrays live as long as the executable)
         self.table, self.program = table, np.array(prog, np.int64)
         self._words, self._consts = words, consts
@@ -470,6 +472,29 @@ class Executable:
         outs = [g(flats, fresh) for g in self._out_get]
         writes = [g if g is None or g is IN_PLACE else g(flats, fresh) for g in self._write_get]
         return outs, writes
+
+    def profile(self, inputs: list) -> tuple:
+        """One call, timing each call of the program: ([(seconds, what it runs)] in program
+        order, outputs, writes) — the outputs and writes of a plain call."""
+        import ctypes
+
+        from .abi import cycles_address, run_program_timed_address
+
+        now = ctypes.CFUNCTYPE(ctypes.c_int64)(cycles_address())
+        cycles = np.zeros(len(self.calls), np.int64)
+        with self.lock:
+            program = self.program.copy()
+            self.program[0] = run_program_timed_address()
+            self.program[-1] = cycles.ctypes.data
+            try:
+                c0, t0 = now(), time.perf_counter()
+                outs, writes = self._call(inputs)
+                c1, t1 = now(), time.perf_counter()
+            finally:
+                self.program[:] = program
+        per_cycle = (t1 - t0) / max(1, c1 - c0)
+        rows = [(cycles[j] * per_cycle, self._what(c)) for j, c in enumerate(self.calls)]
+        return rows, outs, writes
 
     def values(self, inputs=None) -> dict:
         """The stored values of the last call (for agreement checks)."""

@@ -231,6 +231,69 @@ def _run_program(table, prog):
 
 
 @intrinsic
+def cycle_counter(typingctx):
+    """The processor's cycle counter (``llvm.readcyclecounter``): for ``profile`` only."""
+
+    def codegen(context, builder, signature, llargs):
+        fn = builder.module.declare_intrinsic(
+            "llvm.readcyclecounter", fnty=ir.FunctionType(_I64, [])
+        )
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
+def _run_program_timed(table, prog):
+    # _run_program, adding each call's cycles to an array whose address is the word after
+    # the calls (see Executable.profile)
+    launcher = prog[1]
+    parts = prog[2]
+    for j in range(prog[4]):
+        at = 5 + 3 * j
+        table[2 * prog[at]] = table[2 * prog[at + 1]] + prog[at + 2]
+    calls = 5 + 3 * prog[4]
+    address = table_address(table)
+    times = prog[calls + CALL_WORDS * prog[3]]
+    for j in range(prog[3]):
+        at = calls + CALL_WORDS * j
+        t0 = cycle_counter()
+        if prog[at + 3]:
+            call_launch(launcher, prog[at], address, prog[at + 1], prog[at + 2], parts)
+        else:
+            call_kernel(prog[at], address, prog[at + 1], prog[at + 2], 0, 1)
+        add_cycles(times, j, cycle_counter() - t0)
+
+
+@intrinsic
+def add_cycles(typingctx, times, j, n):
+    """``times[j] += n`` for the int64 array at address ``times``."""
+
+    def codegen(context, builder, signature, llargs):
+        times, j, n = llargs
+        ptr = builder.gep(builder.inttoptr(times, _P64), [j])
+        builder.store(builder.add(builder.load(ptr), n), ptr)
+        return context.get_dummy_value()
+
+    return types.void(types.int64, types.int64, types.int64), codegen
+
+
+@functools.cache
+def run_program_timed_address() -> int:
+    """``_run_program_timed``, compiled (once per machine)."""
+    return cfunc(types.void(_WORDS, _WORDS), cache=True)(_run_program_timed).address
+
+
+@functools.cache
+def cycles_address() -> int:
+    """A C function returning the cycle counter (to relate cycles to seconds)."""
+    return cfunc(types.int64(), cache=True)(_cycles).address
+
+
+def _cycles():
+    return cycle_counter()
+
+
+@intrinsic
 def table_address(typingctx, table):
     """A pointer's address, as an integer."""
     if not isinstance(table, types.CPointer):
