@@ -14,6 +14,10 @@ from .codegen import numel
 
 _TRANSCENDENTAL = ("exp", "log", "tanh", "sin", "cos", "pow", "log1p", "sqrt")
 RECOMPUTE_LIMIT = 40  # cost units (1 per arithmetic op, 6 per transcendental)
+# a value read by several kernels is stored when recomputing it loads more than this many
+# stored buffers (a residual stream's branches). (Not scaled by the number of readers: a deeper
+# model's kernels would then differ from a shallower one's, and compile again.)
+READS_LIMIT = 4
 # a computed gather/scatter index is stored unless it is about one op on stored values
 INDEX_RECOMPUTE_LIMIT = 2
 
@@ -65,12 +69,17 @@ class Plan:
                 # a few arithmetic ops on stored values are recomputed instead
                 self._store_below_views(e.inputs[1], must, INDEX_RECOMPUTE_LIMIT)
         # A value read by several kernels is recomputed in each (loops are memory-bound, so
-        # recomputing beats a store and reloads) unless it is expensive.
+        # recomputing beats a store and reloads) unless it is expensive or reads many buffers:
+        # a residual stream (x + f(x) + g(...)) read by a layer norm's three loops and the next
+        # addition would reload every branch and recompute every gather, in each.
         for e in tape.eqns:
             v = e.out
             uses = len(self.consumers.get(v, ()))
-            if uses > 1 and e.prim.kind != "movement" and self.cost(v) > RECOMPUTE_LIMIT:
-                must.add(v)
+            if uses > 1 and e.prim.kind != "movement" and v not in self.scalars:
+                if self.cost(v) > RECOMPUTE_LIMIT:
+                    must.add(v)
+                elif len(self.reads(v, stored=must)) > READS_LIMIT:
+                    must.add(v)
         self.materialized |= {v for v in must if v not in self.scalars}
         # matmul reads stored matrices (or transposed views of them, a BLAS flag): the
         # transpose of a computed matrix stores the matrix, in order, rather than its transpose
@@ -196,15 +205,15 @@ class Plan:
                 return numel(x.shape)
         return None
 
-    def reads(self, v: Var) -> set:
-        """The stored values ``v``'s inlined expression reads."""
+    def reads(self, v: Var, stored: set = frozenset()) -> set:
+        """The stored values (and those in ``stored``) ``v``'s inlined expression reads."""
         out, stack, seen = set(), [v], set()
         while stack:
             x = stack.pop()
-            if x in seen:
+            if x in seen or x in self.scalars:
                 continue
             seen.add(x)
-            if x is not v and (x in self.materialized or x not in self.producer):
+            if x is not v and (x in self.materialized or x in stored or x not in self.producer):
                 out.add(x)
                 continue
             if x in self.producer:
