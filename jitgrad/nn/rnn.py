@@ -21,6 +21,7 @@ import numbers
 import warnings
 
 from .. import dtypes
+from ..autograd.function import Function
 from ..factories import empty, zeros
 from ..ops import functions as _F
 from ..tensor import Tensor
@@ -34,13 +35,33 @@ __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell"
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
+class _Split(Function):
+    """``split`` whose backward is one ``cat`` of the pieces' gradients. (Each slice's own
+    backward pads its gradient to the whole input, and the pads are summed: work quadratic in
+    the number of pieces, e.g. time steps.)"""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, sizes, dim: int):
+        ctx.dim = dim
+        return tuple(_F.split(x, sizes, dim))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _F.cat(list(grads), ctx.dim), None, None
+
+
+def _split(x: Tensor, sizes, dim: int) -> tuple:
+    return _Split.apply(x, sizes, dim)
+
+
 # -- one time step, given the input projection xp = x W_ih^T + b_ih ----------------------------
 def _rnn_step(act, xp: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
     return act(_F.add(xp, F.linear(h, w_hh, b_hh)))
 
 
 def _lstm_step(xp, h, c, w_hh, b_hh, w_hr):
-    i, f, g, o = _F.chunk(_F.add(xp, F.linear(h, w_hh, b_hh)), 4, 1)
+    gates = _F.add(xp, F.linear(h, w_hh, b_hh))
+    i, f, g, o = _split(gates, gates.shape[1] // 4, 1)
     c = _F.add(_F.mul(_F.sigmoid(f), c), _F.mul(_F.sigmoid(i), _F.tanh(g)))
     h = _F.mul(_F.sigmoid(o), _F.tanh(c))
     if w_hr is not None:
@@ -49,8 +70,9 @@ def _lstm_step(xp, h, c, w_hh, b_hh, w_hr):
 
 
 def _gru_step(xp: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
-    xr, xz, xn = _F.chunk(xp, 3, 1)
-    hr, hz, hn = _F.chunk(F.linear(h, w_hh, b_hh), 3, 1)
+    xr, xz, xn = _split(xp, xp.shape[1] // 3, 1)
+    hp = F.linear(h, w_hh, b_hh)
+    hr, hz, hn = _split(hp, hp.shape[1] // 3, 1)
     r = _F.sigmoid(_F.add(xr, hr))
     z = _F.sigmoid(_F.add(xz, hz))
     n = _F.tanh(_F.add(xn, _F.mul(r, hn)))
@@ -283,7 +305,7 @@ class RNNBase(Module):
                 names = self._all_weights[layer * num_directions + direction]
                 w = {n.split("_l")[0]: getattr(self, n) for n in names}
                 xp = F.linear(rows, w["weight_ih"], w.get("bias_ih"))
-                steps = _F.split(xp, sizes, 0)
+                steps = _split(xp, sizes, 0)
                 index = layer * num_directions + direction
                 init_state = tuple(s[index] for s in states)
                 weights = (w["weight_hh"], w.get("bias_hh"), w.get("weight_hr"))
