@@ -429,3 +429,34 @@ def test_failed_forward_leaves_parameters_and_grads_alone():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nn.LSTM(4, 3, num_layers=2, dropout=0.2)  # no warning with a layer below the last
+
+
+@pytest.mark.filterwarnings("error")
+def test_compiled_step_on_packed_sequences_matches_eager():
+    # packing inside the step: the lengths are host values, fixed for the trace
+    def train(compiled):
+        jg.manual_seed(5)
+        model = nn.GRU(4, 3, bidirectional=True, dtype=jg.float64)
+        opt = optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x):
+            opt.zero_grad()
+            packed = jrnn.pack_padded_sequence(x, [5, 2, 3], enforce_sorted=False)
+            out, h = model(packed)
+            padded, _ = jrnn.pad_packed_sequence(out, padding_value=1.0)
+            loss = (padded * padded).sum() + (h * h).sum()
+            loss.backward()
+            opt.step()
+            return loss
+
+        if compiled:
+            step = jg.compile(step, backend="interpreter")
+        x = jg.randn(5, 3, 4, dtype=jg.float64)
+        return [step(x).item() for _ in range(3)], model, step
+
+    eager_losses, eager_model, _ = train(False)
+    losses, model, step = train(True)
+    assert step.stats.cache_hits == 2, step.stats
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-12)
+    for (k, a), b in zip(model.state_dict().items(), eager_model.state_dict().values()):
+        np.testing.assert_allclose(arr(a), arr(b), rtol=1e-12, err_msg=k)
