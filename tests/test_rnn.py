@@ -320,6 +320,8 @@ def test_bad_input_raises_torchs_errors():
     both(t_g, j_g, r(5, 2, 4), r(1, 2, 3))  # h0 layers
     both(t_g, j_g, r(5, 4), r(2, 1, 3))  # unbatched input, batched h0
     both(t_g, j_g, r(5, 2, 4), r(2, 3))
+    both(t_l, j_l, r(0, 2, 4))  # no time steps
+    both(t_r, j_r, r(2, 0, 4))
     tp, jp = trnn.pack_sequence([r(3, 5)]), jrnn.pack_sequence([as_jg(r(3, 5))])
     same_error(lambda: t_g(tp), lambda: j_g(jp))
     # constructors
@@ -353,6 +355,9 @@ def test_bad_input_raises_torchs_errors():
     for lengths in ([2, 3, 1], [3, 2, 0], [3, 2]):
         same_error(partial(trnn.pack_padded_sequence, x, lengths),
                    partial(jrnn.pack_padded_sequence, as_jg(x), lengths))  # fmt: skip
+    for args in ((r(3, 0, 2), []), (r(0, 2, 2), [1, 1]), (r(3), [3])):
+        same_error(partial(trnn.pack_padded_sequence, *args),
+                   partial(jrnn.pack_padded_sequence, as_jg(args[0]), args[1]))  # fmt: skip
     tp = trnn.pack_padded_sequence(x, [3, 2, 1])
     jp = jrnn.pack_padded_sequence(as_jg(x), [3, 2, 1])
     same_error(lambda: trnn.pad_packed_sequence(tp, total_length=2),

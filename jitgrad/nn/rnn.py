@@ -325,6 +325,10 @@ class RNNBase(Module):
                 hx = tuple(_F.unsqueeze(h, 1) for h in hx)
         batch = input.shape[batch_dim]
         self._check_input(input, packed=False)
+        if input.shape[1 - batch_dim] == 0:
+            raise RuntimeError(
+                "Expected sequence length to be larger than 0 in RNN; pass at least one time step"
+            )
         if hx is None:
             hx = tuple(self._zeros(input, batch, s) for s in state_sizes)
         else:

@@ -121,10 +121,13 @@ def pack_padded_sequence(
     lengths = _ints(lengths, "lengths")
     seq_dim, batch_dim = (1, 0) if batch_first else (0, 1)
     if input.ndim < 2:
-        raise RuntimeError(
-            f"pack_padded_sequence expects a padded batch of at least 2 dimensions, got "
-            f"{input.ndim}"
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [-{input.ndim}, "
+            f"{input.ndim - 1}], but got 1): pack_padded_sequence expects a padded batch "
+            "(seq, batch, *) or, with batch_first=True, (batch, seq, *)"
         )
+    if input.numel() == 0:
+        raise RuntimeError("Cannot pack empty tensors.")
     steps, batch = input.shape[seq_dim], input.shape[batch_dim]
     if len(lengths) != batch:
         raise RuntimeError(
