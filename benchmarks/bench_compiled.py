@@ -63,6 +63,13 @@ class CompiledDigitsCNNStep(_CompiledStep):
     key = "W6"
 
 
+class CompiledLSTMLanguageModelStep(_CompiledStep):
+    """W8: embedding, 2-layer LSTM (hidden 128), linear head over 64 tokens, Adam; 32 sequences
+    of 32 tokens (the time loop unrolls into one tape)."""
+
+    key = "W8"
+
+
 class CompileTime:
     """Seconds to a first compiled step of W1, cold: a fresh process with empty caches."""
 

@@ -47,3 +47,16 @@ class ElementwiseChain:
 
     def time_fwd_bwd(self):
         self.fn(*self.args)
+
+
+class LSTMLanguageModelStep:
+    """W8: embedding, 2-layer LSTM (hidden 128), linear head over 64 tokens, Adam; batch 32 of
+    32 tokens."""
+
+    def setup(self):
+        self.fn, self.args = bench.setup_lstm_lm_step(jitgrad)
+        self.fn(*self.args)  # the first step allocates .grad buffers and optimizer state
+        loops.wait()
+
+    def time_train_step(self):
+        self.fn(*self.args)

@@ -46,6 +46,8 @@ WIDE_SIZES, WIDE_BATCH = (64, 512, 512, 10), 256
 CHAIN_SIZE = 1_000_000
 # W3 / W4: tiny inputs, so the time is the per-op dispatch overhead, not arithmetic.
 TINY_SIZE = 10
+# W8: a 2-layer LSTM language model: embedding, LSTM, linear head over the vocabulary, Adam.
+LM_VOCAB, LM_HIDDEN, LM_LAYERS, LM_SEQ, LM_BATCH, LM_LR = 64, 128, 2, 32, 32, 1e-3
 # The compile-time table's retrace case: W1 with this batch instead of MLP_BATCH.
 RETRACE_BATCH = 32
 # Idle time before each timed round: BLAS and OpenMP worker threads keep spinning for a while
@@ -126,6 +128,34 @@ def setup_digits_cnn_step(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
     return demo.setup_step(lib, "cnn", seed=seed)
 
 
+def _lstm_language_model(nn: ModuleType) -> Any:
+    class LSTMLanguageModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(LM_VOCAB, LM_HIDDEN)
+            self.lstm = nn.LSTM(LM_HIDDEN, LM_HIDDEN, num_layers=LM_LAYERS)
+            self.head = nn.Linear(LM_HIDDEN, LM_VOCAB)
+
+        def forward(self, tokens: Any) -> Any:
+            out, _ = self.lstm(self.embed(tokens))  # (seq, batch, hidden)
+            return self.head(out).reshape(-1, LM_VOCAB)  # next-token logits, one row a token
+
+    return LSTMLanguageModel()
+
+
+def setup_lstm_lm_step(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
+    """W8: one Adam step of a 2-layer LSTM language model (embedding 128, hidden 128, vocabulary
+    64) on a batch of 32 sequences of 32 tokens, cross-entropy on every position."""
+    lib.manual_seed(seed)
+    nn = importlib.import_module(lib.__name__ + ".nn")
+    optim = importlib.import_module(lib.__name__ + ".optim")
+    model = _lstm_language_model(nn)
+    opt = optim.Adam(model.parameters(), lr=LM_LR)
+    x = lib.randint(0, LM_VOCAB, (LM_SEQ, LM_BATCH))
+    y = lib.randint(0, LM_VOCAB, (LM_SEQ * LM_BATCH,))
+    return demo.train_step, (model, nn.CrossEntropyLoss(), opt, x, y)
+
+
 @dataclass(frozen=True)
 class Workload:
     key: str
@@ -148,6 +178,7 @@ WORKLOADS: tuple[Workload, ...] = (
              partial(bench_jax.single_add, size=TINY_SIZE)),
     Workload("W5", "demo MLP step (digits, Adam), b=64", setup_digits_mlp_step),
     Workload("W6", "demo CNN step (digits, Adam), b=64", setup_digits_cnn_step),
+    Workload("W8", "2-layer LSTM LM step, h=128, seq=32, b=32", setup_lstm_lm_step),
 )
 # fmt: on
 
