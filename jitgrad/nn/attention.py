@@ -181,31 +181,40 @@ def _mha_shape_check(query, key, value, key_padding_mask, attn_mask, num_heads) 
     return rank == 3
 
 
-def _project(x: Tensor, w: Tensor, b: Tensor | None, what: str) -> Tensor:
-    from .functional import linear
-
-    if x.shape[-1] != w.shape[1]:
+def _check_features(x: Tensor, w: Tensor, what: str) -> None:
+    if x.shape[-1] != w.shape[-1]:
         raise RuntimeError(
             f"mat1 and mat2 shapes cannot be multiplied: the {what} has {x.shape[-1]} features "
-            f"but its projection expects {w.shape[1]}; give MultiheadAttention kdim/vdim equal "
+            f"but its projection expects {w.shape[-1]}; give MultiheadAttention kdim/vdim equal "
             "to the key's and value's feature sizes."
         )
-    return linear(x, w, b)
 
 
-def _in_projection(query, key, value, weights, biases):
-    """q, k, v projections; one product where inputs are shared (self-attention)."""
+def _in_projection(query, key, value, packed_w, packed_b, separate):
+    """q, k, v projections: with the packed (3E, E) weight, one product for self-attention and
+    two where key is value; with ``separate`` (q, k, v) weights, three."""
     from .functional import linear
 
-    w_q, w_k, w_v = weights
-    b_q, b_k, b_v = biases
-    if query is key and key is value and w_q.shape == w_k.shape == w_v.shape:
-        _project(query, w_q, b_q, "query")
-        w = _F.cat([w_q, w_k, w_v], 0)
-        b = None if b_q is None else _F.cat([b_q, b_k, b_v], 0)
-        return _F.chunk(linear(query, w, b), 3, -1)
-    q = _project(query, w_q, b_q, "query")
-    return q, _project(key, w_k, b_k, "key"), _project(value, w_v, b_v, "value")
+    if separate is not None:
+        w_q, w_k, w_v = separate
+    else:
+        w_q = w_k = w_v = packed_w
+    for x, w, what in ((query, w_q, "query"), (key, w_k, "key"), (value, w_v, "value")):
+        _check_features(x, w, what)
+    b = (None,) * 3 if packed_b is None else _F.chunk(packed_b, 3, 0)
+    if separate is not None:
+        return linear(query, w_q, b[0]), linear(key, w_k, b[1]), linear(value, w_v, b[2])
+    if query is key and key is value:
+        return _F.chunk(linear(query, packed_w, packed_b), 3, -1)
+    e = packed_w.shape[1]
+    w_q, w_kv = _F.split(packed_w, [e, 2 * e], 0)
+    b_q, b_kv = (None, None) if packed_b is None else _F.split(packed_b, [e, 2 * e], 0)
+    q = linear(query, w_q, b_q)
+    if key is value:
+        return (q, *_F.chunk(linear(key, w_kv, b_kv), 2, -1))
+    w_k, w_v = _F.chunk(w_kv, 2, 0)
+    b_k, b_v = (None, None) if b_kv is None else _F.chunk(b_kv, 2, 0)
+    return q, linear(key, w_k, b_k), linear(value, w_v, b_v)
 
 
 def multi_head_attention_forward(
@@ -274,12 +283,11 @@ def multi_head_attention_forward(
                 f"key's sequence and batch dims {key.shape[:2]} do not match value's "
                 f"{value.shape[:2]}"
             )
-        weights = (q_proj_weight, k_proj_weight, v_proj_weight)
+        separate = (q_proj_weight, k_proj_weight, v_proj_weight)
     else:
         if key.shape != value.shape:
             raise AssertionError(f"key shape {key.shape} does not match value shape {value.shape}")
-        weights = _F.chunk(in_proj_weight, 3, 0)
-    biases = (None,) * 3 if in_proj_bias is None else _F.chunk(in_proj_bias, 3, 0)
+        separate = None
     src_len = key.shape[0]
     if attn_mask is not None:
         if attn_mask.ndim == 2:
@@ -295,7 +303,7 @@ def multi_head_attention_forward(
                 f"{(bsz * num_heads, tgt_len, src_len)}. (A 3-D mask holds one (L, S) mask per "
                 "batch entry and head, batch-major.)"
             )
-    q, k, v = _in_projection(query, key, value, weights, biases)
+    q, k, v = _in_projection(query, key, value, in_proj_weight, in_proj_bias, separate)
     if bias_k is not None and bias_v is not None:
         if static_k is not None:
             raise AssertionError("bias cannot be added to static key.")
