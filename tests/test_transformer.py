@@ -377,7 +377,6 @@ def test_bad_input_gets_torchs_errors():
         x,
         attn_mask=jg.zeros(4, 4, dtype=jg.int64),
     )
-    # batch_first=False given batch-major inputs: the key padding mask's shape shows it
     kpm = jg.zeros(4, 3, dtype=jg.bool)
     _raises(
         AssertionError,
@@ -388,6 +387,9 @@ def test_bad_input_gets_torchs_errors():
         x,
         key_padding_mask=kpm,
     )
+    batch_major = jg.randn(3, 4, 8)  # (N, L, E) given to a batch_first=False module
+    with pytest.raises(AssertionError, match="look batch-major, so build MultiheadAttention with"):
+        m(*[batch_major] * 3, key_padding_mask=jg.zeros(3, 4, dtype=jg.bool))
     _raises(
         RuntimeError, "Need attn_mask if specifying the is_causal hint", m, x, x, x, is_causal=True
     )
@@ -457,12 +459,15 @@ def _tiny_encoder_model():
             super().__init__()
             layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True)
             self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)  # need_weights' path
             self.head = nn.Linear(8, 3)
             self.padding = jg.tensor(_padding(4, 5))
             self.causal = jg.tensor(_causal_bool(5))
 
         def forward(self, x):
             out = self.encoder(x, mask=self.causal, src_key_padding_mask=self.padding)
+            out, weights = self.attn(out, out, out, key_padding_mask=self.padding)
+            out = out + weights.sum(-1, keepdim=True)
             return self.head(out.mean(1))
 
     return Model()

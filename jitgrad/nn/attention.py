@@ -257,6 +257,7 @@ def multi_head_attention_forward(
         if key_padding_mask is not None:
             key_padding_mask = _F.unsqueeze(key_padding_mask, 0)
     tgt_len, bsz, embed_dim = query.shape
+    given_kpm_shape = None if key_padding_mask is None else tuple(key_padding_mask.shape)
     key_padding_mask = _canonical_mask(
         key_padding_mask, "key_padding_mask", attn_mask, "attn_mask", query.dtype
     )
@@ -332,10 +333,16 @@ def multi_head_attention_forward(
     src_len = k.shape[1]
     if key_padding_mask is not None:
         if tuple(key_padding_mask.shape) != (bsz, src_len):
+            hint = " (it is (batch, source length) whatever the inputs' layout)"
+            if given_kpm_shape == (key.shape[0], bsz) and key.shape[0] != bsz:
+                hint = (
+                    "; the mask is (source length, batch) for these inputs: they look "
+                    "batch-major, so build MultiheadAttention with batch_first=True, or pass "
+                    "(L, N, E) inputs"
+                )
             raise AssertionError(
                 f"expecting key_padding_mask shape of {(bsz, src_len)}, but got "
-                f"{key_padding_mask.shape} (it is (batch, source length), whatever batch_first "
-                "says about the inputs)"
+                f"{key_padding_mask.shape}{hint}"
             )
         kpm = _F.reshape(
             _F.expand(

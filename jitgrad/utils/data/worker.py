@@ -194,7 +194,9 @@ class WorkerPool:
                     self.close()
                     pids = ", ".join(str(pid) for pid in dead)
                     raise RuntimeError(
-                        f"DataLoader worker (pid(s) {pids}) exited unexpectedly"
+                        f"DataLoader worker (pid(s) {pids}) exited unexpectedly. Workers import "
+                        "the main script again: if it builds and iterates DataLoaders at top "
+                        "level, put that code under `if __name__ == '__main__':`"
                     ) from None
                 if self.timeout and waited >= self.timeout:
                     raise RuntimeError(
