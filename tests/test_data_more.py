@@ -141,6 +141,14 @@ def test_default_collate_dtypes_match_torch():
     assert isinstance(ours["p"], Point) and ours["p"].x.dtype == jg.int64
     assert ours["p"].y.dtype == jg.float64 and ours["p"].y.tolist() == theirs["p"].y.tolist()
     assert default_collate(["a", "b"]) == ["a", "b"]
+    zero_d = [np.array(3, dtype=np.uint8), np.array(4, dtype=np.uint8)]  # 0-d arrays: shape (2,)
+    ours, theirs = default_collate(zero_d), torch_collate(zero_d)
+    assert tuple(ours.shape) == tuple(theirs.shape) == (2,) and ours.dtype == jg.uint8
+    for bad in ([np.array(["a"])] * 2, [np.array([object()])] * 2):
+        with pytest.raises(TypeError, match="default_collate: batch must contain tensors"):
+            default_collate(bad)
+        with pytest.raises(TypeError, match="default_collate: batch must contain tensors"):
+            torch_collate(bad)
     conv = default_convert((np.ones(2, np.float32), 1, "a"))
     assert isinstance(conv, list) and conv[0].dtype == jg.float32 and conv[1:] == [1, "a"]
 

@@ -30,7 +30,13 @@ def default_collate(batch: Sequence) -> Any:
         with no_grad():
             return stack([t.detach() for t in batch], 0)
     if isinstance(elem, np.ndarray):
-        return default_collate([from_numpy(np.ascontiguousarray(a)) for a in batch])
+        if elem.dtype.kind not in "biufc":
+            raise TypeError(
+                "default_collate: batch must contain tensors, numpy arrays, numbers, dicts or "
+                f"lists; found {elem.dtype} (arrays of strings or objects need a collate_fn)"
+            )
+        # NOTE: not np.ascontiguousarray, which turns a 0-d array into a 1-d one
+        return default_collate([from_numpy(np.require(a, requirements="C")) for a in batch])
     if isinstance(elem, np.generic):
         return as_tensor(np.array(batch))
     if isinstance(elem, bool):
@@ -63,7 +69,7 @@ def default_convert(data: Any) -> Any:
     namedtuples and sequences; everything else is returned as it is (what the DataLoader applies
     to each sample when automatic batching is off)."""
     if isinstance(data, np.ndarray) and data.dtype.kind in "biufc":
-        return from_numpy(np.ascontiguousarray(data))
+        return from_numpy(np.require(data, requirements="C"))
     if isinstance(data, np.generic) and data.dtype.kind in "biufc":
         return as_tensor(np.asarray(data))
     if isinstance(data, Mapping):
