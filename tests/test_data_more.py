@@ -19,6 +19,7 @@ from jitgrad.utils.data import (
     ConcatDataset,
     DataLoader,
     Dataset,
+    IterableDataset,
     RandomSampler,
     SequentialSampler,
     Subset,
@@ -54,6 +55,20 @@ class Numbers(Dataset):
 
 
 _INIT: dict = {}
+
+
+class Stream(IterableDataset):
+    """0..n-1, each worker taking its own contiguous share (PyTorch's sharding recipe)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self):
+        info = get_worker_info()
+        if info is None:
+            return iter(range(self.n))
+        share = -(-self.n // info.num_workers)
+        return iter(range(info.id * share, min(self.n, (info.id + 1) * share)))
 
 
 def _record_init(worker_id: int) -> None:
@@ -258,7 +273,14 @@ def test_worker_processes_return_batches_in_order():
         # batches go to the workers in turn, and each worker ran worker_init_fn
         assert [b["worker"].tolist()[0] for b in batches] == [0, 1, 0, 1, 0, 1]
         assert [b["init"].tolist()[0] for b in batches] == [0, 1, 0, 1, 0, 1]
+    first = next(iter(loader))  # an epoch abandoned after one batch: its leftovers are dropped
+    assert first["y"].tolist() == expected[0]
+    assert [b["y"].tolist() for b in loader] == expected
     assert get_worker_info() is None and random.random() is not None
+    # an IterableDataset: each worker's stream, batches taken from the workers in turn
+    stream = DataLoader(Stream(9), batch_size=2, num_workers=2)
+    assert [b.tolist() for b in stream] == [[0, 1], [5, 6], [2, 3], [7, 8], [4]]
+    assert [b.tolist() for b in DataLoader(Stream(5), batch_size=2)] == [[0, 1], [2, 3], [4]]
     broken = DataLoader(Subset(Numbers(100), [0, 99]), batch_size=1, num_workers=1)
     with pytest.raises(ValueError, match="Caught ValueError in DataLoader worker process 0"):
         list(broken)

@@ -14,6 +14,7 @@ backend does not compile again, and later epochs hit the cache for both sizes. P
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -203,7 +204,8 @@ class DataLoader:
         else:
             batches = self._index_batches()
         if self.num_workers > 0:
-            yield from self._from_workers(batches)
+            lists = (i.tolist() if isinstance(i, Tensor) else list(i) for i in batches)
+            yield from self._from_workers(lists)
             return
         fast = self._fast_path()
         for idx in batches:
@@ -227,11 +229,15 @@ class DataLoader:
         return self.collate_fn(samples)
 
     def _iterable(self) -> Iterator:
+        from .worker import IterableFetcher
+
         if self.num_workers > 0:
-            raise NotImplementedError(
-                "DataLoader(num_workers > 0) over an IterableDataset is not supported; use "
-                "num_workers=0, or a map-style Dataset."
+            # each worker makes its own pass over the dataset (shard it with get_worker_info())
+            fetcher = IterableFetcher(
+                self.dataset, self.collate_fn, self.batch_size, self.drop_last
             )
+            yield from self._from_workers(itertools.repeat(None), fetcher)
+            return
         if self.batch_size is None:
             for sample in self.dataset:
                 yield self.collate_fn(sample)
@@ -245,18 +251,19 @@ class DataLoader:
         if batch and not self.drop_last:
             yield self.collate_fn(batch)
 
-    def _from_workers(self, batches) -> Iterator:
-        from .worker import WorkerPool
+    def _from_workers(self, tasks, fetcher=None) -> Iterator:
+        from .worker import MapFetcher, WorkerPool
 
         pool = self._pool
         if pool is None:
+            if fetcher is None:
+                collate = self.collate_fn
+                if self.batch_sampler is None:
+                    collate = _Single(collate)
+                fetcher = MapFetcher(self.dataset, collate)
             seed = int(randint(0, 2**62, (1,), generator=self.generator).item())
-            collate = (
-                self.collate_fn if self.batch_sampler is not None else _Single(self.collate_fn)
-            )
             pool = WorkerPool(
-                self.dataset,
-                collate,
+                fetcher,
                 self.num_workers,
                 self.worker_init_fn,
                 seed,
@@ -266,9 +273,8 @@ class DataLoader:
             )
             if self.persistent_workers:
                 self._pool = pool
-        lists = (i.tolist() if isinstance(i, Tensor) else list(i) for i in batches)
         try:
-            yield from pool.run(lists)
+            yield from pool.run(tasks)
         finally:
             if not self.persistent_workers:
                 pool.close()

@@ -65,35 +65,81 @@ class _Failure:
         raise error
 
 
-def _loop(dataset, collate_fn, init_fn, worker_id, num_workers, seed, index_queue, out_queue):
+class _Exhausted:
+    """A worker's answer once its copy of an IterableDataset has run out."""
+
+    def __init__(self, worker_id: int) -> None:
+        self.worker_id = worker_id
+
+
+class MapFetcher:
+    """Builds the batch of the indices asked for (a map-style dataset)."""
+
+    def __init__(self, dataset, collate_fn) -> None:
+        self.dataset, self.collate_fn = dataset, collate_fn
+
+    def __call__(self, indices):
+        many = getattr(self.dataset, "__getitems__", None)
+        samples = many(list(indices)) if callable(many) else [self.dataset[i] for i in indices]
+        return self.collate_fn(samples)
+
+
+class IterableFetcher:
+    """The next batch (or sample, without ``batch_size``) of this worker's own pass over an
+    IterableDataset; ``drop_last`` drops each worker's last, partial batch, as PyTorch does."""
+
+    def __init__(self, dataset, collate_fn, batch_size, drop_last) -> None:
+        self.dataset, self.collate_fn = dataset, collate_fn
+        self.batch_size, self.drop_last = batch_size, drop_last
+        self.iterator = None
+
+    def __call__(self, _):
+        if self.iterator is None:
+            self.iterator = iter(self.dataset)
+        if self.batch_size is None:
+            return self.collate_fn(next(self.iterator))
+        batch = []
+        for sample in self.iterator:
+            batch.append(sample)
+            if len(batch) == self.batch_size:
+                break
+        if not batch or (self.drop_last and len(batch) < self.batch_size):
+            raise StopIteration
+        return self.collate_fn(batch)
+
+
+def _loop(fetcher, init_fn, worker_id, num_workers, seed, index_queue, out_queue):
     global _worker_info
     from ...random import manual_seed
 
     random.seed(seed)
     manual_seed(seed)
-    _worker_info = WorkerInfo(worker_id, num_workers, seed, dataset)
+    _worker_info = WorkerInfo(worker_id, num_workers, seed, fetcher.dataset)
     try:
         if init_fn is not None:
             init_fn(worker_id)
     except Exception:
         out_queue.put((None, _failure(worker_id)))
         return
+    exhausted = False
     while True:
         task = index_queue.get()
         if isinstance(task, _Done):
             return
         number, indices = task
+        if isinstance(indices, str):  # a new epoch of an IterableDataset: a fresh pass
+            fetcher.iterator, exhausted = None, False
+            continue
+        if exhausted:
+            out_queue.put((number, _Exhausted(worker_id)))
+            continue
         try:
-            out_queue.put((number, collate_fn(_fetch(dataset, indices))))
+            out_queue.put((number, fetcher(indices)))
+        except StopIteration:
+            exhausted = True
+            out_queue.put((number, _Exhausted(worker_id)))
         except Exception:
             out_queue.put((number, _failure(worker_id)))
-
-
-def _fetch(dataset, indices):
-    many = getattr(dataset, "__getitems__", None)
-    if callable(many):
-        return many(list(indices))
-    return [dataset[i] for i in indices]
 
 
 def _failure(worker_id: int) -> _Failure:
@@ -112,13 +158,14 @@ def default_context():
     return context
 
 
+_END = object()
+
+
 class WorkerPool:
     """``num_workers`` processes serving batches; ``run(batches)`` yields them in order with at
     most ``prefetch_factor`` batches outstanding per worker."""
 
-    def __init__(
-        self, dataset, collate_fn, num_workers, init_fn, seed, context, prefetch_factor, timeout
-    ):
+    def __init__(self, fetcher, num_workers, init_fn, seed, context, prefetch_factor, timeout):
         if context is None:
             context = default_context()
         elif isinstance(context, str):
@@ -134,16 +181,7 @@ class WorkerPool:
             q = context.Queue()
             p = context.Process(
                 target=_loop,
-                args=(
-                    dataset,
-                    collate_fn,
-                    init_fn,
-                    wid,
-                    num_workers,
-                    seed + wid,
-                    q,
-                    self.out_queue,
-                ),
+                args=(fetcher, init_fn, wid, num_workers, seed + wid, q, self.out_queue),
                 daemon=True,
             )
             p.start()
@@ -155,20 +193,29 @@ class WorkerPool:
             self, WorkerPool._shutdown, (self.index_queues, self.processes), exitpriority=20
         )
 
-    def run(self, batches):
-        # batch numbers keep counting across epochs: results left over from an epoch that was
+    def run(self, tasks):
+        """Yield the batches of ``tasks`` (index lists; ``None`` each for an IterableDataset,
+        whose workers answer until they run out) in order."""
+        # task numbers keep counting across epochs: results left over from an epoch that was
         # abandoned part-way (a persistent pool) are told apart and dropped
-        batches = iter(batches)
+        tasks = iter(tasks)
         sent = received = self.next_number
+        for q in self.index_queues:
+            q.put((None, "epoch"))
+        active = [True] * self.num_workers
+        turn = 0  # every epoch starts with worker 0, then goes round the workers still active
         ready: dict[int, Any] = {}
         exhausted = False
         while True:
-            while not exhausted and sent - received < self.prefetch:
-                indices = next(batches, None)
-                if indices is None:
+            while not exhausted and sent - received < self.prefetch and any(active):
+                task = next(tasks, _END)
+                if task is _END:
                     exhausted = True
                     break
-                self.index_queues[sent % self.num_workers].put((sent, list(indices)))
+                while not active[turn % self.num_workers]:
+                    turn += 1
+                self.index_queues[turn % self.num_workers].put((sent, task))
+                turn += 1
                 sent += 1
                 self.next_number = sent
             if received == sent:
@@ -179,8 +226,12 @@ class WorkerPool:
                     data.reraise()
                 if number is not None and number >= received:
                     ready[number] = data
-            yield ready.pop(received)
+            data = ready.pop(received)
             received += 1
+            if isinstance(data, _Exhausted):
+                active[data.worker_id] = False
+                continue
+            yield data
 
     def _get(self):
         waited = 0.0
