@@ -499,3 +499,20 @@ def test_compiled_encoder_training_step_agrees_with_eager():
         np.testing.assert_allclose(
             state[name].detach().numpy(), value.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=name
         )
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's note on the all -inf rows
+def test_fully_padded_sequence_gives_torchs_values():
+    """A sequence whose keys are all padding: NaN with need_weights (a softmax of -inf
+    everywhere), zeros without (scaled_dot_product_attention), as PyTorch gives."""
+    torch.manual_seed(0)
+    jm, tm = _load(nn.MultiheadAttention(4, 2), torch.nn.MultiheadAttention(4, 2))
+    x = np.random.default_rng(0).standard_normal((3, 2, 4)).astype(np.float32)
+    kpm = np.array([[True] * 3, [False] * 3])
+    for need_weights in (True, False):
+        t_out = tm(
+            *[torch.tensor(x)] * 3, key_padding_mask=torch.tensor(kpm), need_weights=need_weights
+        )
+        j_out = jm(*[jg.tensor(x)] * 3, key_padding_mask=jg.tensor(kpm), need_weights=need_weights)
+        _close(j_out[0], t_out[0], TOL["float32"])
+        assert np.isnan(j_out[0].detach().numpy()[:, 0]).all() == need_weights
