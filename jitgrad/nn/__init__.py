@@ -1,7 +1,6 @@
 """Neural-network modules, losses and initialisers (``jitgrad.nn``), PyTorch-shaped."""
 
 from . import functional, init  # noqa: F401
-from .attention import MultiheadAttention  # noqa: F401
 from .conv import AvgPool2d, Conv2d, MaxPool2d  # noqa: F401
 from .layers import (  # noqa: F401
     CELU,
@@ -62,6 +61,7 @@ from .loss import (  # noqa: F401
     TripletMarginLoss,
 )
 from .module import Module, Parameter  # noqa: F401
+from .multihead import MultiheadAttention  # noqa: F401
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: F401
 from .sparse import Embedding  # noqa: F401
 from .transformer import (  # noqa: F401

@@ -518,8 +518,8 @@ from .activations import (  # noqa: E402,F401  (PyTorch's in-place forms, F.elu_
     selu_,
     threshold_,
 )
-from .attention import multi_head_attention_forward  # noqa: E402,F401
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from .multihead import multi_head_attention_forward  # noqa: E402,F401
 from .normalization import batch_norm, layer_norm  # noqa: E402
 from .sparse import embedding  # noqa: E402
 

@@ -19,9 +19,9 @@ from ..factories import full
 from ..ops import functions as _F
 from ..tensor import Tensor
 from . import functional as F
-from .attention import MultiheadAttention, _canonical_mask
 from .layers import Dropout, Linear, ModuleList
 from .module import Module
+from .multihead import MultiheadAttention, _canonical_mask
 from .normalization import LayerNorm
 
 __all__ = [
