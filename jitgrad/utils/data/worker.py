@@ -245,9 +245,12 @@ class WorkerPool:
                     self.close()
                     pids = ", ".join(str(pid) for pid in dead)
                     raise RuntimeError(
-                        f"DataLoader worker (pid(s) {pids}) exited unexpectedly. Workers import "
-                        "the main script again: if it builds and iterates DataLoaders at top "
-                        "level, put that code under `if __name__ == '__main__':`"
+                        f"DataLoader worker (pid(s) {pids}) exited unexpectedly (its error, if "
+                        "any, is on stderr). Workers are new processes that import the main "
+                        "script again and receive the dataset, collate_fn and worker_init_fn "
+                        "pickled: put a script's top-level code under `if __name__ == "
+                        "'__main__':`, and define those objects in a module (not in an "
+                        "interactive session), or use num_workers=0."
                     ) from None
                 if self.timeout and waited >= self.timeout:
                     raise RuntimeError(
