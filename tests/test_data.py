@@ -51,8 +51,8 @@ def test_batches_in_order_with_a_partial_last_batch(drop_last):
 def test_tensor_dataset_batches_are_one_gather_per_tensor(monkeypatch):
     x, y = _xy(10)
     calls = []
-    real = data.index_select
-    monkeypatch.setattr(data, "index_select", lambda *a: calls.append(1) or real(*a))
+    real = data.dataloader.index_select
+    monkeypatch.setattr(data.dataloader, "index_select", lambda *a: calls.append(1) or real(*a))
 
     def per_sample(self, index):
         raise AssertionError("the TensorDataset fast path indexed one sample")

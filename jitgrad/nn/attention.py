@@ -113,3 +113,7 @@ def scaled_dot_product_attention(
 def _name(t: Tensor) -> str:
     names = {"float32": "float", "float64": "double", "float16": "c10::Half", "int64": "long int"}
     return names.get(str(t.dtype).split(".")[-1], str(t.dtype).split(".")[-1])
+
+
+# PyTorch keeps these next to scaled_dot_product_attention
+from .multihead import MultiheadAttention, multi_head_attention_forward  # noqa: E402,F401

@@ -523,9 +523,10 @@ from .activations import (  # noqa: E402,F401  (PyTorch's in-place forms, F.elu_
     threshold_,
 )
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from .multihead import multi_head_attention_forward  # noqa: E402,F401
 from .normalization import batch_norm, layer_norm  # noqa: E402
 from .sparse import embedding  # noqa: E402
 
-__all__ += INPLACE_FORMS
+__all__ += INPLACE_FORMS + ["multi_head_attention_forward"]
 # The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
 __all__ += [n for n in _export("nn.functional", globals()) if n not in __all__]
