@@ -86,6 +86,31 @@ def _transpose_kernel(g: KernelGen, v: Var, chain: list, m: Var, parallel: bool)
     return kernel
 
 
+def _cat_kernel(g: KernelGen, v: Var, e, parallel: bool) -> Kernel:
+    """A stored concatenation: one loop nest per piece, over the piece's own domain, storing
+    at its offset along the axis (the inline rule's per-element if/elif over the pieces keeps
+    loops from vectorizing, and is as long as there are pieces)."""
+    axis = e.kwargs["axis"]
+    g.covers.append(e)
+    out = g.buf(v)
+    lines: list = []
+    offset = "0"
+    parts = [part for part in e.inputs if part.shape[axis] != 0]
+    for j, part in enumerate(parts):
+        if j:
+            size = g.vdim(parts[j - 1], axis)
+            offset = size if offset == "0" else g.hoisted.temp(f"{offset} + {size}", "z")
+        body = _Body(g)
+        idx = tuple(_loops(g, v, part, range(part.ndim), body, parallel))
+        val = g.load(part, idx, body)
+        dst = tuple(
+            f"{i} + {offset}" if k == axis and offset != "0" else i for k, i in enumerate(idx)
+        )
+        body.emit(f"{at(out, g.ravel(v, dst))} = {val}")
+        lines += body.lines
+    return _finish(g, lines, parallel)
+
+
 def map_kernel(plan: Plan, v: Var) -> Kernel:
     g = KernelGen(plan, "map", v)
     out = g.buf(v)
@@ -113,6 +138,8 @@ def map_kernel(plan: Plan, v: Var) -> Kernel:
     moved = _transpose_source(plan, e)
     if moved is not None:
         return _transpose_kernel(g, v, *moved, parallel)
+    if e.prim.name == "cat":
+        return _cat_kernel(g, v, e, parallel)
     if e.prim.name == "reshape" and e.inputs[0].ndim > v.ndim:
         # A reshape that merges dims keeps every element's flat position: loop over the finer
         # input domain and store at its flat offset, so no index is unravelled (divisions by

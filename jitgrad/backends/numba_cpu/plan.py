@@ -24,11 +24,12 @@ INDEX_RECOMPUTE_LIMIT = 2
 
 def _stored(e) -> bool:
     """Whether ``e``'s value is stored whatever reads it: reductions, scans, sorts, products,
-    scatters, decompositions (kind linalg) and copies (``.contiguous()``/``.clone()`` ask for
+    scatters, decompositions (kind linalg), copies (``.contiguous()``/``.clone()`` ask for
     memory in order, e.g. a transposed result read by several kernels is transposed once
-    instead of in each)."""
+    instead of in each) and concatenations (stored piece by piece, one loop each: read inline,
+    every element would choose its piece, a branch per piece that keeps loops scalar)."""
     kinds = ("reduce", "scan", "sort", "matmul", "scatter", "linalg")
-    return e.prim.kind in kinds or e.prim.name == "copy"
+    return e.prim.kind in kinds or e.prim.name in ("copy", "cat")
 
 
 class Plan:
