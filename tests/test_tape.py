@@ -180,3 +180,40 @@ def test_transposed_product_becomes_a_product_of_transposes():
     matmul = next(e for e in out.eqns if e.prim.name == "matmul")
     assert matmul.out.shape == (5, 3)  # B^T A^T: no transpose of the result
     _same_meaning(tape, out, arrays)
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [(4, 4, 4), (3, 5), (2, 3, 3)],  # (2, 3, 3): pieces 2 then 0, a gap where 1 would be
+)
+def test_sum_of_disjoint_pads_becomes_one_concatenation(pieces):
+    def f(x, g):
+        parts = jg.split(x, list(pieces), dim=1)
+        used = [2, 0] if pieces == (2, 3, 3) else range(len(parts))
+        total = None
+        for i in used:  # the gradient of each piece, padded back to x's shape
+            padded = jg.nn.functional.pad(parts[i] * g[:, : parts[i].shape[1]], _widths(x, i))
+            total = padded if total is None else total + padded
+        return total
+
+    def _widths(x, i):
+        lo = sum(pieces[:i])
+        return (lo, x.shape[1] - lo - pieces[i])
+
+    tape, arrays = _tape_of(f, (3, sum(pieces)), (3, max(pieces)))
+    out = simplify(tape)
+    names = [e.prim.name for e in out.eqns]
+    assert names.count("cat") == 1 and "add" not in names, str(out)
+    # every piece: no pad left; a missing piece: one pad for the zeros in its place
+    assert names.count("pad") == (1 if pieces == (2, 3, 3) else 0), str(out)
+    _same_meaning(tape, out, arrays)
+
+
+def test_overlapping_pads_are_added():
+    def f(x):
+        return jg.nn.functional.pad(x[:, :3], (0, 2)) + jg.nn.functional.pad(x[:, 1:], (1, 0))
+
+    tape, arrays = _tape_of(f, (2, 5))
+    out = simplify(tape)
+    assert "add" in [e.prim.name for e in out.eqns]
+    _same_meaning(tape, out, arrays)

@@ -142,7 +142,7 @@ def _rule(*names: str):
     return register
 
 
-@_rule("mul", "add", "sub", "div")
+@_rule("mul", "sub", "div")
 def _unit(ctx: _Context, e):
     # x*1, 1*x, x+0, 0+x, x-0, x/1
     a, b = e.inputs
@@ -153,6 +153,69 @@ def _unit(ctx: _Context, e):
     if ca is not None and ca == unit and e.prim.name in ("mul", "add") and _same_type(b, e.out):
         return b
     return None
+
+
+@_rule("add")
+def _add(ctx: _Context, e):
+    return _unit(ctx, e) or _disjoint_pads(ctx, e)
+
+
+def _pad_region(ctx: _Context, v, n_out):
+    """(pad equation, axis, start, stop) when ``v`` (read once) is a zero pad of a value along
+    one axis only, without interior padding."""
+    p = ctx.made_by(v, "pad")
+    if p is None or ctx.uses.get(v, 0) != 1:
+        return None
+    axes = [d for d, w in enumerate(p.kwargs["widths"]) if w != (0, 0, 0)]
+    if len(axes) != 1 or p.kwargs["widths"][axes[0]][2] != 0:
+        return None
+    d = axes[0]
+    lo, hi, _ = p.kwargs["widths"][d]
+    return p, d, lo, n_out[d] - hi
+
+
+def _disjoint_pads(ctx: _Context, e):
+    """pad(a) + pad(b) where the two fill disjoint ranges of one axis = one pad of cat(a, b)
+    (zeros between them padded onto a): the gradient of a tensor split into pieces (the
+    pieces' slices each pad their gradient to the whole) is then one concatenation, not a sum
+    of as many full-size pads as there are pieces. A piece that is itself such a cat made here
+    is spliced in, so n pieces make one cat of n."""
+    from ..ops.registry import PRIMS  # (the IR does not import ops at module level)
+
+    a, b = e.inputs
+    if not (_same_type(a, e.out) and _same_type(b, e.out)):
+        return None
+    ra, rb = _pad_region(ctx, a, e.out.shape), _pad_region(ctx, b, e.out.shape)
+    if ra is None or rb is None or ra[1] != rb[1]:
+        return None
+    (p1, d, lo1, hi1), (p2, _, lo2, hi2) = sorted((ra, rb), key=lambda r: r[2])
+    if hi1 > lo2:
+        return None  # the ranges overlap
+    eqns = []
+    x1 = p1.inputs[0]
+    if lo2 > hi1:  # zeros between the two pieces
+        widths = tuple((0, lo2 - hi1, 0) if k == d else (0, 0, 0) for k in range(x1.ndim))
+        shape = tuple(n + (lo2 - hi1 if k == d else 0) for k, n in enumerate(x1.shape))
+        gap = ctx.new_var(shape, x1.dtype)
+        eqns.append(Eqn(PRIMS["pad"], (x1,), (("widths", widths),), gap))
+        x1 = gap
+    pieces = []
+    for x in (x1, p2.inputs[0]):
+        inner = ctx.made_by(x, "cat")
+        if inner is not None and inner.kwargs["axis"] == d and ctx.uses.get(x, 0) == 0:
+            pieces.extend(inner.inputs)  # a cat made by this rule, read by nothing else
+        else:
+            pieces.append(x)
+    shape = tuple(hi2 - lo1 if k == d else n for k, n in enumerate(e.out.shape))
+    joined = ctx.new_var(shape, e.out.dtype)
+    eqns.append(Eqn(PRIMS["cat"], tuple(pieces), (("axis", d),), joined))
+    widths = tuple(
+        (lo1, e.out.shape[d] - hi2, 0) if k == d else (0, 0, 0) for k in range(e.out.ndim)
+    )
+    if widths == ((0, 0, 0),) * e.out.ndim:
+        return [*eqns[:-1], Eqn(PRIMS["cat"], tuple(pieces), (("axis", d),), e.out)]
+    eqns.append(Eqn(PRIMS["pad"], (joined,), (("widths", widths),), e.out))
+    return eqns
 
 
 @_rule("expand", "cast")
@@ -235,7 +298,8 @@ def _neg(ctx: _Context, e):
 def simplify(tape: Tape) -> Tape:
     """Algebraic identities (the rules of ``SIMPLIFY``): x*1, 1*x, x+0, 0+x, x-0, x/1, x**1,
     --x, where(const, a, b), no-op movement and casts, reshape of reshape, permute of permute,
-    the transpose of a product, copies nothing else reads."""
+    the transpose of a product, copies nothing else reads, sums of pads of disjoint ranges
+    (one pad of a concatenation)."""
     ctx = _Context(tape)
     mapping: dict = {}
     kept = []
