@@ -216,6 +216,24 @@ def test_profile_times_every_call_and_runs_the_step(backend):
         np.testing.assert_allclose(pc.detach().numpy(), pe.detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("error")
+def test_concatenation_is_stored_piece_by_piece():
+    def f(a, b, c):
+        return jg.cat([a * 2.0, b.transpose(0, 1), c + 1.0], dim=1).exp()
+
+    rng = np.random.default_rng(0)
+    a, b, c = (
+        jg.tensor(rng.standard_normal(s, dtype=np.float32)) for s in ((3, 4), (5, 3), (3, 2))
+    )
+    fn = jg.compile(f, backend="numba", wait=True)
+    for _ in range(2):
+        out = fn(a, b, c)
+    want = np.exp(np.concatenate([a.numpy() * 2, b.numpy().T, c.numpy() + 1], 1))
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
+    src = fn.source(a, b, c)
+    assert "elif" not in src and src.count("for i0 in range") >= 3, src  # a loop per piece
+
+
 def test_new_batch_size_retraces_without_recompiling():
     w = jg.randn(6, 3, requires_grad=True)
 
