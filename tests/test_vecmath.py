@@ -297,3 +297,14 @@ def test_erf_float64_is_libm():
     _erf_loop(x, out)
     want = np.array([math.erf(v) for v in x])
     assert _ulp(out, want).max() == 0
+
+
+def test_erf_numpy_twin_is_bit_for_bit_the_loop():
+    from jitgrad.ops import loops
+
+    x = np.arange(0, 0x7F800000, 4093, dtype=np.uint32).view(np.float32)
+    x = np.concatenate([x, -x, np.array([np.inf, -np.inf, np.nan, -0.0, 0.8], np.float32)])
+    out = np.empty_like(x)
+    loops.erf_f32(x, out)
+    twin = vm.erf32_numpy(x)
+    assert np.array_equal(out.view(np.uint32), twin.view(np.uint32))

@@ -6,7 +6,7 @@ are plain arithmetic instead: Cody-Waite range reduction, a polynomial (Cephes /
 coefficients; a degree-13 Taylor polynomial for float64 exp), ``2**k`` assembled from exponent
 bits, and selects instead of branches for special values.
 
-Use them inside ``@njit`` code: ``vexp vexpm1 vlog vlog1p vtanh vsigmoid``. Each maps float32
+Use them inside ``@njit`` code: ``vexp vexpm1 vlog vlog1p vtanh vsigmoid verf``. Each maps float32
 to float32 (computed in float32, so it vectorizes twice as wide), float64 to float64 and
 integers to float64 (like ``math.exp``). Called from Python they go through a small jitted
 wrapper (slow; for tests and debugging). ``REPLACEMENTS`` / ``rewrite`` map the ``math.*``
@@ -39,9 +39,11 @@ vlog        1              4              1              1
 vlog1p      1              2              1              1
 vtanh       1              2              1              2
 vsigmoid    2              2 (*)          2              2 (*)
+verf        3              3 (**)         0 (libm)       0 (**)
 ==========  =============  =============  =============  =============
 
 (*) NumPy has no sigmoid: reference ``1 / (1 + exp(-x))`` one precision up, rounded.
+(**) NumPy has no erf: SciPy's one precision up, rounded (float32); float64 verf is libm's.
 
 Special values follow NumPy: exp overflows to inf and underflows through subnormals to 0,
 exp(-inf) = 0; log(0) = -inf, log(x < 0) = nan, log(inf) = inf, subnormal inputs are exact
@@ -497,6 +499,37 @@ def _erf32(x):
     em, s1, s2, _ = _exp_parts32(q - z)
     large = _ONE32 - t * (((em + _ONE32) * s1) * s2)
     return math.copysign(small if a < _ERF_SPLIT32 else large, x)
+
+
+def erf32_numpy(x: np.ndarray) -> np.ndarray:
+    """``verf`` on a float32 array in NumPy: the same float32 operations in the same order
+    (exp's range reduction and 2**k from bits included), so the result is bit for bit that of
+    ``verf`` in a loop (eager code runs this until that loop is compiled)."""
+    with np.errstate(all="ignore"):
+        a = np.abs(x)
+        z = a * a
+        c = _ERF_TAYLOR32
+        p = ((((c[8] * z + c[7]) * z + c[6]) * z + c[5]) * z + c[4]) * z + c[3]
+        small = a * (((p * z + c[2]) * z + c[1]) * z + c[0])
+        t = _ONE32 / (_ONE32 + _HALF32 * a)
+        d = _ERFC_NR32
+        q = ((((d[9] * t + d[8]) * t + d[7]) * t + d[6]) * t + d[5]) * t + d[4]
+        q = (((q * t + d[3]) * t + d[2]) * t + d[1]) * t + d[0]
+        v = q - z
+        v = np.where(v < _XLO32, _XLO32, v)  # (comparisons with nan are false: nan stays)
+        v = np.where(v > _XHI32, _XHI32, v)
+        shifted = v * _LOG2E32 + _SHIFT32
+        kf = shifted - _SHIFT32
+        r = (v - kf * _LN2HI32) - kf * _LN2LO32
+        e = _E32
+        pe = ((((e[0] * r + e[1]) * r + e[2]) * r + e[3]) * r + e[4]) * r + e[5]
+        em = pe * (r * r) + r
+        k = shifted.view(np.int32) - np.int32(_SHIFT32_BITS)
+        k1 = k >> 1
+        s1 = ((k1 + 127) << 23).view(np.float32)
+        s2 = ((k - k1 + 127) << 23).view(np.float32)
+        large = _ONE32 - t * (((em + _ONE32) * s1) * s2)
+        return np.copysign(np.where(a < _ERF_SPLIT32, small, large), x).astype(np.float32)
 
 
 @_kernel

@@ -27,9 +27,11 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+import scipy.special as sps
 from numba import njit
 
 from .. import dtypes
+from ..backends.vecmath import erf32_numpy, verf
 from ..locks import new_lock
 
 # -- when eager code may call a loop ---------------------------------------------------------------
@@ -259,6 +261,36 @@ def windows_first_max(x, planes, size, starts, offsets, out, at):
                 best = q if wins else best
             at[p * n + i] = best
             out[p * n + i] = acc
+
+
+def _warm_erf(t):
+    if t == np.float32:
+        erf_f32(np.zeros(1, np.float32), np.zeros(1, np.float32))
+
+
+@warmed_by(_warm_erf)
+@njit(cache=True, nogil=True)
+def erf_f32(x, out) -> None:
+    """erf of a flat float32 array (``vecmath.verf``, vectorized): SciPy's float32 erf takes
+    17 ns an element, a GELU's 131K elements 2.2 ms. ``vecmath.erf32_numpy`` is its twin."""
+    for i in range(x.size):
+        out[i] = verf(x[i])
+
+
+_scipy_erf = dtypes.via_float32(sps.erf)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """erf for eager code: float32 through ``erf_f32`` (or its NumPy twin, bit for bit the
+    same, while that compiles), other dtypes SciPy's (16-bit floats computed in float32)."""
+    if x.dtype == np.float32:
+        if ready(erf_f32, x.dtype):
+            flat = np.ascontiguousarray(x).reshape(-1)
+            out = np.empty_like(flat)
+            erf_f32(flat, out)
+            return out.reshape(x.shape)
+        return erf32_numpy(x)
+    return _scipy_erf(x)
 
 
 def compile_all() -> None:
