@@ -1,4 +1,4 @@
-"""``jitgrad.nn.utils``: gradient clipping and parameter/vector conversion, as ``torch.nn.utils``."""
+"""``jitgrad.nn.utils``: gradient clipping and parameters as one vector (``torch.nn.utils``)."""
 
 from .clip_grad import (  # noqa: F401
     clip_grad_norm,
