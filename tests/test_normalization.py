@@ -61,7 +61,9 @@ def test_layer_norm_module_parameters_and_options():
     assert bare.weight is None and bare.bias is None and not list(bare.parameters())
     x = RNG.standard_normal((3, 4))
     np.testing.assert_allclose(_np(bare(jg.tensor(x))), _ln_ref(x, 1), atol=1e-12)
-    assert repr(bare) == "LayerNorm((4,), eps=1e-05, elementwise_affine=False)"
+    assert repr(bare) == (
+        "LayerNorm((4,), eps=1e-05, elementwise_affine=False, bias=False)"
+    )
 
 
 # -- batch norm ------------------------------------------------------------------------------------

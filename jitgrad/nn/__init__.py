@@ -1,7 +1,17 @@
 """Neural-network modules, losses and initialisers (``jitgrad.nn``), PyTorch-shaped."""
 
 from . import functional, init, utils  # noqa: F401
+from .bag import Bilinear, EmbeddingBag  # noqa: E402,F401
+from .containers import ParameterDict, ParameterList  # noqa: E402,F401
 from .conv import AvgPool2d, Conv2d, MaxPool2d  # noqa: F401
+from .conv_modules import *  # noqa: E402,F401,F403
+from .dropout import (  # noqa: E402,F401
+    AlphaDropout,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    FeatureAlphaDropout,
+)
 from .layers import (  # noqa: F401
     CELU,
     ELU,
@@ -61,5 +71,14 @@ from .loss import (  # noqa: F401
     TripletMarginLoss,
 )
 from .module import Module, Parameter  # noqa: F401
+from .more_layers import (  # noqa: E402,F401
+    CosineSimilarity,
+    MultiLabelMarginLoss,
+    PairwiseDistance,
+    Softmax2d,
+    TripletMarginWithDistanceLoss,
+)
+from .norm_modules import *  # noqa: E402,F401,F403
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: F401
+from .pool_modules import *  # noqa: E402,F401,F403
 from .sparse import Embedding  # noqa: F401

@@ -518,10 +518,36 @@ from .activations import (  # noqa: E402,F401  (PyTorch's in-place forms, F.elu_
     selu_,
     threshold_,
 )
+from .bag import bilinear, embedding_bag  # noqa: E402,F401
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from .dropout import (  # noqa: E402,F401
+    alpha_dropout,
+    dropout1d,
+    dropout2d,
+    dropout3d,
+    feature_alpha_dropout,
+)
+from .more_functional import (  # noqa: E402,F401
+    multilabel_margin_loss,
+    triplet_margin_with_distance_loss,
+)
 from .normalization import batch_norm, layer_norm  # noqa: E402
+from .pool_modules import adaptive_max_pool3d, channel_shuffle  # noqa: E402,F401
 from .sparse import embedding  # noqa: E402
 
 __all__ += INPLACE_FORMS
+__all__ += [
+    "bilinear",
+    "embedding_bag",
+    "alpha_dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "feature_alpha_dropout",
+    "multilabel_margin_loss",
+    "triplet_margin_with_distance_loss",
+    "adaptive_max_pool3d",
+    "channel_shuffle",
+]
 # The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
 __all__ += [n for n in _export("nn.functional", globals()) if n not in __all__]
