@@ -181,7 +181,7 @@ class _ConvTranspose(_ConvNd):
             if size < lo or size > hi:
                 raise ValueError(
                     f"requested an output size of {output_size}, but valid sizes range from "
-                    f"{mins} to {maxs} (for an input of {input.shape[lead:]})"
+                    f"{mins} to {maxs} (for an input of {dtypes.Size(input.shape[lead:])})"
                 )
         return tuple(size - lo for size, lo in zip(output_size, mins))
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ..factories import arange
 from ..ops import functions as _F
 from ..tensor import Tensor
 from . import functional as F
@@ -30,7 +31,7 @@ def multilabel_margin_loss(
     # the targets are the entries before the first -1
     valid = _F.eq(_F.cumsum(_F.cast(_F.eq(y, -1), x.dtype), 1), 0.0)
     picked = _F.clamp(y, min=0)
-    classes = _F.reshape(_F.arange(c), (1, 1, c))
+    classes = _F.reshape(arange(c), (1, 1, c))
     hits = _F.logical_and(_F.unsqueeze(valid, 2), _F.eq(_F.unsqueeze(picked, 2), classes))
     is_target = _F.any(hits, 1)  # (N, C)
     x_target = _F.gather(x, 1, picked)  # (N, J)
