@@ -339,3 +339,25 @@ def test_compiled_step_with_tied_weights_matches_eager():
         m.embed.weight.detach().numpy(), eager_m.embed.weight.detach().numpy(), rtol=1e-5,
         atol=1e-6,
     )  # fmt: skip
+
+
+def test_buffer_marker_and_persistence():
+    def make(lib):
+        class M(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.stats = lib.nn.Buffer(lib.ones(2), persistent=False)
+                self.count = lib.nn.Buffer(lib.zeros(1))
+                self.register_buffer("plain", lib.ones(3), persistent=False)
+
+        return M()
+
+    tm, jm = make(torch), make(jg)
+    assert list(jm.state_dict()) == list(tm.state_dict()) == ["count"]
+    assert [n for n, _ in jm.named_buffers()] == [n for n, _ in tm.named_buffers()]
+    assert not isinstance(jm.stats, jg.nn.Buffer) and isinstance(jm.stats, jg.Tensor)
+    # a non-persistent buffer is not expected from a checkpoint, and not accepted from one
+    assert repr(jm.load_state_dict({"count": jg.ones(1)})) == "<All keys matched successfully>"
+    res = jm.load_state_dict({"count": jg.ones(1), "plain": jg.ones(3)}, strict=False)
+    t_res = tm.load_state_dict({"count": torch.ones(1), "plain": torch.ones(3)}, strict=False)
+    assert res == t_res

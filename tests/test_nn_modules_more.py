@@ -363,3 +363,63 @@ def test_conv_default_init_matches_torch_statistics():
             values = _np(p)
             assert values.min() >= -bound and values.max() <= bound
         assert _np(m.weight).max() > 0.5 * bound
+
+
+class _BagModel:
+    @staticmethod
+    def make(lib):
+        nn = lib.nn
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.bag = nn.EmbeddingBag(9, 4, mode="mean", padding_idx=0)
+                # (no bias: instance norm removes it, its gradient is rounding only)
+                self.up = nn.ConvTranspose1d(1, 2, 3, stride=2, output_padding=1, bias=False)
+                self.norm = nn.InstanceNorm1d(2, affine=True, track_running_stats=True)
+                self.pool = nn.AdaptiveMaxPool1d(4)
+                self.bilinear = nn.Bilinear(8, 4, 3)
+
+            def forward(self, idx, offsets):
+                h = self.bag(idx, offsets)  # (B, 4)
+                u = self.pool(self.norm(self.up(h.unsqueeze(1))))  # (B, 2, 4)
+                return self.bilinear(u.flatten(1), h)
+
+        return Model()
+
+
+@pytest.mark.filterwarnings("error")
+def test_compiled_training_step_with_new_modules_matches_eager():
+    torch.manual_seed(0)
+    state = {k: v.detach().numpy().copy() for k, v in _BagModel.make(torch).state_dict().items()}
+    idx = np.array([1, 0, 4, 5, 4, 3, 2, 8, 8])
+    offsets = np.array([0, 2, 5, 6])
+    target = np.array([0, 2, 1, 2])
+
+    def run(compiled):
+        model = _BagModel.make(jg)
+        model.load_state_dict({k: jg.tensor(v) for k, v in state.items()})
+        opt = jg.optim.Adam(model.parameters(), lr=0.05)
+
+        def step(i, o, y):
+            opt.zero_grad(set_to_none=True)
+            loss = jg.nn.functional.cross_entropy(model(i, o), y)
+            loss.backward()
+            jg.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            return loss
+
+        if compiled:
+            step = jg.compile(step, backend="numba")
+        losses = [float(step(jg.tensor(idx), jg.tensor(offsets), jg.tensor(target)))
+                  for _ in range(4)]  # fmt: skip
+        return model, losses, step
+
+    eager_model, eager, _ = run(False)
+    model, compiled, step = run(True)
+    assert step.stats.cache_hits >= 2, step.stats
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-6)
+    for key, value in eager_model.state_dict().items():
+        np.testing.assert_allclose(
+            _np(model.state_dict()[key]), _np(value), rtol=1e-5, atol=1e-6, err_msg=key
+        )

@@ -70,7 +70,7 @@ from .loss import (  # noqa: F401
     SoftMarginLoss,
     TripletMarginLoss,
 )
-from .module import Module, Parameter  # noqa: F401
+from .module import Buffer, Module, Parameter  # noqa: F401
 from .more_layers import (  # noqa: E402,F401
     CosineSimilarity,
     MultiLabelMarginLoss,

@@ -37,6 +37,28 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+class Buffer(Tensor):
+    """Marks a tensor to be registered as a buffer when assigned to a Module attribute
+    (``self.stats = nn.Buffer(t, persistent=False)``); the module stores a plain tensor."""
+
+    __slots__ = ("persistent",)
+
+    def __init__(self, data: Tensor | None = None, *, persistent: bool = True):
+        if data is None:
+            data = empty(0)
+        if not isinstance(data, Tensor):
+            raise TypeError(f"Buffer expects a Tensor, got {type(data).__name__}")
+        self._data = data._data
+        self._vc = data._vc
+        self._grad = self._grad_fn = self._acc = self._base = self._hooks = None
+        self._output_nr = 0
+        self._retains_grad = False
+        self._requires_grad = False
+        self.persistent = persistent
+        if data.requires_grad:
+            self.requires_grad_(True)
+
+
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
     __slots__ = ()
 
@@ -141,6 +163,8 @@ class Module:
                 f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
                 "(torch Tensor or None required)"
             )
+        if isinstance(tensor, Buffer):
+            tensor = Tensor._wrap(tensor._data, vc=tensor._vc)
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers_set.discard(name)
@@ -188,7 +212,15 @@ class Module:
                     del dd[name]
             d.pop(name, None)
 
-        if isinstance(value, Parameter):
+        if isinstance(value, Buffer):
+            if buffers is None:
+                raise AttributeError("cannot assign buffer before Module.__init__() call")
+            remove_from(params, modules)
+            plain = Tensor._wrap(value._data, vc=value._vc)
+            if value.requires_grad:
+                plain.requires_grad_(True)
+            self.register_buffer(name, plain, persistent=value.persistent)
+        elif isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
             remove_from(buffers, modules)
