@@ -78,6 +78,14 @@ CASES = [
     ("Conv1d", (4, 6, 3), {"padding": "same", "padding_mode": "reflect", "groups": 2}, [(2, 4, 7)]),
     ("Conv1d", (3, 3, 2), {"stride": 2, "dilation": 2, "groups": 3, "bias": False}, [(2, 3, 9)]),
     ("Conv1d", (2, 4, 3), {"padding": 2, "padding_mode": "circular"}, [(2, 6)]),
+    ("Conv1d", (2, 3, 4), {"padding": "same", "padding_mode": "replicate"}, [(2, 2, 7)]),
+    ("Conv3d", (2, 2, (2, 1, 4)), {"padding": "same"}, [(1, 2, 3, 3, 5)]),
+    (
+        "Conv3d",
+        (2, 2, 2),
+        {"padding": "same", "padding_mode": "reflect", "dilation": 2},
+        [(1, 2, 3, 3, 5)],
+    ),  # noqa: E501
     ("Conv3d", (2, 4, (2, 3, 2)), {"padding": 1, "padding_mode": "replicate"}, [(1, 2, 3, 4, 4)]),
     ("Conv3d", (4, 4, 3), {"padding": "same", "groups": 4}, [(1, 4, 3, 4, 3)]),
     ("Conv3d", (2, 2, 2), {"padding": "valid", "stride": (1, 2, 1)}, [(1, 2, 3, 5, 3)]),
@@ -157,6 +165,34 @@ CASES = [
 def test_module_matches_torch(name, args, kwargs, shapes):
     train = "Norm" in name  # normalization: the training path (running statistics move)
     _check_module(name, args, kwargs, [_x(*s) for s in shapes], train=train)
+
+
+@pytest.mark.filterwarnings("ignore:`nn.functional.upsample")
+def test_functional_aliases_match_torch():
+    x = _x(1, 2, 4, 6)
+    for name, args in (
+        ("max_pool2d_with_indices", (2,)),
+        ("max_pool1d_with_indices", (3,)),
+        ("max_pool3d_with_indices", (2,)),
+        ("adaptive_max_pool1d_with_indices", (3,)),
+        ("adaptive_max_pool2d_with_indices", ((2, 3),)),
+        ("adaptive_max_pool3d_with_indices", (2,)),
+        ("adaptive_max_pool3d", (2,)),
+        ("upsample", (None, 2)),
+        ("upsample_nearest", ((5, 7),)),
+        ("upsample_bilinear", (None, 2)),
+        ("channel_shuffle", (2,)),
+    ):
+        data = x.reshape(1, 2, 2, 2, 6) if "3d" in name else x[0] if "1d" in name else x
+        t_out = getattr(torch.nn.functional, name)(torch.tensor(data), *args)
+        j_out = getattr(jg.nn.functional, name)(jg.tensor(data), *args)
+        t_outs = t_out if isinstance(t_out, tuple) else (t_out,)
+        j_outs = j_out if isinstance(j_out, tuple) else (j_out,)
+        for t, j in zip(t_outs, j_outs, strict=True):
+            np.testing.assert_allclose(_np(j), t.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    with pytest.warns(UserWarning, match="`nn.functional.upsample` is deprecated"):
+        jg.nn.functional.upsample(jg.tensor(x), scale_factor=2)
+    assert isinstance(jg.nn.NLLLoss2d(), jg.nn.NLLLoss)
 
 
 def test_instance_norm_eval_uses_running_stats_and_unbatched():

@@ -532,7 +532,20 @@ from .more_functional import (  # noqa: E402,F401
     triplet_margin_with_distance_loss,
 )
 from .normalization import batch_norm, layer_norm  # noqa: E402
-from .pool_modules import adaptive_max_pool3d, channel_shuffle  # noqa: E402,F401
+from .pool_modules import FUNCTIONAL as _POOL_FUNCTIONAL  # noqa: E402
+from .pool_modules import (  # noqa: E402,F401
+    adaptive_max_pool1d_with_indices,
+    adaptive_max_pool2d_with_indices,
+    adaptive_max_pool3d,
+    adaptive_max_pool3d_with_indices,
+    channel_shuffle,
+    max_pool1d_with_indices,
+    max_pool2d_with_indices,
+    max_pool3d_with_indices,
+    upsample,
+    upsample_bilinear,
+    upsample_nearest,
+)
 from .sparse import embedding  # noqa: E402
 
 __all__ += INPLACE_FORMS
@@ -546,8 +559,7 @@ __all__ += [
     "feature_alpha_dropout",
     "multilabel_margin_loss",
     "triplet_margin_with_distance_loss",
-    "adaptive_max_pool3d",
-    "channel_shuffle",
+    *_POOL_FUNCTIONAL,
 ]
 # The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
 __all__ += [n for n in _export("nn.functional", globals()) if n not in __all__]

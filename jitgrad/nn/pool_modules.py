@@ -3,11 +3,14 @@ constructor arguments, stored attributes and reprs."""
 
 from __future__ import annotations
 
+import warnings
+
 from ..ops import functions as _F
 from ..tensor import Tensor
 from . import conv_nd, pooling_nd, resize
 from .module import Module
 from .padding import pad
+from .pooling import max_pool2d
 from .pooling_nd import _adaptive_max
 
 __all__ = [
@@ -48,6 +51,61 @@ def channel_shuffle(input: Tensor, groups: int) -> Tensor:
         )
     x = _F.reshape(input, (n, groups, c // groups, *rest))
     return _F.contiguous(_F.reshape(_F.transpose(x, 1, 2), tuple(input.shape)))
+
+
+def _upsample_deprecated(name: str) -> None:
+    warnings.warn(
+        f"`nn.functional.{name}` is deprecated. Use `nn.functional.interpolate` instead.",
+        stacklevel=3,
+    )
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """Deprecated: ``interpolate``."""
+    _upsample_deprecated("upsample")
+    return resize.interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    """Deprecated: ``interpolate(..., mode="nearest")``."""
+    _upsample_deprecated("upsample_nearest")
+    return resize.interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    """Deprecated: ``interpolate(..., mode="bilinear", align_corners=True)``."""
+    _upsample_deprecated("upsample_bilinear")
+    return resize.interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+def _always_indices(fn, name: str):
+    def with_indices(input, *args, **kwargs):
+        kwargs["return_indices"] = True
+        return fn(input, *args, **kwargs)
+
+    with_indices.__name__ = with_indices.__qualname__ = name
+    with_indices.__doc__ = f"``{fn.__name__}`` returning (output, indices)."
+    return with_indices
+
+
+max_pool1d_with_indices = _always_indices(pooling_nd.max_pool1d, "max_pool1d_with_indices")
+max_pool2d_with_indices = _always_indices(max_pool2d, "max_pool2d_with_indices")
+max_pool3d_with_indices = _always_indices(pooling_nd.max_pool3d, "max_pool3d_with_indices")
+adaptive_max_pool1d_with_indices = _always_indices(
+    pooling_nd.adaptive_max_pool1d, "adaptive_max_pool1d_with_indices"
+)
+adaptive_max_pool2d_with_indices = _always_indices(
+    pooling_nd.adaptive_max_pool2d, "adaptive_max_pool2d_with_indices"
+)
+adaptive_max_pool3d_with_indices = _always_indices(
+    adaptive_max_pool3d, "adaptive_max_pool3d_with_indices"
+)
+FUNCTIONAL = [
+    "adaptive_max_pool3d", "channel_shuffle", "upsample", "upsample_nearest", "upsample_bilinear",
+    "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices",
+    "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices",
+    "adaptive_max_pool3d_with_indices",
+]  # fmt: skip
 
 
 # -- pooling --------------------------------------------------------------------------------------
