@@ -361,3 +361,33 @@ def test_buffer_marker_and_persistence():
     res = jm.load_state_dict({"count": jg.ones(1), "plain": jg.ones(3)}, strict=False)
     t_res = tm.load_state_dict({"count": torch.ones(1), "plain": torch.ones(3)}, strict=False)
     assert res == t_res
+
+
+@pytest.mark.filterwarnings("error")
+def test_compiled_step_runs_forward_and_backward_hooks():
+    def run(compiled):
+        jg.manual_seed(0)
+        m = jg.nn.Linear(3, 2)
+        m.register_forward_hook(lambda mod, args, out: out * 2)
+        m.register_full_backward_pre_hook(lambda mod, grad_output: (grad_output[0] * 0.5,))
+        opt = optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x):
+            opt.zero_grad()
+            loss = m(x).square().mean()
+            loss.backward()
+            opt.step()
+            return loss
+
+        if compiled:
+            step = jg.compile(step, backend="numba")
+        x = jg.tensor(np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3))
+        return m, [float(step(x)) for _ in range(4)], step
+
+    eager_m, eager, _ = run(False)
+    m, compiled, step = run(True)
+    assert step.stats.cache_hits >= 2, step.stats
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5)
+    np.testing.assert_allclose(
+        m.weight.detach().numpy(), eager_m.weight.detach().numpy(), rtol=1e-5
+    )

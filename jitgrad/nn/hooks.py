@@ -183,6 +183,7 @@ class _BackwardState:
             result = hook(self.module, grad_input, self.grad_output)
             if result is not None:
                 grad_input = _checked(result, len(grad_input), "backward hook", "grad_input")
+        self.grad_output = None  # (the graph may outlive the backward pass: keep no gradients)
         return grad_input
 
 
