@@ -1,5 +1,6 @@
-"""``nn.utils.weight_norm`` / ``spectral_norm`` (hook-based reparametrizations) and the
-conv/linear + batch-norm fusions, against PyTorch; one compiled step with both norms."""
+"""``nn.utils.weight_norm`` / ``spectral_norm`` (hook-based reparametrizations),
+``nn.utils.parametrize`` and ``parametrizations``, and the conv/linear + batch-norm fusions,
+against PyTorch; one compiled step with all four norms."""
 
 from __future__ import annotations
 
@@ -141,25 +142,28 @@ def test_fusions_match_torch():
         jg.nn.utils.fuse_linear_bn_eval(jl, jb1)
 
 
+def _normed_model(lib):
+    nn, utils = lib.nn, lib.nn.utils
+    return nn.Sequential(
+        utils.weight_norm(nn.Linear(4, 5)),
+        nn.Tanh(),
+        utils.spectral_norm(nn.Linear(5, 4)),
+        nn.Tanh(),
+        utils.parametrizations.weight_norm(nn.Linear(4, 4)),
+        utils.parametrizations.spectral_norm(nn.Linear(4, 3)),
+    )
+
+
 @pytest.mark.filterwarnings("error")
 @pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated")
 def test_compiled_step_with_weight_and_spectral_norm_matches_eager():
     torch.manual_seed(0)
-    ref = torch.nn.Sequential(
-        torch.nn.utils.weight_norm(torch.nn.Linear(4, 5)),
-        torch.nn.Tanh(),
-        torch.nn.utils.spectral_norm(torch.nn.Linear(5, 3)),
-    )
+    ref = _normed_model(torch)
     state = {k: v.detach().numpy().copy() for k, v in ref.state_dict().items()}
     x, y = _x(6, 4), RNG.integers(0, 3, 6)
 
     def run(compiled):
-        nn = jg.nn
-        model = nn.Sequential(
-            nn.utils.weight_norm(nn.Linear(4, 5)),
-            nn.Tanh(),
-            nn.utils.spectral_norm(nn.Linear(5, 3)),
-        )
+        model = _normed_model(jg)
         model.load_state_dict({k: jg.tensor(v) for k, v in state.items()})
         opt = jg.optim.SGD(model.parameters(), lr=0.2)
 
@@ -192,3 +196,84 @@ def test_compiled_step_with_weight_and_spectral_norm_matches_eager():
         opt.step()
         expected.append(loss.detach().item())
     np.testing.assert_allclose(eager, expected, rtol=1e-4)
+
+
+class _Symmetric:
+    @staticmethod
+    def make(lib):
+        class Symmetric(lib.nn.Module):
+            def forward(self, x):
+                return x.triu() + x.triu(1).transpose(0, 1)
+
+            def right_inverse(self, a):
+                return a.triu()
+
+        return Symmetric()
+
+
+def test_register_parametrization_matches_torch():
+    pz_t, pz_j = torch.nn.utils.parametrize, jg.nn.utils.parametrize
+    tm, jm = torch.nn.Linear(3, 3), jg.nn.Linear(3, 3)
+    _load(jm, tm)
+    j_weight = jm.weight
+    pz_t.register_parametrization(tm, "weight", _Symmetric.make(torch))
+    pz_j.register_parametrization(jm, "weight", _Symmetric.make(jg))
+    assert type(jm).__name__ == "ParametrizedLinear" and isinstance(jm, jg.nn.Linear)
+    assert repr(jm) == repr(tm).replace("torch.", "jitgrad.")
+    _same_state_layout(jm, tm)
+    assert jm.parametrizations.weight.original is j_weight  # the optimizer's object stays
+    assert pz_j.is_parametrized(jm) and pz_j.is_parametrized(jm, "weight")
+    assert not pz_j.is_parametrized(jm, "bias")
+    assert pz_j.type_before_parametrizations(jm) is jg.nn.Linear
+    w = jm.weight.detach().numpy()
+    np.testing.assert_allclose(w, w.T)
+    np.testing.assert_allclose(w, tm.weight.detach().numpy(), atol=1e-7)
+    x = _x(2, 3)
+    t_out, j_out = tm(torch.tensor(x)), jm(jg.tensor(x))
+    np.testing.assert_allclose(j_out.detach().numpy(), t_out.detach().numpy(), atol=1e-6)
+    t_out.sum().backward()
+    j_out.sum().backward()
+    np.testing.assert_allclose(
+        j_weight.grad.numpy(), tm.parametrizations.weight.original.grad.numpy(), atol=1e-6
+    )
+    # assignment goes through right_inverse
+    new = _x(3, 3)
+    with torch.no_grad():
+        tm.weight = torch.tensor(new)
+    jm.weight = jg.tensor(new)
+    np.testing.assert_allclose(jm.weight.detach().numpy(), tm.weight.detach().numpy())
+    with pz_j.cached():
+        assert jm.weight is jm.weight
+    assert jm.weight is not jm.weight
+    pz_t.remove_parametrizations(tm, "weight", leave_parametrized=False)
+    pz_j.remove_parametrizations(jm, "weight", leave_parametrized=False)
+    assert type(jm) is jg.nn.Linear and jm.weight is j_weight
+    _same_state_layout(jm, tm)
+    np.testing.assert_allclose(jm.weight.detach().numpy(), tm.weight.detach().numpy())
+    with pytest.raises(ValueError) as t_err:
+        pz_t.remove_parametrizations(tm, "weight")
+    with pytest.raises(ValueError) as j_err:
+        pz_j.remove_parametrizations(jm, "weight")
+    assert str(j_err.value) == str(t_err.value)
+
+
+@pytest.mark.parametrize("which", ["weight_norm", "spectral_norm"])
+def test_parametrizations_match_torch(which):
+    t_fn = getattr(torch.nn.utils.parametrizations, which)
+    j_fn = getattr(jg.nn.utils.parametrizations, which)
+    tm, jm = t_fn(torch.nn.Conv1d(3, 2, 3)), j_fn(jg.nn.Conv1d(3, 2, 3))
+    _same_state_layout(jm, tm)
+    assert repr(jm) == repr(tm)
+    _load(jm, tm)
+    x = _x(2, 3, 5)
+    for _ in range(2):
+        t_out, j_out = tm(torch.tensor(x)), jm(jg.tensor(x))
+        np.testing.assert_allclose(j_out.detach().numpy(), t_out.detach().numpy(), atol=1e-5)
+    t_out.square().sum().backward()
+    j_out.square().sum().backward()
+    for p, tp in zip(jm.parameters(), tm.parameters(), strict=True):
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-4, atol=1e-5)
+    torch.nn.utils.parametrize.remove_parametrizations(tm, "weight")
+    jg.nn.utils.parametrize.remove_parametrizations(jm, "weight")
+    _same_state_layout(jm, tm)
+    np.testing.assert_allclose(jm.weight.detach().numpy(), tm.weight.detach().numpy(), atol=1e-5)

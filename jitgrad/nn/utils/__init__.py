@@ -1,5 +1,6 @@
 """``jitgrad.nn.utils``: gradient clipping and parameters as one vector (``torch.nn.utils``)."""
 
+from . import parametrizations, parametrize  # noqa: F401, E402
 from .clip_grad import (  # noqa: F401
     clip_grad_norm,
     clip_grad_norm_,
