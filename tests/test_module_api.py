@@ -391,3 +391,49 @@ def test_compiled_step_runs_forward_and_backward_hooks():
     np.testing.assert_allclose(
         m.weight.detach().numpy(), eager_m.weight.detach().numpy(), rtol=1e-5
     )
+
+
+def test_functional_call_matches_torch():
+    def make(lib):
+        class Tied(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = lib.nn.Linear(2, 2)
+                self.b = lib.nn.Linear(2, 2)
+                self.b.weight = self.a.weight
+                self.register_buffer("shift", lib.ones(2))
+
+            def forward(self, x, scale=1.0):
+                return self.b(self.a(x)) * scale + self.shift
+
+        return Tied()
+
+    tm, jm = make(torch), make(jg)
+    _load_torch_state(jm, tm)
+    t_call, j_call = torch.func.functional_call, jg.nn.utils.stateless.functional_call
+    w = np.array([[0.5, -1.0], [2.0, 0.25]], np.float32)
+    x = np.array([[1.0, -2.0]], np.float32)
+    t_w, j_w = torch.tensor(w, requires_grad=True), jg.tensor(w, requires_grad=True)
+    for tie in (True, False):
+        t_out = t_call(tm, {"a.weight": t_w, "shift": torch.zeros(2)}, (torch.tensor(x),),
+                       {"scale": 2.0}, tie_weights=tie)  # fmt: skip
+        j_out = j_call(jm, {"a.weight": j_w, "shift": jg.zeros(2)}, (jg.tensor(x),),
+                       {"scale": 2.0}, tie_weights=tie)  # fmt: skip
+        np.testing.assert_allclose(j_out.detach().numpy(), t_out.detach().numpy(), rtol=1e-6)
+        t_out.sum().backward()
+        j_out.sum().backward()
+        np.testing.assert_allclose(j_w.grad.numpy(), t_w.grad.numpy(), rtol=1e-6)
+    # the module's own tensors are back
+    assert isinstance(jm.a.weight, jg.nn.Parameter) and jm.b.weight is jm.a.weight
+    np.testing.assert_array_equal(jm.shift.numpy(), np.ones(2))
+    bad = {"a.weight": jg.zeros(2, 2), "b.weight": jg.ones(2, 2)}
+    with pytest.raises(ValueError) as t_err:
+        t_call(tm, {k: torch.tensor(v.numpy()) for k, v in bad.items()}, torch.tensor(x))
+    with pytest.raises(ValueError) as j_err:
+        j_call(jm, bad, jg.tensor(x))
+    assert str(j_err.value) == str(t_err.value)
+    with pytest.raises(RuntimeError) as t_err:
+        t_call(tm, {"a.weight": t_w, "foo": torch.ones(1)}, torch.tensor(x), strict=True)
+    with pytest.raises(RuntimeError) as j_err:
+        j_call(jm, {"a.weight": j_w, "foo": jg.ones(1)}, jg.tensor(x), strict=True)
+    assert str(j_err.value) == str(t_err.value)

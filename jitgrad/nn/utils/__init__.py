@@ -1,6 +1,10 @@
 """``jitgrad.nn.utils``: gradient clipping and parameters as one vector (``torch.nn.utils``)."""
 
-from . import parametrizations, parametrize  # noqa: F401, E402
+from . import (  # noqa: F401, E402
+    parametrizations,
+    parametrize,
+    stateless,  # noqa: F401, E402
+)
 from .clip_grad import (  # noqa: F401
     clip_grad_norm,
     clip_grad_norm_,
