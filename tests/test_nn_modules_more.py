@@ -459,3 +459,59 @@ def test_compiled_training_step_with_new_modules_matches_eager():
         np.testing.assert_allclose(
             _np(model.state_dict()[key]), _np(value), rtol=1e-5, atol=1e-6, err_msg=key
         )
+
+
+LAZY = [
+    ("LazyLinear", (3,), {}, (2, 4)),
+    ("LazyLinear", (2,), {"bias": False}, (3, 2, 5)),
+    ("LazyConv1d", (4, 3), {"padding": 1, "groups": 2}, (2, 2, 6)),
+    ("LazyConv2d", (3, 2), {"bias": False}, (2, 2, 4, 4)),
+    ("LazyConv3d", (2, 2), {}, (1, 3, 3, 3, 3)),
+    ("LazyConvTranspose1d", (4, 3), {"stride": 2}, (2, 2, 5)),
+    ("LazyConvTranspose2d", (2, 3), {}, (1, 3, 3, 3)),
+    ("LazyConvTranspose3d", (2, 2), {}, (1, 2, 2, 2, 2)),
+    ("LazyBatchNorm1d", (), {}, (4, 3)),
+    ("LazyBatchNorm2d", (), {"affine": False}, (2, 3, 2, 2)),
+    ("LazyBatchNorm3d", (), {"bias": False}, (2, 2, 2, 2, 2)),
+    ("LazyInstanceNorm1d", (), {}, (2, 3, 5)),
+    ("LazyInstanceNorm2d", (), {"track_running_stats": False}, (2, 3, 3, 3)),
+    ("LazyInstanceNorm3d", (), {"affine": False}, (1, 2, 2, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs, shape", LAZY, ids=[c[0] for c in LAZY])
+def test_lazy_module_matches_torch(name, args, kwargs, shape):
+    tm, jm = getattr(torch.nn, name)(*args, **kwargs), getattr(jg.nn, name)(*args, **kwargs)
+    assert repr(jm) == repr(tm)
+    assert list(jm.state_dict()) == list(tm.state_dict())
+    assert [type(p).__name__ for p in jm.parameters()] == [
+        type(p).__name__ for p in tm.parameters()
+    ]
+    x = _x(*shape)
+    t_out, j_out = tm(torch.tensor(x)), jm(jg.tensor(x))
+    assert type(jm).__name__ == type(tm).__name__ == name[4:]
+    assert repr(jm) == repr(tm)
+    assert not jm._forward_pre_hooks
+    shapes = [tuple(v.shape) for v in jm.state_dict().values()]
+    assert shapes == [tuple(v.shape) for v in tm.state_dict().values()]
+    # the materialized module runs like the eager one built with the inferred sizes
+    jm.load_state_dict(_jg_state(tm))
+    tm.eval()
+    jm.eval()
+    np.testing.assert_allclose(
+        _np(jm(jg.tensor(x))), _np(tm(torch.tensor(x))), rtol=1e-5, atol=1e-5
+    )
+    assert t_out.shape == tuple(j_out.shape)
+
+
+def test_lazy_module_materializes_from_state_dict():
+    source = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.BatchNorm1d(3))
+    jm = jg.nn.Sequential(jg.nn.LazyLinear(3), jg.nn.LazyBatchNorm1d())
+    jm.load_state_dict(_jg_state(source))
+    assert type(jm[0]).__name__ == "LazyLinear"
+    assert type(jm[0].weight) is jg.nn.Parameter and tuple(jm[0].weight.shape) == (3, 5)
+    x = _x(4, 5)
+    source.eval()
+    jm.eval()
+    np.testing.assert_allclose(_np(jm(jg.tensor(x))), _np(source(torch.tensor(x))), atol=1e-5)
+    assert repr(jm[0]) == repr(source[0]) and repr(jm[1]) == repr(source[1])

@@ -49,6 +49,7 @@ from .layers import (  # noqa: F401
     Threshold,
     Unflatten,
 )
+from .lazy import *  # noqa: E402,F401,F403
 from .loss import (  # noqa: F401
     BCELoss,
     BCEWithLogitsLoss,

@@ -476,6 +476,8 @@ class Module:
                         f'While copying the parameter named "{key}", expected torch.Tensor or '
                         f"Tensor-like object from checkpoint but received {type(value)}"
                     )
+                elif getattr(type(target), "_is_uninitialized", False):
+                    writes.append((mod, name, target, value))  # (a lazy module's placeholder)
                 elif value.shape != target.shape:
                     errors.append(
                         f"size mismatch for {key}: copying a param with shape {value.shape} from "
@@ -509,6 +511,8 @@ class Module:
                     else:
                         mod._buffers[name] = value
                 else:
+                    if getattr(type(target), "_is_uninitialized", False):
+                        target.materialize(value.shape)
                     target.copy_(value)  # in place: optimizers and compiled steps keep their refs
         return _IncompatibleKeys(missing, unexpected)
 
