@@ -437,3 +437,13 @@ def test_functional_call_matches_torch():
     with pytest.raises(RuntimeError) as j_err:
         j_call(jm, {"a.weight": j_w, "foo": jg.ones(1)}, jg.tensor(x), strict=True)
     assert str(j_err.value) == str(t_err.value)
+
+
+def test_backward_pre_hook_alone_runs():
+    for lib in (torch, jg):
+        m = lib.nn.Linear(3, 2)
+        seen = []
+        m.register_full_backward_pre_hook(lambda mod, go, seen=seen: seen.append(len(go)))
+        x = lib.ones(2, 3, requires_grad=True)
+        m(x).sum().backward()
+        assert seen == [1]

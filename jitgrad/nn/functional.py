@@ -501,6 +501,7 @@ from . import (  # noqa: E402,F401
     conv_nd,
     ctc,
     distance,
+    functional_more,  # noqa: E402
     losses,
     margin_losses,
     padding,
@@ -518,48 +519,12 @@ from .activations import (  # noqa: E402,F401  (PyTorch's in-place forms, F.elu_
     selu_,
     threshold_,
 )
-from .bag import bilinear, embedding_bag  # noqa: E402,F401
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
-from .dropout import (  # noqa: E402,F401
-    alpha_dropout,
-    dropout1d,
-    dropout2d,
-    dropout3d,
-    feature_alpha_dropout,
-)
-from .more_functional import (  # noqa: E402,F401
-    multilabel_margin_loss,
-    triplet_margin_with_distance_loss,
-)
+from .functional_more import *  # noqa: E402,F401,F403  (embedding_bag, dropout1d, ...)
 from .normalization import batch_norm, layer_norm  # noqa: E402
-from .pool_modules import FUNCTIONAL as _POOL_FUNCTIONAL  # noqa: E402
-from .pool_modules import (  # noqa: E402,F401
-    adaptive_max_pool1d_with_indices,
-    adaptive_max_pool2d_with_indices,
-    adaptive_max_pool3d,
-    adaptive_max_pool3d_with_indices,
-    channel_shuffle,
-    max_pool1d_with_indices,
-    max_pool2d_with_indices,
-    max_pool3d_with_indices,
-    upsample,
-    upsample_bilinear,
-    upsample_nearest,
-)
 from .sparse import embedding  # noqa: E402
 
 __all__ += INPLACE_FORMS
-__all__ += [
-    "bilinear",
-    "embedding_bag",
-    "alpha_dropout",
-    "dropout1d",
-    "dropout2d",
-    "dropout3d",
-    "feature_alpha_dropout",
-    "multilabel_margin_loss",
-    "triplet_margin_with_distance_loss",
-    *_POOL_FUNCTIONAL,
-]
+__all__ += functional_more.__all__
 # The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
 __all__ += [n for n in _export("nn.functional", globals()) if n not in __all__]

@@ -65,6 +65,34 @@ def add(module, name: str, hook, prepend: bool, *, with_kwargs=False, always=Fal
     return handle
 
 
+class HookRegistration:
+    """Module's hook registration methods (the hooks run in ``call_with_hooks``)."""
+
+    def register_forward_pre_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
+        """``hook(module, args)`` (or ``hook(module, args, kwargs)`` with ``with_kwargs``) runs
+        before ``forward``; a value it returns replaces the arguments."""
+        return add(self, "_forward_pre_hooks", hook, prepend, with_kwargs=with_kwargs)
+
+    def register_forward_hook(
+        self, hook, *, prepend: bool = False, with_kwargs: bool = False, always_call: bool = False
+    ):
+        """``hook(module, args, output)`` (``hook(module, args, kwargs, output)`` with
+        ``with_kwargs``) runs after ``forward``; a value it returns replaces the output."""
+        return add(
+            self, "_forward_hooks", hook, prepend, with_kwargs=with_kwargs, always=always_call
+        )
+
+    def register_full_backward_hook(self, hook, prepend: bool = False):
+        """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
+        the module's tensor inputs are computed; a tuple it returns replaces grad_input."""
+        return add(self, "_backward_hooks", hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook, prepend: bool = False):
+        """``hook(module, grad_output)`` runs when the gradients of the module's outputs are
+        known; a tuple it returns replaces grad_output."""
+        return add(self, "_backward_pre_hooks", hook, prepend)
+
+
 def call_with_hooks(module, args: tuple, kwargs: dict):
     d = module.__dict__
     with_kwargs = d.get("_forward_pre_hooks_with_kwargs", {})

@@ -97,7 +97,7 @@ def _check_name(kind: str, name) -> None:
         raise KeyError(f'{kind} name can\'t be empty string ""')
 
 
-class Module:
+class Module(_hooks.HookRegistration):
     """Base class for all neural network modules; subclasses define ``forward``."""
 
     training: bool
@@ -120,36 +120,16 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         d = self.__dict__
-        if d.get("_forward_pre_hooks") or d.get("_forward_hooks") or d.get("_backward_hooks"):
+        if (
+            d.get("_forward_pre_hooks")
+            or d.get("_forward_hooks")
+            or d.get("_backward_hooks")
+            or d.get("_backward_pre_hooks")
+        ):
             return _hooks.call_with_hooks(self, args, kwargs)
         return self.forward(*args, **kwargs)
 
     _call_impl = __call__
-
-    # -- hooks -----------------------------------------------------------------------------------
-    def register_forward_pre_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
-        """``hook(module, args)`` (or ``hook(module, args, kwargs)`` with ``with_kwargs``) runs
-        before ``forward``; a value it returns replaces the arguments."""
-        return _hooks.add(self, "_forward_pre_hooks", hook, prepend, with_kwargs=with_kwargs)
-
-    def register_forward_hook(
-        self, hook, *, prepend: bool = False, with_kwargs: bool = False, always_call: bool = False
-    ):
-        """``hook(module, args, output)`` (``hook(module, args, kwargs, output)`` with
-        ``with_kwargs``) runs after ``forward``; a value it returns replaces the output."""
-        return _hooks.add(
-            self, "_forward_hooks", hook, prepend, with_kwargs=with_kwargs, always=always_call
-        )
-
-    def register_full_backward_hook(self, hook, prepend: bool = False):
-        """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
-        the module's tensor inputs are computed; a tuple it returns replaces grad_input."""
-        return _hooks.add(self, "_backward_hooks", hook, prepend)
-
-    def register_full_backward_pre_hook(self, hook, prepend: bool = False):
-        """``hook(module, grad_output)`` runs when the gradients of the module's outputs are
-        known; a tuple it returns replaces grad_output."""
-        return _hooks.add(self, "_backward_pre_hooks", hook, prepend)
 
     # -- registration ----------------------------------------------------------------------------
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:

@@ -100,12 +100,6 @@ adaptive_max_pool2d_with_indices = _always_indices(
 adaptive_max_pool3d_with_indices = _always_indices(
     adaptive_max_pool3d, "adaptive_max_pool3d_with_indices"
 )
-FUNCTIONAL = [
-    "adaptive_max_pool3d", "channel_shuffle", "upsample", "upsample_nearest", "upsample_bilinear",
-    "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices",
-    "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices",
-    "adaptive_max_pool3d_with_indices",
-]  # fmt: skip
 
 
 # -- pooling --------------------------------------------------------------------------------------
