@@ -515,3 +515,39 @@ def test_lazy_module_materializes_from_state_dict():
     jm.eval()
     np.testing.assert_allclose(_np(jm(jg.tensor(x))), _np(source(torch.tensor(x))), atol=1e-5)
     assert repr(jm[0]) == repr(source[0]) and repr(jm[1]) == repr(source[1])
+
+
+def test_adaptive_log_softmax_with_loss_matches_torch():
+    args, kwargs = (8, 10, [3, 6]), {"div_value": 2.0, "head_bias": True}
+    tm = torch.nn.AdaptiveLogSoftmaxWithLoss(*args, **kwargs)
+    jm = jg.nn.AdaptiveLogSoftmaxWithLoss(*args, **kwargs)
+    assert repr(jm) == repr(tm)
+    assert list(jm.state_dict()) == list(tm.state_dict())
+    jm.load_state_dict(_jg_state(tm))
+    x, target = _x(6, 8), np.array([0, 4, 9, 2, 7, 5])
+    t_out = tm(torch.tensor(x), torch.tensor(target))
+    j_out = jm(jg.tensor(x), jg.tensor(target))
+    assert j_out._fields == ("output", "loss")
+    np.testing.assert_allclose(_np(j_out.output), _np(t_out.output), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_np(j_out.loss), _np(t_out.loss), rtol=1e-5)
+    t_out.loss.backward()
+    j_out.loss.backward()
+    for p, tp in zip(jm.parameters(), tm.parameters(), strict=True):
+        np.testing.assert_allclose(_np(p.grad), _np(tp.grad), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        _np(jm.log_prob(jg.tensor(x))), _np(tm.log_prob(torch.tensor(x))), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_array_equal(_np(jm.predict(jg.tensor(x))), _np(tm.predict(torch.tensor(x))))
+    one = jm(jg.tensor(x[1]), jg.tensor(target[1]))
+    np.testing.assert_allclose(_np(one.output), _np(t_out.output)[1], rtol=1e-5)
+    for bad in (np.array([0, 4, 10, 2, 7, 5]), np.array([0, 4])):
+        with pytest.raises(RuntimeError) as t_err:
+            tm(torch.tensor(x), torch.tensor(bad))
+        with pytest.raises(RuntimeError) as j_err:
+            jm(jg.tensor(x), jg.tensor(bad))
+        assert str(j_err.value) == str(t_err.value)
+    with pytest.raises(ValueError) as t_err:
+        torch.nn.AdaptiveLogSoftmaxWithLoss(8, 10, [6, 3])
+    with pytest.raises(ValueError) as j_err:
+        jg.nn.AdaptiveLogSoftmaxWithLoss(8, 10, [6, 3])
+    assert str(j_err.value) == str(t_err.value)

@@ -1,6 +1,7 @@
 """Neural-network modules, losses and initialisers (``jitgrad.nn``), PyTorch-shaped."""
 
 from . import functional, init, utils  # noqa: F401
+from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402,F401
 from .bag import Bilinear, EmbeddingBag  # noqa: E402,F401
 from .containers import ParameterDict, ParameterList  # noqa: E402,F401
 from .conv import AvgPool2d, Conv2d, MaxPool2d  # noqa: F401
