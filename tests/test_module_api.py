@@ -447,3 +447,18 @@ def test_backward_pre_hook_alone_runs():
         x = lib.ones(2, 3, requires_grad=True)
         m(x).sum().backward()
         assert seen == [1]
+
+
+def test_data_parallel_and_container():
+    for lib in (torch, jg):
+        inner = lib.nn.Linear(2, 3)
+        wrapped = lib.nn.DataParallel(inner)
+        assert wrapped.module is inner and list(wrapped.state_dict()) == [
+            "module.weight",
+            "module.bias",
+        ]
+        assert tuple(wrapped(lib.ones(4, 2)).shape) == (4, 3)
+        with pytest.warns(FutureWarning, match="`nn.Container` is deprecated"):
+            c = lib.nn.Container(a=lib.nn.Linear(1, 1))
+        assert [n for n, _ in c.named_children()] == ["a"]
+    assert repr(jg.nn.DataParallel(jg.nn.ReLU())) == repr(torch.nn.DataParallel(torch.nn.ReLU()))

@@ -3,7 +3,7 @@
 from . import functional, init, utils  # noqa: F401
 from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402,F401
 from .bag import Bilinear, EmbeddingBag  # noqa: E402,F401
-from .containers import ParameterDict, ParameterList  # noqa: E402,F401
+from .containers import Container, DataParallel, ParameterDict, ParameterList  # noqa: E402,F401
 from .conv import AvgPool2d, Conv2d, MaxPool2d  # noqa: F401
 from .conv_modules import *  # noqa: E402,F401,F403
 from .dropout import (  # noqa: E402,F401

@@ -3,12 +3,13 @@ with the parent module (names ``"0"``, ``"1"``, ... or the keys) like any other 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 
 from ..tensor import Tensor
 from .module import Module, Parameter
 
-__all__ = ["ParameterList", "ParameterDict"]
+__all__ = ["ParameterList", "ParameterDict", "Container", "DataParallel"]
 
 
 def _as_parameter(value):
@@ -140,3 +141,32 @@ class ParameterDict(Module):
 
     def __call__(self, input):
         raise RuntimeError("ParameterDict should not be called.")
+
+
+class Container(Module):
+    """Deprecated: a Module whose keyword arguments are its children."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        warnings.warn(
+            "`nn.Container` is deprecated. All of its functionality is now implemented in "
+            "`nn.Module`. Subclass that instead.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        for key, value in kwargs.items():
+            self.add_module(key, value)
+
+
+class DataParallel(Module):
+    """``nn.DataParallel`` without accelerators to spread over, as PyTorch on such a machine:
+    it holds ``module`` (state_dict keys ``module.*``) and calls it on the whole batch. For data
+    parallel training over processes use ``jitgrad.distributed``'s DistributedDataParallel."""
+
+    def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0):
+        super().__init__()
+        self.module = module
+        self.device_ids = []
+
+    def forward(self, *inputs, **kwargs):
+        return self.module(*inputs, **kwargs)
