@@ -462,3 +462,73 @@ def test_data_parallel_and_container():
             c = lib.nn.Container(a=lib.nn.Linear(1, 1))
         assert [n for n, _ in c.named_children()] == ["a"]
     assert repr(jg.nn.DataParallel(jg.nn.ReLU())) == repr(torch.nn.DataParallel(torch.nn.ReLU()))
+
+
+def test_shared_submodule_state_dict_round_trip():
+    for lib in (torch, jg):
+        shared = lib.nn.Linear(2, 2)
+        m = lib.nn.Sequential(shared, lib.nn.ReLU(), shared)
+        keys = list(m.state_dict())
+        assert keys == ["0.weight", "0.bias", "2.weight", "2.bias"]
+        assert repr(m.load_state_dict(m.state_dict())) == "<All keys matched successfully>"
+        assert len(list(m.parameters())) == 2
+
+
+def test_state_dict_hooks_and_extra_state():
+    def make(lib):
+        class WithExtra(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lin = lib.nn.Linear(2, 2)
+                self.tag = "a"
+
+            def get_extra_state(self):
+                return {"tag": self.tag}
+
+            def set_extra_state(self, state):
+                self.tag = state["tag"]
+
+        return WithExtra()
+
+    tm, jm = make(torch), make(jg)
+    assert list(jm.state_dict()) == list(tm.state_dict())
+    state = jm.state_dict()
+    assert state["_extra_state"] == {"tag": "a"}
+    other = make(jg)
+    other.tag = "b"
+    other.load_state_dict(state)
+    assert other.tag == "a"
+    with pytest.raises(RuntimeError) as t_err:
+        tm.load_state_dict({k: v for k, v in tm.state_dict().items() if k != "_extra_state"})
+    with pytest.raises(RuntimeError) as j_err:
+        jm.load_state_dict({k: v for k, v in jm.state_dict().items() if k != "_extra_state"})
+    assert str(j_err.value).startswith(str(t_err.value))
+
+    calls = []
+    for lib, m in ((torch, tm), (jg, jm)):
+        log = []
+        m.register_state_dict_pre_hook(lambda mod, prefix, keep_vars, log=log: log.append("pre"))
+        m.lin.register_state_dict_post_hook(
+            lambda mod, sd, prefix, meta, log=log: log.append(sorted(k for k in sd))
+        )
+
+        # a checkpoint that names the layer "old": the pre-hook renames its keys
+        def rename(mod, sd, prefix, meta, strict, missing, unexpected, errors):
+            for key in [k for k in sd if k.startswith(prefix + "old.")]:
+                sd[prefix + "lin." + key[len(prefix + "old.") :]] = sd.pop(key)
+
+        m.register_load_state_dict_pre_hook(rename)
+        m.register_load_state_dict_post_hook(
+            lambda mod, keys, log=log: log.append(("post", list(keys.missing_keys)))
+        )
+        m.state_dict()
+        ckpt = {
+            "old.weight": lib.zeros(2, 2),
+            "old.bias": lib.ones(2),
+            "_extra_state": {"tag": "z"},
+        }
+        m.load_state_dict(ckpt)
+        assert "old.weight" in ckpt  # the caller's dict is not edited
+        assert float(m.lin.bias.detach().sum()) == 2.0 and m.tag == "z"
+        calls.append(log)
+    assert calls[0] == calls[1]

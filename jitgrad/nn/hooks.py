@@ -92,6 +92,27 @@ class HookRegistration:
         known; a tuple it returns replaces grad_output."""
         return add(self, "_backward_pre_hooks", hook, prepend)
 
+    def register_state_dict_pre_hook(self, hook):
+        """``hook(module, prefix, keep_vars)`` runs before ``state_dict`` collects this module."""
+        return add(self, "_state_dict_pre_hooks", hook, False)
+
+    def register_state_dict_post_hook(self, hook):
+        """``hook(module, state_dict, prefix, local_metadata)`` runs after ``state_dict``
+        collected this module (and its children); it may edit ``state_dict`` in place."""
+        return add(self, "_state_dict_hooks", hook, False)
+
+    def register_load_state_dict_pre_hook(self, hook):
+        """``hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs)`` runs before ``load_state_dict`` reads this module's keys;
+        it may rename keys in ``state_dict`` (a copy of the caller's)."""
+        return add(self, "_load_state_dict_pre_hooks", hook, False)
+
+    def register_load_state_dict_post_hook(self, hook):
+        """``hook(module, incompatible_keys)`` runs after a successful ``load_state_dict``.
+        NOTE: here the load is checked as a whole before anything is written, so a hook cannot
+        excuse missing or unexpected keys of a strict load (load with ``strict=False``)."""
+        return add(self, "_load_state_dict_post_hooks", hook, False)
+
 
 def call_with_hooks(module, args: tuple, kwargs: dict):
     d = module.__dict__

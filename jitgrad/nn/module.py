@@ -11,6 +11,7 @@ from ..factories import empty
 from ..ops import functions as F
 from ..tensor import Tensor
 from . import hooks as _hooks
+from .module_more import ModuleConveniences
 
 
 class Parameter(Tensor):
@@ -77,6 +78,13 @@ def _addindent(s: str, spaces: int) -> str:
     return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
 
 
+_EXTRA_STATE = "_extra_state"
+
+
+def _has_extra_state(module) -> bool:
+    return type(module).get_extra_state is not Module.get_extra_state
+
+
 _HOOK_DICTS = (
     "_forward_pre_hooks",
     "_forward_pre_hooks_with_kwargs",
@@ -97,7 +105,7 @@ def _check_name(kind: str, name) -> None:
         raise KeyError(f'{kind} name can\'t be empty string ""')
 
 
-class Module(_hooks.HookRegistration):
+class Module(_hooks.HookRegistration, ModuleConveniences):
     """Base class for all neural network modules; subclasses define ``forward``."""
 
     training: bool
@@ -417,14 +425,35 @@ class Module(_hooks.HookRegistration):
         """Parameters and persistent buffers by dotted name (detached unless ``keep_vars``)."""
         if destination is None:
             destination = OrderedDict()
+        for hook in self.__dict__.get("_state_dict_pre_hooks", {}).values():
+            hook(self, prefix, keep_vars)
         for name, t in self._local_state().items():
             destination[prefix + name] = t if keep_vars else t.detach()
+        if _has_extra_state(self):
+            destination[prefix + _EXTRA_STATE] = self.get_extra_state()
         for name, m in self._modules.items():
             if m is not None:
                 m.state_dict(
                     destination=destination, prefix=f"{prefix}{name}.", keep_vars=keep_vars
                 )
+        for hook in self.__dict__.get("_state_dict_hooks", {}).values():
+            result = hook(self, destination, prefix, {})
+            if result is not None:
+                raise RuntimeError("state_dict post-hook must return None")
         return destination
+
+    def get_extra_state(self):
+        """Override (with ``set_extra_state``) to keep non-tensor state in the state_dict."""
+        raise RuntimeError(
+            "Reached a code path in Module.get_extra_state() that should never be called; "
+            "override get_extra_state() and set_extra_state() together."
+        )
+
+    def set_extra_state(self, state) -> None:
+        raise RuntimeError(
+            "Reached a code path in Module.set_extra_state() that should never be called; "
+            "override get_extra_state() and set_extra_state() together."
+        )
 
     def _local_state(self) -> dict:
         out = {n: p for n, p in self._parameters.items() if p is not None}
@@ -441,9 +470,19 @@ class Module(_hooks.HookRegistration):
         """
         if not isinstance(state_dict, dict):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
-        missing, errors, writes, expected = [], [], [], set()
-        for prefix, mod in self.named_modules():
+        state_dict = OrderedDict(state_dict)  # (pre-hooks may rename keys in the copy)
+        missing, errors, writes, expected, extra = [], [], [], set(), []
+        # every path to a shared submodule is a set of keys, as state_dict() writes them
+        for prefix, mod in self.named_modules(remove_duplicate=False):
             pre = prefix + "." if prefix else ""
+            for hook in mod.__dict__.get("_load_state_dict_pre_hooks", {}).values():
+                hook(mod, state_dict, pre, {}, strict, missing, [], errors)
+            if _has_extra_state(mod):
+                expected.add(pre + _EXTRA_STATE)
+                if pre + _EXTRA_STATE in state_dict:
+                    extra.append((mod, state_dict[pre + _EXTRA_STATE]))
+                else:
+                    missing.append(pre + _EXTRA_STATE)
             for name, target in mod._local_state().items():
                 key = pre + name
                 expected.add(key)
@@ -494,7 +533,13 @@ class Module(_hooks.HookRegistration):
                     if getattr(type(target), "_is_uninitialized", False):
                         target.materialize(value.shape)
                     target.copy_(value)  # in place: optimizers and compiled steps keep their refs
-        return _IncompatibleKeys(missing, unexpected)
+        for mod, value in extra:
+            mod.set_extra_state(value)
+        result = _IncompatibleKeys(missing, unexpected)
+        for _, mod in self.named_modules():
+            for hook in mod.__dict__.get("_load_state_dict_post_hooks", {}).values():
+                hook(mod, result)
+        return result
 
     # -- printing --------------------------------------------------------------------------------
     def _get_name(self) -> str:
