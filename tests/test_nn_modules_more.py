@@ -551,3 +551,20 @@ def test_adaptive_log_softmax_with_loss_matches_torch():
     with pytest.raises(ValueError) as j_err:
         jg.nn.AdaptiveLogSoftmaxWithLoss(8, 10, [6, 3])
     assert str(j_err.value) == str(t_err.value)
+
+
+def test_embedding_bag_scale_grad_by_freq_and_max_norm():
+    idx, offsets = np.array([1, 2, 4, 5, 4, 3, 2, 0, 2]), np.array([0, 2, 2, 6])
+    _check_module(
+        "EmbeddingBag", (6, 3), {"max_norm": 1.0, "mode": "sum"}, [idx, offsets],
+        call=lambda m, i, o: m(i, o),
+    )  # fmt: skip
+    _check_module(
+        "EmbeddingBag", (6, 3), {"max_norm": 0.5, "norm_type": 1.0, "mode": "max"},
+        [idx, offsets], call=lambda m, i, o: m(i, o),
+    )  # fmt: skip
+    # scale_grad_by_freq: each row's gradient divided by how often the row is looked up, as
+    # F.embedding does (PyTorch's CPU embedding_bag divides some rows by another row's count)
+    m = jg.nn.EmbeddingBag(6, 3, mode="sum", scale_grad_by_freq=True)
+    m(jg.tensor(idx), jg.tensor(offsets)).sum().backward()
+    np.testing.assert_allclose(_np(m.weight.grad), np.ones((6, 3)), rtol=1e-6)
