@@ -18,6 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is 
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jg-cache"))
+    torch.manual_seed(0)  # (reproducible draws of the reference modules)
 
 
 def _load(jm, tm):
