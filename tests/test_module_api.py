@@ -540,3 +540,25 @@ def test_state_dict_hooks_and_extra_state():
         assert float(m.lin.bias.detach().sum()) == 2.0 and m.tag == "z"
         calls.append(log)
     assert calls[0] == calls[1]
+
+
+def test_conversions_and_set_submodule_match_torch():
+    for lib in (torch, jg):
+        m = lib.nn.Sequential(lib.nn.Linear(2, 2), lib.nn.BatchNorm1d(2))
+        assert m.half()[0].weight.dtype == lib.float16
+        assert m.double()[1].running_mean.dtype == lib.float64
+        assert m[1].num_batches_tracked.dtype == lib.int64
+        assert m.type(lib.float32)[0].weight.dtype == lib.float32
+        assert m.share_memory() is m
+        m.set_submodule("0", lib.nn.ReLU())
+        m.set_submodule("2", lib.nn.Tanh())
+        assert [type(c).__name__ for c in m] == ["ReLU", "BatchNorm1d", "Tanh"]
+    tm = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    jm = jg.nn.Sequential(jg.nn.Linear(2, 2))
+    for target, kwargs in (("", {}), ("0.weight", {}), ("3.x", {}), ("0.nope", {"strict": True})):
+        with pytest.raises((ValueError, AttributeError)) as t_err:
+            tm.set_submodule(target, torch.nn.ReLU(), **kwargs)
+        with pytest.raises((ValueError, AttributeError)) as j_err:
+            jm.set_submodule(target, jg.nn.ReLU(), **kwargs)
+        assert type(j_err.value) is type(t_err.value)
+        assert str(j_err.value) == str(t_err.value), target
