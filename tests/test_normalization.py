@@ -61,7 +61,7 @@ def test_layer_norm_module_parameters_and_options():
     assert bare.weight is None and bare.bias is None and not list(bare.parameters())
     x = RNG.standard_normal((3, 4))
     np.testing.assert_allclose(_np(bare(jg.tensor(x))), _ln_ref(x, 1), atol=1e-12)
-    assert repr(bare) == "LayerNorm((4,), eps=1e-05, elementwise_affine=False)"
+    assert repr(bare) == ("LayerNorm((4,), eps=1e-05, elementwise_affine=False, bias=False)")
 
 
 # -- batch norm ------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_batch_norm_module_state_and_no_running_stats():
         "num_batches_tracked",
     }
     assert repr(bn) == (
-        "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+        "BatchNorm2d(4, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)"
     )
     free = nn.BatchNorm1d(2, affine=False, track_running_stats=False)
     assert not list(free.parameters()) and free.running_mean is None

@@ -1,7 +1,18 @@
 """Neural-network modules, losses and initialisers (``jitgrad.nn``), PyTorch-shaped."""
 
 from . import functional, init, utils  # noqa: F401
+from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402,F401
+from .bag import Bilinear, EmbeddingBag  # noqa: E402,F401
+from .containers import Container, DataParallel, ParameterDict, ParameterList  # noqa: E402,F401
 from .conv import AvgPool2d, Conv2d, MaxPool2d  # noqa: F401
+from .conv_modules import *  # noqa: E402,F401,F403
+from .dropout import (  # noqa: E402,F401
+    AlphaDropout,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    FeatureAlphaDropout,
+)
 from .layers import (  # noqa: F401
     CELU,
     ELU,
@@ -39,6 +50,7 @@ from .layers import (  # noqa: F401
     Threshold,
     Unflatten,
 )
+from .lazy import *  # noqa: E402,F401,F403
 from .loss import (  # noqa: F401
     BCELoss,
     BCEWithLogitsLoss,
@@ -55,14 +67,24 @@ from .loss import (  # noqa: F401
     MultiLabelSoftMarginLoss,
     MultiMarginLoss,
     NLLLoss,
+    NLLLoss2d,
     PoissonNLLLoss,
     SmoothL1Loss,
     SoftMarginLoss,
     TripletMarginLoss,
 )
-from .module import Module, Parameter  # noqa: F401
+from .module import Buffer, Module, Parameter  # noqa: F401
+from .more_layers import (  # noqa: E402,F401
+    CosineSimilarity,
+    MultiLabelMarginLoss,
+    PairwiseDistance,
+    Softmax2d,
+    TripletMarginWithDistanceLoss,
+)
 from .multihead import MultiheadAttention  # noqa: F401
+from .norm_modules import *  # noqa: E402,F401,F403
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: F401
+from .pool_modules import *  # noqa: E402,F401,F403
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: F401
 from .sparse import Embedding  # noqa: F401
 from .transformer import (  # noqa: F401

@@ -505,6 +505,7 @@ from . import (  # noqa: E402,F401
     conv_nd,
     ctc,
     distance,
+    functional_more,  # noqa: E402
     losses,
     margin_losses,
     padding,
@@ -523,10 +524,12 @@ from .activations import (  # noqa: E402,F401  (PyTorch's in-place forms, F.elu_
     threshold_,
 )
 from .conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from .functional_more import *  # noqa: E402,F401,F403  (embedding_bag, dropout1d, ...)
 from .multihead import multi_head_attention_forward  # noqa: E402,F401
 from .normalization import batch_norm, layer_norm  # noqa: E402
 from .sparse import embedding  # noqa: E402
 
 __all__ += INPLACE_FORMS + ["multi_head_attention_forward"]
+__all__ += functional_more.__all__
 # The op table's nn.functional entries (declared with ``op(namespace="nn.functional")``)
 __all__ += [n for n in _export("nn.functional", globals()) if n not in __all__]

@@ -11,7 +11,7 @@ from ..ops import functions as _F
 from ..tensor import Tensor
 from . import functional as F
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, _addindent
 from .wrap import functional_module
 
 
@@ -149,6 +149,21 @@ class ModuleList(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
+
+    def __repr__(self) -> str:
+        # runs of equal children print once, as "(i-j): n x child", as PyTorch's does
+        reprs = [repr(m) for m in self]
+        if not reprs:
+            return self._get_name() + "()"
+        lines, start = [], 0
+        for i in range(1, len(reprs) + 1):
+            if i < len(reprs) and reprs[i] == reprs[start]:
+                continue
+            n = i - start
+            head = f"({start}): " if n == 1 else f"({start}-{i - 1}): {n} x "
+            lines.append(_addindent(head + reprs[start], 2))
+            start = i
+        return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
     def append(self, module: Module) -> ModuleList:
         self.add_module(str(len(self)), module)

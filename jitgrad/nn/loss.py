@@ -165,3 +165,7 @@ MultiLabelSoftMarginLoss = _loss(
     buffers=("weight",),
 )
 CTCLoss = _loss("CTCLoss", F.ctc_loss, lambda blank=0, reduction="mean", zero_infinity=False: None)
+
+
+class NLLLoss2d(NLLLoss):
+    """Deprecated alias of ``NLLLoss`` (which takes (N, C, H, W) input itself)."""

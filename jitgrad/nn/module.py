@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from .. import dtypes
@@ -10,6 +10,9 @@ from ..autograd.grad_mode import no_grad
 from ..factories import empty
 from ..ops import functions as F
 from ..tensor import Tensor
+from . import hooks as _hooks
+from .module_more import ModuleConveniences
+from .state import StateDictMethods, _IncompatibleKeys  # noqa: F401
 
 
 class Parameter(Tensor):
@@ -36,15 +39,26 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
-class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
-    __slots__ = ()
+class Buffer(Tensor):
+    """Marks a tensor to be registered as a buffer when assigned to a Module attribute
+    (``self.stats = nn.Buffer(t, persistent=False)``); the module stores a plain tensor."""
 
-    def __repr__(self) -> str:
-        if not self.missing_keys and not self.unexpected_keys:
-            return "<All keys matched successfully>"
-        return super().__repr__()
+    __slots__ = ("persistent",)
 
-    __str__ = __repr__
+    def __init__(self, data: Tensor | None = None, *, persistent: bool = True):
+        if data is None:
+            data = empty(0)
+        if not isinstance(data, Tensor):
+            raise TypeError(f"Buffer expects a Tensor, got {type(data).__name__}")
+        self._data = data._data
+        self._vc = data._vc
+        self._grad = self._grad_fn = self._acc = self._base = self._hooks = None
+        self._output_nr = 0
+        self._retains_grad = False
+        self._requires_grad = False
+        self.persistent = persistent
+        if data.requires_grad:
+            self.requires_grad_(True)
 
 
 def _addindent(s: str, spaces: int) -> str:
@@ -52,6 +66,17 @@ def _addindent(s: str, spaces: int) -> str:
     if len(lines) == 1:
         return s
     return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
+
+
+_HOOK_DICTS = (
+    "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
 
 
 def _check_name(kind: str, name) -> None:
@@ -63,7 +88,7 @@ def _check_name(kind: str, name) -> None:
         raise KeyError(f'{kind} name can\'t be empty string ""')
 
 
-class Module:
+class Module(_hooks.HookRegistration, ModuleConveniences, StateDictMethods):
     """Base class for all neural network modules; subclasses define ``forward``."""
 
     training: bool
@@ -75,6 +100,8 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent_buffers_set", set())
         object.__setattr__(self, "_modules", OrderedDict())
+        for name in _HOOK_DICTS:
+            object.__setattr__(self, name, OrderedDict())
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(
@@ -83,7 +110,17 @@ class Module:
         )
 
     def __call__(self, *args, **kwargs):
+        d = self.__dict__
+        if (
+            d.get("_forward_pre_hooks")
+            or d.get("_forward_hooks")
+            or d.get("_backward_hooks")
+            or d.get("_backward_pre_hooks")
+        ):
+            return _hooks.call_with_hooks(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    _call_impl = __call__
 
     # -- registration ----------------------------------------------------------------------------
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
@@ -97,6 +134,8 @@ class Module:
                 f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
                 "(torch Tensor or None required)"
             )
+        if isinstance(tensor, Buffer):
+            tensor = Tensor._wrap(tensor._data, vc=tensor._vc)
         self._buffers[name] = tensor
         if persistent:
             self._non_persistent_buffers_set.discard(name)
@@ -144,7 +183,15 @@ class Module:
                     del dd[name]
             d.pop(name, None)
 
-        if isinstance(value, Parameter):
+        if isinstance(value, Buffer):
+            if buffers is None:
+                raise AttributeError("cannot assign buffer before Module.__init__() call")
+            remove_from(params, modules)
+            plain = Tensor._wrap(value._data, vc=value._vc)
+            if value.requires_grad:
+                plain.requires_grad_(True)
+            self.register_buffer(name, plain, persistent=value.persistent)
+        elif isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
             remove_from(buffers, modules)
@@ -256,10 +303,31 @@ class Module:
     def get_submodule(self, target: str) -> Module:
         mod = self
         for item in target.split(".") if target else []:
-            if item not in mod._modules:
+            if not hasattr(mod, item):
                 raise AttributeError(f"{mod._get_name()} has no attribute `{item}`")
-            mod = mod._modules[item]
+            mod = getattr(mod, item)
+            if not isinstance(mod, Module):
+                raise AttributeError(f"`{item}` is not an nn.Module")
         return mod
+
+    def get_parameter(self, target: str) -> Parameter:
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{mod._get_name()} has no attribute `{name}`")
+        param = getattr(mod, name)
+        if not isinstance(param, Parameter):
+            raise AttributeError(f"`{name}` is not an nn.Parameter")
+        return param
+
+    def get_buffer(self, target: str) -> Tensor:
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{mod._get_name()} has no attribute `{name}`")
+        if name not in mod._buffers:
+            raise AttributeError(f"`{name}` is not a buffer")
+        return mod._buffers[name]
 
     # -- modes and bulk operations ---------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
@@ -334,86 +402,6 @@ class Module:
 
     def cpu(self) -> Module:
         return self
-
-    # -- state_dict ------------------------------------------------------------------------------
-    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
-        """Parameters and persistent buffers by dotted name (detached unless ``keep_vars``)."""
-        if destination is None:
-            destination = OrderedDict()
-        for name, t in self._local_state().items():
-            destination[prefix + name] = t if keep_vars else t.detach()
-        for name, m in self._modules.items():
-            if m is not None:
-                m.state_dict(
-                    destination=destination, prefix=f"{prefix}{name}.", keep_vars=keep_vars
-                )
-        return destination
-
-    def _local_state(self) -> dict:
-        out = {n: p for n, p in self._parameters.items() if p is not None}
-        for n, b in self._buffers.items():
-            if b is not None and n not in self._non_persistent_buffers_set:
-                out[n] = b
-        return out
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Copy values into this module's tensors; returns (missing_keys, unexpected_keys).
-
-        Every key and shape is checked before anything is written, so a failed load leaves the
-        module unchanged.
-        """
-        if not isinstance(state_dict, dict):
-            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
-        missing, errors, writes, expected = [], [], [], set()
-        for prefix, mod in self.named_modules():
-            pre = prefix + "." if prefix else ""
-            for name, target in mod._local_state().items():
-                key = pre + name
-                expected.add(key)
-                if key not in state_dict:
-                    missing.append(key)
-                    continue
-                value = state_dict[key]
-                if not isinstance(value, Tensor):
-                    errors.append(
-                        f'While copying the parameter named "{key}", expected torch.Tensor or '
-                        f"Tensor-like object from checkpoint but received {type(value)}"
-                    )
-                elif value.shape != target.shape:
-                    errors.append(
-                        f"size mismatch for {key}: copying a param with shape {value.shape} from "
-                        f"checkpoint, the shape in current model is {target.shape}."
-                    )
-                else:
-                    writes.append((mod, name, target, value))
-        unexpected = [k for k in state_dict if k not in expected]
-        hints = []
-        if errors:
-            hints.append("Build the model with the checkpoint's shapes, or drop those entries.")
-        if strict and (missing or unexpected):
-            hints.append("To load only the keys that match, pass strict=False.")
-        if strict:
-            if unexpected:
-                keys = ", ".join(f'"{k}"' for k in unexpected)
-                errors.insert(0, f"Unexpected key(s) in state_dict: {keys}. ")
-            if missing:
-                keys = ", ".join(f'"{k}"' for k in missing)
-                errors.insert(0, f"Missing key(s) in state_dict: {keys}. ")
-        if errors:
-            raise RuntimeError(
-                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
-                + "\n\t".join(errors + hints)
-            )
-        with no_grad():
-            for mod, name, target, value in writes:
-                if assign:
-                    if name in mod._parameters:
-                        mod._parameters[name] = Parameter(value, target.requires_grad)
-                    else:
-                        mod._buffers[name] = value
-                else:
-                    target.copy_(value)  # in place: optimizers and compiled steps keep their refs
-        return _IncompatibleKeys(missing, unexpected)
 
     # -- printing --------------------------------------------------------------------------------
     def _get_name(self) -> str:
