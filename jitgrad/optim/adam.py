@@ -37,7 +37,8 @@ class Adam(Optimizer):
         fused=None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        # foreach/capturable/differentiable/fused: accepted for signature compatibility.
+        # foreach/capturable/differentiable/fused: accepted and kept in the groups (as PyTorch
+        # keeps them); there is one implementation here.
         if not 0.0 <= lr:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not 0.0 <= eps:
@@ -55,6 +56,10 @@ class Adam(Optimizer):
             weight_decay=weight_decay,
             amsgrad=amsgrad,
             maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
@@ -171,7 +176,11 @@ class AdamW(Adam):
             eps,
             weight_decay,
             amsgrad,
+            foreach=foreach,
             maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=True,
         )
 

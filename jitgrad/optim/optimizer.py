@@ -224,8 +224,10 @@ class Optimizer:
                         f"parameter {index}, but that parameter has shape {p.shape}; the "
                         "checkpoint belongs to a different model."
                     )
-                # floating state follows the parameter's dtype; the step counter keeps its own
-                if key != "step" and value.is_floating_point():
+                # per-parameter floating buffers follow the parameter's dtype; 0-d state (the
+                # step counter, NAdam's mu_product, ASGD's eta and mu) keeps its own, so a
+                # reloaded optimizer continues exactly as the saved one would have
+                if value.ndim > 0 and value.is_floating_point():
                     value = F.cast(value, p.dtype)
             out[key] = value
         return out

@@ -34,8 +34,8 @@ class SGD(Optimizer):
         differentiable: bool = False,
         fused=None,
     ) -> None:
-        # foreach/differentiable/fused are accepted for signature compatibility; there is one
-        # implementation here.
+        # foreach/differentiable/fused are accepted and kept in the groups (as PyTorch keeps
+        # them); there is one implementation here.
         if lr is not required and lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
@@ -51,6 +51,9 @@ class SGD(Optimizer):
             weight_decay=weight_decay,
             nesterov=nesterov,
             maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
         )
         super().__init__(params, defaults)
 

@@ -1,0 +1,386 @@
+"""RMSprop, Adagrad, Adadelta, Adamax, NAdam, RAdam, ASGD and LBFGS against PyTorch: trajectories
+for every option, state names and state_dict round trips (also from a PyTorch state_dict's
+layout), argument errors, and a compiled training step per optimizer family."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jitgrad as jg
+from jitgrad import nn, optim
+from jitgrad.ir import TraceError
+
+torch = pytest.importorskip("torch")
+
+
+def arr(t) -> np.ndarray:
+    return np.array(t.detach().numpy())
+
+
+RNG = np.random.default_rng(7)
+INIT = [RNG.standard_normal((5, 3)), RNG.standard_normal(3)]
+TARGET = [RNG.standard_normal((5, 3)), RNG.standard_normal(3)]
+
+
+def grad_fn(ps):
+    """A nonlinear gradient field, so trajectories depend on every earlier update."""
+    return [np.sin(3 * p) + 0.5 * (p - c) for p, c in zip(ps, TARGET)]
+
+
+CASES = [
+    ("RMSprop", dict()),
+    ("RMSprop", dict(lr=0.01, alpha=0.9, weight_decay=0.1)),
+    ("RMSprop", dict(lr=0.01, centered=True)),
+    ("RMSprop", dict(lr=0.01, momentum=0.9)),
+    ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True, maximize=True, eps=1e-4)),
+    ("Adagrad", dict()),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.5)),
+    ("Adagrad", dict(lr=0.1, weight_decay=0.1, maximize=True, eps=1e-6)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1)),
+    ("Adadelta", dict(maximize=True)),
+    ("Adamax", dict()),
+    ("Adamax", dict(lr=0.05, betas=(0.8, 0.9), weight_decay=0.1)),
+    ("Adamax", dict(lr=0.05, maximize=True, eps=1e-3)),
+    ("NAdam", dict()),
+    ("NAdam", dict(lr=0.05, momentum_decay=0.01, weight_decay=0.1)),
+    ("NAdam", dict(lr=0.05, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("NAdam", dict(lr=0.05, betas=(0.8, 0.95), maximize=True)),
+    ("RAdam", dict()),
+    ("RAdam", dict(lr=0.05, betas=(0.9, 0.9), weight_decay=0.1)),  # rectified from step 6
+    ("RAdam", dict(lr=0.05, betas=(0.5, 0.8), weight_decay=0.1, decoupled_weight_decay=True)),
+    ("RAdam", dict(lr=0.05, betas=(0.9, 0.7), maximize=True)),
+    ("ASGD", dict()),
+    ("ASGD", dict(lr=0.05, lambd=0.01, alpha=0.5, t0=3, weight_decay=0.1)),
+    ("ASGD", dict(lr=0.05, t0=0, maximize=True)),
+    ("Adam", dict(lr=0.05, amsgrad=True, weight_decay=0.1, maximize=True)),
+    ("AdamW", dict(lr=0.05, amsgrad=True)),
+]
+IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for name, kw in CASES]
+STEPS = 8
+
+
+def jg_trajectory(name, kw, dtype, steps=STEPS):
+    params = [nn.Parameter(jg.tensor(x, dtype=dtype)) for x in INIT]
+    opt = getattr(optim, name)(params, **kw)
+    out = []
+    for _ in range(steps):
+        for p, g in zip(params, grad_fn([arr(p).astype(np.float64) for p in params])):
+            p.grad = jg.tensor(g, dtype=dtype)
+        opt.step()
+        out.append([arr(p) for p in params])
+    return out, opt, params
+
+
+def torch_trajectory(name, kw, dtype, steps=STEPS):
+    params = [torch.tensor(x, dtype=dtype, requires_grad=True) for x in INIT]
+    opt = getattr(torch.optim, name)(params, **kw)
+    out = []
+    for _ in range(steps):
+        for p, g in zip(params, grad_fn([p.detach().numpy().astype(np.float64) for p in params])):
+            p.grad = torch.tensor(g, dtype=dtype)
+        opt.step()
+        out.append([p.detach().numpy().copy() for p in params])
+    return out, opt, params
+
+
+def _close(got, want, dtype):
+    tol = dict(rtol=1e-11, atol=1e-12) if dtype == "float64" else dict(rtol=3e-5, atol=3e-6)
+    for g_step, w_step in zip(got, want):
+        for g, w in zip(g_step, w_step):
+            np.testing.assert_allclose(g, w, **tol)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name,kw", CASES, ids=IDS)
+def test_trajectory_matches_torch(name, kw, dtype):
+    got, opt, params = jg_trajectory(name, kw, getattr(jg, dtype))
+    want, topt, tparams = torch_trajectory(name, kw, getattr(torch, dtype))
+    _close(got, want, dtype)
+    assert not np.allclose(got[-1][0], INIT[0])  # it moved
+    # the same state, under the same names, in the same dtypes
+    for p, tp in zip(params, tparams):
+        mine, theirs = opt.state[p], topt.state[tp]
+        assert list(mine) == list(theirs)
+        for k, v in theirs.items():
+            assert (
+                mine[k].shape == tuple(v.shape)
+                and str(mine[k].dtype).split(".")[-1] == str(v.dtype).split(".")[-1]
+            ), k
+    # the same groups: PyTorch's defaults, under its names
+    assert set(opt.param_groups[0]) == set(topt.param_groups[0])
+    for k, v in topt.defaults.items():
+        assert opt.defaults[k] == v, k
+
+
+def _to_jg(value):
+    if isinstance(value, torch.Tensor):
+        return jg.tensor(value.detach().numpy().copy())
+    if isinstance(value, dict):
+        return {k: _to_jg(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_jg(v) for v in value)
+    return value
+
+
+ROUND_TRIP = [c for c in CASES if c[1]] + [("Adam", {}), ("SGD", dict(lr=0.1, momentum=0.9))]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name,kw", ROUND_TRIP, ids=[f"{n}-{i}" for i, (n, _) in
+                                                      enumerate(ROUND_TRIP)])  # fmt: skip
+def test_state_dict_round_trip_and_pytorch_layout(name, kw):
+    dtype = jg.float32
+    full, _, _ = jg_trajectory(name, kw, dtype, steps=6)
+    # 3 steps, save, load into a fresh optimizer over copies of the parameters, 3 more steps
+    part, opt, params = jg_trajectory(name, kw, dtype, steps=3)
+    sd = opt.state_dict()
+    assert sd["param_groups"][0]["params"] == [0, 1] and set(sd["state"]) == {0, 1}
+    fresh = [nn.Parameter(jg.tensor(arr(p))) for p in params]
+    other = getattr(optim, name)(fresh, **kw)
+    other.load_state_dict(sd)
+    for p, q in zip(params, fresh):
+        assert all(v is not opt.state[p][k] for k, v in other.state[q].items())
+
+    def more(opt, params):
+        out = []
+        for _ in range(3):
+            for p, g in zip(params, grad_fn([arr(p).astype(np.float64) for p in params])):
+                p.grad = jg.tensor(g, dtype=dtype)
+            opt.step()
+            out.append([arr(p) for p in params])
+        return out
+
+    resumed = more(other, fresh)
+    for a, b in zip(resumed, full[3:]):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    # a PyTorch optimizer's state_dict (its arrays as jitgrad tensors) continues as PyTorch does
+    _, topt, tparams = torch_trajectory(name, kw, torch.float32, steps=3)
+    fresh = [nn.Parameter(jg.tensor(p.detach().numpy().copy())) for p in tparams]
+    mine = getattr(optim, name)(fresh, **kw)
+    mine.load_state_dict(_to_jg(topt.state_dict()))
+    got = more(mine, fresh)
+    want = []
+    for _ in range(3):
+        for p, g in zip(tparams, grad_fn([p.detach().numpy().astype(np.float64) for p in tparams])):
+            p.grad = torch.tensor(g, dtype=torch.float32)
+        topt.step()
+        want.append([p.detach().numpy().copy() for p in tparams])
+    _close(got, want, "float32")
+
+
+ERRORS = [
+    ("RMSprop", dict(lr=-1), "Invalid learning rate: -1"),
+    ("RMSprop", dict(eps=-1), "Invalid epsilon value: -1"),
+    ("RMSprop", dict(momentum=-1), "Invalid momentum value: -1"),
+    ("RMSprop", dict(weight_decay=-1), "Invalid weight_decay value: -1"),
+    ("RMSprop", dict(alpha=-1), "Invalid alpha value: -1"),
+    ("Adagrad", dict(lr_decay=-1), "Invalid lr_decay value: -1"),
+    ("Adagrad", dict(initial_accumulator_value=-1), "Invalid initial_accumulator_value value: -1"),
+    ("Adagrad", dict(eps=-1), "Invalid epsilon value: -1"),
+    ("Adadelta", dict(rho=1.5), "Invalid rho value: 1.5"),
+    ("Adamax", dict(betas=(1.0, 0.9)), "Invalid beta parameter at index 0: 1.0"),
+    ("NAdam", dict(betas=(0.9, -0.1)), r"Invalid beta parameter at index 1: -0.1"),
+    ("NAdam", dict(momentum_decay=-1), "Invalid momentum_decay value: -1"),
+    ("RAdam", dict(weight_decay=-1), "Invalid weight_decay value: -1"),
+    ("ASGD", dict(lr=-0.5), "Invalid learning rate: -0.5"),
+    ("LBFGS", dict(lr=-1), "Invalid learning rate: -1"),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name,kw,message", ERRORS, ids=[f"{e[0]}-{e[2]}" for e in ERRORS])
+def test_argument_errors_match_torch(name, kw, message):
+    with pytest.raises(ValueError, match=message) as theirs:
+        getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)], **kw)
+    with pytest.raises(ValueError, match=message) as mine:
+        getattr(optim, name)([nn.Parameter(jg.zeros(2))], **kw)
+    assert str(mine.value) == str(theirs.value)
+
+
+@pytest.mark.torch
+def test_signatures_match_torch():
+    import inspect
+
+    for name in ["RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "LBFGS",
+                 "Adam", "AdamW", "SGD"]:  # fmt: skip
+        mine = inspect.signature(getattr(optim, name).__init__).parameters
+        theirs = inspect.signature(getattr(torch.optim, name).__init__).parameters
+        assert list(mine) == list(theirs), name
+        for k, v in theirs.items():
+            assert mine[k].kind == v.kind and mine[k].default == v.default, (name, k)
+
+
+def test_add_param_group_fills_defaults_and_keeps_options():
+    a, b = nn.Parameter(jg.ones(2)), nn.Parameter(jg.ones(2))
+    opt = optim.RMSprop([a], lr=0.1, momentum=0.5)
+    opt.add_param_group({"params": b, "lr": 0.01, "centered": True})
+    g = opt.param_groups[1]
+    assert g["lr"] == 0.01 and g["centered"] and g["momentum"] == 0.5 and g["alpha"] == 0.99
+    a.grad, b.grad = jg.ones(2), jg.ones(2)
+    opt.step()
+    assert set(opt.state[b]) == {"step", "square_avg", "momentum_buffer", "grad_avg"}
+    assert set(opt.state[a]) == {"step", "square_avg", "momentum_buffer"}
+    with pytest.raises(ValueError, match="doesn't support per-parameter options"):
+        optim.LBFGS([{"params": [a]}, {"params": [b]}])
+    lb = optim.LBFGS([a])
+    with pytest.raises(ValueError, match="doesn't support per-parameter options"):
+        lb.add_param_group({"params": [b]})
+
+
+def test_zero_grad_sets_to_none_by_default():
+    p = nn.Parameter(jg.ones(2))
+    opt = optim.Adagrad([p])
+    p.grad = jg.ones(2)
+    opt.zero_grad()
+    assert p.grad is None
+
+
+def _quadratic(dtype, lib):
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((6, 6))
+    A = A @ A.T + np.eye(6)
+    b = rng.standard_normal(6)
+    x0 = rng.standard_normal(6)
+    if lib is torch:
+        x = torch.tensor(x0, dtype=dtype, requires_grad=True)
+        At, bt = torch.tensor(A, dtype=dtype), torch.tensor(b, dtype=dtype)
+    else:
+        x = nn.Parameter(jg.tensor(x0, dtype=dtype))
+        At, bt = jg.tensor(A, dtype=dtype), jg.tensor(b, dtype=dtype)
+
+    def loss_fn():
+        r = At @ x - bt
+        return (r * r).sum() + (x * x * x * x).sum() * 0.01
+
+    return x, loss_fn
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(lr=0.5, max_iter=5, history_size=3)], ids=["default", "short"]
+)
+def test_lbfgs_matches_torch(line_search_fn, kw):
+    results = []
+    for lib, dtype in ((jg, jg.float64), (torch, torch.float64)):
+        x, loss_fn = _quadratic(dtype, lib)
+        opt = (optim if lib is jg else torch.optim).LBFGS([x], line_search_fn=line_search_fn, **kw)
+
+        def closure(opt=opt, loss_fn=loss_fn):
+            opt.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
+
+        losses = [float(opt.step(closure).detach()) for _ in range(3)]
+        state = opt.state[x]
+        results.append((losses, x.detach().numpy().copy(), state["func_evals"], state["n_iter"]))
+    (l1, x1, e1, n1), (l2, x2, e2, n2) = results
+    np.testing.assert_allclose(l1, l2, rtol=1e-9)
+    np.testing.assert_allclose(x1, x2, rtol=1e-8, atol=1e-10)
+    assert (e1, n1) == (e2, n2)
+
+
+@pytest.mark.torch
+def test_lbfgs_state_dict_from_torch_continues():
+    x, loss_fn = _quadratic(torch.float64, torch)
+    topt = torch.optim.LBFGS([x], max_iter=3, line_search_fn="strong_wolfe")
+
+    def tclosure():
+        topt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    topt.step(tclosure)
+    y, jloss = _quadratic(jg.float64, jg)
+    with jg.no_grad():
+        y.copy_(jg.tensor(x.detach().numpy()))
+    opt = optim.LBFGS([y], max_iter=3, line_search_fn="strong_wolfe")
+    opt.load_state_dict(_to_jg(topt.state_dict()))
+    assert set(opt.state[y]) == set(topt.state[x])
+
+    def closure():
+        opt.zero_grad()
+        loss = jloss()
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        topt.step(tclosure)
+        opt.step(closure)
+    np.testing.assert_allclose(arr(y), x.detach().numpy(), rtol=1e-8, atol=1e-10)
+    sd = opt.state_dict()  # and its own round trip
+    again = optim.LBFGS([y], max_iter=3, line_search_fn="strong_wolfe")
+    again.load_state_dict(sd)
+    assert again.state[y]["n_iter"] == opt.state[y]["n_iter"]
+
+
+def test_lbfgs_under_compile_says_it_runs_eagerly():
+    x = nn.Parameter(jg.ones(3))
+    opt = optim.LBFGS([x])
+
+    def closure():
+        opt.zero_grad()
+        loss = (x * x).sum()
+        loss.backward()
+        return loss
+
+    step = jg.compile(lambda: opt.step(closure), backend="interpreter")
+    with pytest.raises(TraceError, match="LBFGS runs eagerly"):
+        step()
+    with pytest.raises(TypeError, match="closure"):
+        opt.step()
+
+
+# -- compiled steps --------------------------------------------------------------------------------
+COMPILED = {
+    "rmsprop": lambda ps: optim.RMSprop(ps, lr=0.01, momentum=0.5, centered=True, weight_decay=0.1),
+    "adagrad": lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.01),
+    "adadelta": lambda ps: optim.Adadelta(ps, lr=0.5, weight_decay=0.01),
+    "adamax": lambda ps: optim.Adamax(ps, lr=0.02),
+    "nadam": lambda ps: optim.NAdam(ps, lr=0.02, weight_decay=0.1, decoupled_weight_decay=True),
+    "radam": lambda ps: optim.RAdam(ps, lr=0.02, betas=(0.9, 0.9)),
+    "asgd": lambda ps: optim.ASGD(ps, lr=0.05, t0=2, lambd=0.01),
+}
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("name", list(COMPILED))
+def test_compiled_step_matches_eager(name):
+    import jitgrad.nn.functional as F
+
+    def setup():
+        jg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+        opt = COMPILED[name](model.parameters())
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return model, opt, step
+
+    eager_model, eager_opt, eager_step = setup()
+    comp_model, comp_opt, comp_step = setup()
+    comp_step = jg.compile(comp_step, backend="numba")
+    rng = np.random.default_rng(0)
+    for _ in range(8):  # RAdam switches to its rectified update at step 6, ASGD averages at 3
+        x = jg.tensor(rng.standard_normal((5, 3)).astype(np.float32))
+        y = jg.tensor(rng.standard_normal((5, 2)).astype(np.float32))
+        np.testing.assert_allclose(comp_step(x, y).item(), eager_step(x, y).item(), rtol=1e-5)
+    for a, b in zip(eager_model.parameters(), comp_model.parameters()):
+        np.testing.assert_allclose(arr(b), arr(a), rtol=1e-5, atol=1e-6)
+    for pe, pc in zip(eager_model.parameters(), comp_model.parameters()):
+        for k, v in eager_opt.state[pe].items():
+            np.testing.assert_allclose(arr(comp_opt.state[pc][k]), arr(v), rtol=1e-5, atol=1e-6)
+    s = comp_step.stats
+    assert s.compiles == 1, s
+    assert s.traces <= 2 and s.cache_hits == s.calls - s.traces, s
