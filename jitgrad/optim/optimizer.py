@@ -34,6 +34,14 @@ class _RequiredParameter:
 
 required = _RequiredParameter()
 
+# the tests ``Optimizer._option_test`` may apply (named, so a compiled step's guard can be
+# written out as source: see compile_host)
+OPTION_TESTS = {"nonzero": lambda v: v != 0, "positive": lambda v: v > 0}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
 
 class Optimizer:
     """Base class: holds ``param_groups`` (list of dicts) and ``state`` (dict keyed by param)."""
@@ -60,9 +68,20 @@ class Optimizer:
         """A hyperparameter value used in arithmetic: a Python number in eager mode, a runtime
         input of the tape under ``jitgrad.compile`` (changing it needs no retrace)."""
         value = group[name]
-        if STATE.tracer is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        tracer = STATE.tracer
+        if tracer is None:
             return value
-        return STATE.tracer.hyper(value, lambda: group[name], name, key=(id(group), name))
+        if isinstance(value, tuple) and all(_is_number(v) for v in value):
+            # e.g. Adam's betas: each a runtime input (a scheduler cycling beta1 changes one)
+            return tuple(
+                tracer.hyper(
+                    v, lambda i=i: group[name][i], f"{name}[{i}]", key=(id(group), name, i)
+                )
+                for i, v in enumerate(value)
+            )
+        if not _is_number(value):
+            return value
+        return tracer.hyper(value, lambda: group[name], name, key=(id(group), name))
 
     def _option(self, group: dict, name: str):
         """A hyperparameter that decides which terms the update has (part of its structure);
@@ -71,6 +90,16 @@ class Optimizer:
         if STATE.tracer is not None:
             STATE.tracer.guards.append(("option", group, (name, value)))
         return value
+
+    def _option_test(self, group: dict, name: str, test: str) -> bool:
+        """Whether a hyperparameter passes ``test`` (``"nonzero"``: ``!= 0``, ``"positive"``:
+        ``> 0``), where only that decides which terms the update has and the value itself is
+        read through ``_hyper``: a compiled step retraces when the answer changes, not when
+        the value does (a scheduler cycling the momentum needs no retrace)."""
+        result = OPTION_TESTS[test](group[name])
+        if STATE.tracer is not None:
+            STATE.tracer.guards.append(("option_test", group, (name, test, result)))
+        return result
 
     # -- groups ----------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:

@@ -56,7 +56,7 @@ class RMSprop(Optimizer):
     def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         state["step"] = new_step()
         state["square_avg"] = zeros_like(p)
-        if self._option(group, "momentum") > 0:
+        if self._option_test(group, "momentum", "positive"):
             state["momentum_buffer"] = zeros_like(p)
         if self._option(group, "centered"):
             state["grad_avg"] = zeros_like(p)
@@ -78,7 +78,7 @@ class RMSprop(Optimizer):
         else:
             avg = F.sqrt(square_avg)
         avg = F.add(avg, self._hyper(group, "eps"))
-        if self._option(group, "momentum") > 0:
+        if self._option_test(group, "momentum", "positive"):
             buf = state["momentum_buffer"]
             buf.mul_(self._hyper(group, "momentum")).addcdiv_(grad, avg)
             p.sub_(F.mul(buf, lr))

@@ -68,7 +68,7 @@ class SGD(Optimizer):
             grad = F.neg(grad)
         if self._option(group, "weight_decay") != 0:
             grad = F.add(grad, F.mul(p, self._hyper(group, "weight_decay")))
-        if self._option(group, "momentum") != 0:
+        if self._option_test(group, "momentum", "nonzero"):
             momentum = self._hyper(group, "momentum")
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -82,7 +82,7 @@ class SGD(Optimizer):
 
     def _fused_update(self, p, grad, state, group, lr, momentum, dampening, weight_decay):
         """``_update`` in one loop (optim.fused), the same arithmetic."""
-        use_momentum = self._option(group, "momentum") != 0
+        use_momentum = self._option_test(group, "momentum", "nonzero")
         buf, first = state.get("momentum_buffer"), False
         if use_momentum and buf is None:
             buf = state["momentum_buffer"] = empty_like(grad)
