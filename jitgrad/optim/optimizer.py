@@ -115,6 +115,16 @@ class Optimizer:
             )
         else:
             param_group["params"] = list(params)
+        # named parameters (model.named_parameters()): the names go to "param_names"
+        named = [p for p in param_group["params"] if isinstance(p, tuple)]
+        if named:
+            if len(named) != len(param_group["params"]):
+                raise ValueError(
+                    "all optimizer params should be with/without names. Some param names are "
+                    "missing"
+                )
+            param_group["params"] = [p[1] for p in named]
+            param_group["param_names"] = [p[0] for p in named]
         for p in param_group["params"]:
             if not isinstance(p, Tensor):
                 raise TypeError(
@@ -141,6 +151,13 @@ class Optimizer:
                 "information",
                 stacklevel=3,
             )
+        for group in self.param_groups:
+            if ("param_names" in param_group) != ("param_names" in group):
+                raise ValueError(
+                    "all optimizer param groups should be with/without names. cannot add param "
+                    f"group {'with' if 'param_names' in param_group else 'without'} names to "
+                    "the optimizer"
+                )
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if not seen.isdisjoint(ids):
             raise ValueError("some parameters appear in more than one parameter group")
@@ -234,10 +251,12 @@ class Optimizer:
                 else:
                     new_state[key] = copy.deepcopy(value)
         for group, saved in zip(self.param_groups, saved_groups):
-            params = group["params"]
+            params, names = group["params"], group.get("param_names")
             group.clear()  # in place: the same dicts stay in param_groups
             group.update({k: copy.deepcopy(v) for k, v in saved.items() if k != "params"})
             group["params"] = params
+            if names is not None and "param_names" not in group:
+                group["param_names"] = names  # (a checkpoint saved without names keeps ours)
         self.state = new_state
 
     @staticmethod
