@@ -406,3 +406,34 @@ def test_compiled_step_follows_the_schedule_without_retracing(name):
     assert all(r.startswith("warm-up") for r in s.retrace_reasons), s.retrace_reasons
     assert s.traces == 2, s
     assert s.cache_hits == s.calls - s.traces, s
+
+
+CLOSED = [
+    lambda o, M: M.MultiStepLR(o, [2, 5, 5], gamma=0.5),
+    lambda o, M: M.ConstantLR(o, 0.5, 4),
+    lambda o, M: M.LinearLR(o, 0.2, 0.9, 6),
+    lambda o, M: M.ExponentialLR(o, 0.8),
+    lambda o, M: M.PolynomialLR(o, 6, 1.5),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.filterwarnings("ignore:The epoch parameter")
+@pytest.mark.parametrize("make", CLOSED, ids=["multistep", "constant", "linear", "exp", "poly"])
+def test_step_with_an_epoch_uses_the_closed_form_as_torch(make):
+    out = []
+    for M, opt in zip((JL, TL), _opts("SGD")):
+        sched = make(opt, M)
+        lrs = []
+        for epoch in (1, 2, 4, 3, 7, 9, 5):
+            opt.step()
+            sched.step(epoch)
+            lrs.append(sched.get_last_lr())
+        out.append(lrs)
+    assert out[0] == out[1]
+    with pytest.warns(UserWarning, match="The epoch parameter"):
+        sched.step(3)
+
+
+def test_old_base_class_name():
+    assert issubclass(JL._LRScheduler, JL.LRScheduler)

@@ -1058,3 +1058,7 @@ def _phase(end_step, start_lr, end_lr, start_momentum, end_momentum) -> dict:
         start_momentum=start_momentum,
         end_momentum=end_momentum,
     )
+
+
+class _LRScheduler(LRScheduler):
+    """The base class's old name (kept, as PyTorch keeps it, for subclasses written against it)."""
