@@ -323,6 +323,23 @@ def test_state_dict_resumes_identically(name, make, opt_name, n):
     opt2.load_state_dict(saved_opt)
     sched2.load_state_dict(saved)
     assert _run(sched2, opt2, n - n // 2) == full[n // 2 :]
+    # and through a file (jitgrad.save's format)
+    opt3, _ = _opts(opt_name)
+    sched3 = make(opt3, JL)
+    opt3.load_state_dict(_through_file(saved_opt))
+    sched3.load_state_dict(_through_file(saved))
+    assert _run(sched3, opt3, n - n // 2) == full[n // 2 :]
+    if isinstance(sched3, JL.MultiStepLR):
+        assert type(sched3.state_dict()["milestones"]) is type(saved["milestones"])
+
+
+def _through_file(state):
+    import io
+
+    f = io.BytesIO()
+    jg.save(state, f)
+    f.seek(0)
+    return jg.load(f)
 
 
 # -- compiled training steps ----------------------------------------------------------------------

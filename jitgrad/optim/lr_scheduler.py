@@ -390,6 +390,10 @@ class MultiStepLR(LRScheduler):
         passed = bisect_right(sorted(self.milestones.elements()), self.last_epoch)
         return [b * self.gamma**passed for b in self.base_lrs]
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.milestones = Counter(self.milestones)  # (a file keeps it as a plain dict)
+
 
 class ConstantLR(LRScheduler):
     """``lr = initial_lr * factor`` for the first ``total_iters`` epochs, then ``initial_lr``."""
