@@ -221,6 +221,8 @@ def test_signatures_match_torch():
         assert list(mine) == list(theirs), name
         for k, v in theirs.items():
             assert mine[k].kind == v.kind and mine[k].default == v.default, (name, k)
+        ours = repr(getattr(optim, name)([nn.Parameter(jg.zeros(1))]))
+        assert ours == repr(getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)]))
 
 
 def test_add_param_group_fills_defaults_and_keeps_options():
