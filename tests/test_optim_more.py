@@ -462,3 +462,17 @@ def test_named_parameters_as_pytorch():
         opt.add_param_group({"params": [nn.Parameter(jg.zeros(1))]})
     with pytest.raises(ValueError, match="Some param names are missing"):
         optim.SGD([("a", nn.Parameter(jg.zeros(1))), nn.Parameter(jg.zeros(1))])
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD", "Adagrad"])
+@pytest.mark.parametrize(
+    "kw", [dict(fused=True, differentiable=True), dict(fused=True, foreach=True)], ids=["d", "f"]
+)
+def test_fused_option_errors_match_torch(name, kw):
+    with pytest.raises(RuntimeError) as theirs:
+        getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)], **kw)
+    with pytest.raises(RuntimeError) as mine:
+        getattr(optim, name)([nn.Parameter(jg.zeros(2))], **kw)
+    assert str(mine.value) == str(theirs.value)
+    getattr(optim, name)([nn.Parameter(jg.zeros(2))], fused=True)  # accepted on its own

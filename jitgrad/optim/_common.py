@@ -41,3 +41,12 @@ def advance(step_t: Tensor) -> Tensor:
 def scalar(value) -> float:
     """A learning rate given as a 1-element tensor, as a Python number (eager only)."""
     return float(value) if isinstance(value, Tensor) else value
+
+
+def check_fused(fused, foreach, differentiable) -> None:
+    """PyTorch's checks of ``fused=True`` (accepted: there is one implementation here)."""
+    if fused:
+        if differentiable:
+            raise RuntimeError("`fused` does not support `differentiable`")
+        if foreach:
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")

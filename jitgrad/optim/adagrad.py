@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from ..factories import full_like
 from ..ops import functions as F
 from ..tensor import Tensor
-from ._common import advance, check, check_lr, new_step
+from ._common import advance, check, check_fused, check_lr, new_step
 from .optimizer import Optimizer
 
 
@@ -57,11 +57,7 @@ class Adagrad(Optimizer):
             fused=fused,
         )
         super().__init__(params, defaults)
-        if fused:
-            if differentiable:
-                raise RuntimeError("`fused` does not support `differentiable`")
-            if foreach:
-                raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        check_fused(fused, foreach, differentiable)
         for group in self.param_groups:
             for p in group["params"]:
                 self._init_state(p, self.state[p], group)

@@ -9,6 +9,7 @@ from ..factories import zeros, zeros_like
 from ..ops import functions as F
 from ..tensor import Tensor
 from . import fused
+from ._common import check_fused, check_lr
 from .optimizer import Optimizer
 
 
@@ -39,8 +40,11 @@ class Adam(Optimizer):
     ) -> None:
         # foreach/capturable/differentiable/fused: accepted and kept in the groups (as PyTorch
         # keeps them); there is one implementation here.
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        if isinstance(lr, Tensor) and foreach and not capturable:
+            raise ValueError(
+                "lr as a Tensor is not supported for capturable=False and foreach=True"
+            )
+        check_lr(lr)
         if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
         if not 0.0 <= betas[0] < 1.0:
@@ -63,6 +67,7 @@ class Adam(Optimizer):
             decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
+        check_fused(fused, foreach, differentiable)
 
     def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         state["step"] = zeros((), dtype=dtypes.float32)

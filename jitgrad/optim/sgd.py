@@ -8,6 +8,7 @@ from ..factories import empty_like
 from ..ops import functions as F
 from ..tensor import Tensor
 from . import fused
+from ._common import check_fused
 from .optimizer import Optimizer, required
 
 
@@ -36,6 +37,8 @@ class SGD(Optimizer):
     ) -> None:
         # foreach/differentiable/fused are accepted and kept in the groups (as PyTorch keeps
         # them); there is one implementation here.
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
         if lr is not required and lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
@@ -56,6 +59,7 @@ class SGD(Optimizer):
             fused=fused,
         )
         super().__init__(params, defaults)
+        check_fused(fused, foreach, differentiable)
 
     def _update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
         buf = state.get("momentum_buffer")
