@@ -476,3 +476,53 @@ def test_fused_option_errors_match_torch(name, kw):
         getattr(optim, name)([nn.Parameter(jg.zeros(2))], **kw)
     assert str(mine.value) == str(theirs.value)
     getattr(optim, name)([nn.Parameter(jg.zeros(2))], fused=True)  # accepted on its own
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["Adam", "SGD", "NAdam", "LBFGS"])
+def test_hooks_as_torch(name):
+    from jitgrad.optim.optimizer import (
+        register_optimizer_step_post_hook,
+        register_optimizer_step_pre_hook,
+    )
+
+    logs = []
+    for lib, O in ((jg, optim), (torch, torch.optim)):
+        log = []
+        p = nn.Parameter(jg.ones(2)) if lib is jg else torch.ones(2, requires_grad=True)
+        opt = getattr(O, name)([p], lr=0.1)
+        opt.register_step_pre_hook(lambda o, a, k, log=log: log.append(("pre", len(a), sorted(k))))
+        h = opt.register_step_post_hook(
+            lambda o, a, k, log=log: log.append(("post", len(a), sorted(k)))
+        )
+        opt.register_state_dict_pre_hook(lambda o, log=log: log.append("sd-pre"))
+        opt.register_state_dict_post_hook(lambda o, sd, log=log: {**sd, "extra": 1})
+        opt.register_load_state_dict_pre_hook(lambda o, sd, log=log: log.append(sorted(sd)))
+        opt.register_load_state_dict_post_hook(lambda o, log=log: log.append("load-post"))
+
+        def closure(opt=opt, p=p):
+            opt.zero_grad()
+            loss = (p * p).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        h.remove()
+        opt.step(closure=closure)
+        sd = opt.state_dict()
+        log.append(sd["extra"])
+        sd.pop("extra")
+        opt.load_state_dict(sd)
+        log.append([round(float(x), 6) for x in p.detach().numpy()])
+        logs.append(log)
+    assert logs[0] == logs[1]
+    seen = []
+    h1 = register_optimizer_step_pre_hook(lambda o, a, k: seen.append(type(o).__name__))
+    h2 = register_optimizer_step_post_hook(lambda o, a, k: seen.append("after"))
+    q = nn.Parameter(jg.ones(1))
+    q.grad = jg.ones(1)
+    optim.Adam([q]).step()  # (Adam.step calls Optimizer.step: the hooks run once)
+    h1.remove()
+    h2.remove()
+    optim.Adam([q]).step()
+    assert seen == ["Adam", "after"]

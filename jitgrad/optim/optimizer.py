@@ -15,12 +15,14 @@ Contract every optimizer keeps (what lets a whole training step be traced and co
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..autograd.grad_mode import STATE, enable_grad, no_grad
+from ..autograd.graph import RemovableHandle
 from ..ops import functions as F
 from ..tensor import Tensor
 
@@ -43,8 +45,76 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# hooks every optimizer's step runs (register_optimizer_step_pre_hook / _post_hook)
+_global_pre_hooks: OrderedDict = OrderedDict()
+_global_post_hooks: OrderedDict = OrderedDict()
+
+
+def register_optimizer_step_pre_hook(hook: Callable) -> RemovableHandle:
+    """A hook run before every optimizer's ``step``: ``hook(optimizer, args, kwargs)``
+    returning ``None`` or new ``(args, kwargs)``."""
+    handle = RemovableHandle(_global_pre_hooks)
+    _global_pre_hooks[handle._key] = hook
+    return handle
+
+
+def register_optimizer_step_post_hook(hook: Callable) -> RemovableHandle:
+    """A hook run after every optimizer's ``step``: ``hook(optimizer, args, kwargs)``."""
+    handle = RemovableHandle(_global_post_hooks)
+    _global_post_hooks[handle._key] = hook
+    return handle
+
+
+def _add_hook(hooks: OrderedDict, hook: Callable, prepend: bool = False) -> RemovableHandle:
+    handle = RemovableHandle(hooks)
+    hooks[handle._key] = hook
+    if prepend:
+        hooks.move_to_end(handle._key, last=False)
+    return handle
+
+
+def _with_step_hooks(step: Callable) -> Callable:
+    """``step`` running the step hooks around it, once per call (a subclass's ``step`` that
+    calls ``super().step()`` runs them once). Under ``jitgrad.compile`` they run while the step
+    is traced, as any Python code in a traced function does."""
+
+    @functools.wraps(step)
+    def wrapper(*args, **kwargs):
+        self = args[0]
+        if self.__dict__.get("_running_step_hooks"):
+            return step(*args, **kwargs)
+        pre = list(_global_pre_hooks.values()) + list(self._hooks("_optimizer_step_pre_hooks"))
+        for hook in pre:
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(
+                        f"{step} must return None or a tuple of (new_args, new_kwargs), but got "
+                        f"{result}."
+                    )
+                args, kwargs = result
+        self._running_step_hooks = True
+        try:
+            out = step(*args, **kwargs)
+        finally:
+            self._running_step_hooks = False
+        post = list(self._hooks("_optimizer_step_post_hooks")) + list(_global_post_hooks.values())
+        for hook in post:
+            hook(self, args, kwargs)
+        return out
+
+    wrapper._with_step_hooks = True
+    return wrapper
+
+
 class Optimizer:
     """Base class: holds ``param_groups`` (list of dicts) and ``state`` (dict keyed by param)."""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_with_step_hooks", False):
+            cls.step = _with_step_hooks(step)
 
     def __init__(self, params: Iterable, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -100,6 +170,43 @@ class Optimizer:
         if STATE.tracer is not None:
             STATE.tracer.guards.append(("option_test", group, (name, test, result)))
         return result
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def _hooks(self, name: str):
+        hooks = self.__dict__.get(name)
+        return () if hooks is None else hooks.values()
+
+    def _hook_dict(self, name: str) -> OrderedDict:
+        if name not in self.__dict__:
+            self.__dict__[name] = OrderedDict()
+        return self.__dict__[name]
+
+    def register_step_pre_hook(self, hook: Callable) -> RemovableHandle:
+        """``hook(optimizer, args, kwargs)`` before each ``step``; it may return new
+        ``(args, kwargs)``."""
+        return _add_hook(self._hook_dict("_optimizer_step_pre_hooks"), hook)
+
+    def register_step_post_hook(self, hook: Callable) -> RemovableHandle:
+        """``hook(optimizer, args, kwargs)`` after each ``step``."""
+        return _add_hook(self._hook_dict("_optimizer_step_post_hooks"), hook)
+
+    def register_state_dict_pre_hook(self, hook: Callable, prepend: bool = False):
+        """``hook(optimizer)`` before ``state_dict()`` builds its result."""
+        return _add_hook(self._hook_dict("_optimizer_state_dict_pre_hooks"), hook, prepend)
+
+    def register_state_dict_post_hook(self, hook: Callable, prepend: bool = False):
+        """``hook(optimizer, state_dict)`` on ``state_dict()``'s result; it may return a new
+        one."""
+        return _add_hook(self._hook_dict("_optimizer_state_dict_post_hooks"), hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook: Callable, prepend: bool = False):
+        """``hook(optimizer, state_dict)`` before ``load_state_dict``; it may return the
+        state_dict to load instead."""
+        return _add_hook(self._hook_dict("_optimizer_load_state_dict_pre_hooks"), hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook: Callable, prepend: bool = False):
+        """``hook(optimizer)`` after ``load_state_dict`` has loaded."""
+        return _add_hook(self._hook_dict("_optimizer_load_state_dict_post_hooks"), hook, prepend)
 
     # -- groups ----------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
@@ -192,6 +299,8 @@ class Optimizer:
                     self._update(p, grad, state, group)
         return loss
 
+    step = _with_step_hooks(step)
+
     def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         """Create a parameter's state tensors (once; later steps update them in place)."""
 
@@ -205,6 +314,8 @@ class Optimizer:
         Parameters are numbered in group order; the state tensors are the live ones (not copies),
         as in PyTorch.
         """
+        for hook in list(self._hooks("_optimizer_state_dict_pre_hooks")):
+            hook(self)
         index: dict[int, int] = {}
         groups = []
         for group in self.param_groups:
@@ -214,7 +325,12 @@ class Optimizer:
             packed["params"] = [index[id(p)] for p in group["params"]]
             groups.append(packed)
         state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
-        return {"state": state, "param_groups": groups}
+        out = {"state": state, "param_groups": groups}
+        for hook in list(self._hooks("_optimizer_state_dict_post_hooks")):
+            result = hook(self, out)
+            if result is not None:
+                out = result
+        return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load hyperparameters and state. Existing state tensors are written in place.
@@ -222,6 +338,16 @@ class Optimizer:
         Everything is checked (group sizes, state tensor shapes) before anything is written, so
         a failed load leaves the optimizer unchanged.
         """
+        state_dict = dict(state_dict)  # (hooks may change it; the caller's stays as it was)
+        for hook in list(self._hooks("_optimizer_load_state_dict_pre_hooks")):
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        self._load_state_dict(state_dict)
+        for hook in list(self._hooks("_optimizer_load_state_dict_post_hooks")):
+            hook(self)
+
+    def _load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
