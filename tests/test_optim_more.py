@@ -54,6 +54,9 @@ CASES = [
     ("ASGD", dict()),
     ("ASGD", dict(lr=0.05, lambd=0.01, alpha=0.5, t0=3, weight_decay=0.1)),
     ("ASGD", dict(lr=0.05, t0=0, maximize=True)),
+    ("Rprop", dict()),
+    ("Rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2))),
+    ("Rprop", dict(lr=0.05, maximize=True)),
     ("Adam", dict(lr=0.05, amsgrad=True, weight_decay=0.1, maximize=True)),
     ("AdamW", dict(lr=0.05, amsgrad=True)),
 ]
@@ -197,6 +200,7 @@ ERRORS = [
     ("RAdam", dict(weight_decay=-1), "Invalid weight_decay value: -1"),
     ("ASGD", dict(lr=-0.5), "Invalid learning rate: -0.5"),
     ("LBFGS", dict(lr=-1), "Invalid learning rate: -1"),
+    ("Rprop", dict(etas=(1.1, 1.2)), "Invalid eta values: 1.1, 1.2"),
 ]
 
 
@@ -215,7 +219,7 @@ def test_signatures_match_torch():
     import inspect
 
     for name in ["RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "LBFGS",
-                 "Adam", "AdamW", "SGD"]:  # fmt: skip
+                 "Rprop", "Adam", "AdamW", "SGD"]:  # fmt: skip
         mine = inspect.signature(getattr(optim, name).__init__).parameters
         theirs = inspect.signature(getattr(torch.optim, name).__init__).parameters
         assert list(mine) == list(theirs), name
@@ -372,6 +376,7 @@ COMPILED = {
     "nadam": lambda ps: optim.NAdam(ps, lr=0.02, weight_decay=0.1, decoupled_weight_decay=True),
     "radam": lambda ps: optim.RAdam(ps, lr=0.02, betas=(0.9, 0.9)),
     "asgd": lambda ps: optim.ASGD(ps, lr=0.05, t0=2, lambd=0.01),
+    "rprop": lambda ps: optim.Rprop(ps, lr=0.01, step_sizes=(1e-4, 0.05)),
 }
 
 

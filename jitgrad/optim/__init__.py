@@ -11,4 +11,5 @@ from .nadam import NAdam  # noqa: F401
 from .optimizer import Optimizer, required  # noqa: F401
 from .radam import RAdam  # noqa: F401
 from .rmsprop import RMSprop  # noqa: F401
+from .rprop import Rprop  # noqa: F401
 from .sgd import SGD  # noqa: F401
