@@ -57,6 +57,9 @@ CASES = [
     ("Rprop", dict()),
     ("Rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2))),
     ("Rprop", dict(lr=0.05, maximize=True)),
+    ("Adafactor", dict()),
+    ("Adafactor", dict(lr=0.05, weight_decay=0.1)),
+    ("Adafactor", dict(lr=0.05, eps=(1e-20, 1e-2), d=2.0, beta2_decay=-0.5, maximize=True)),
     ("Adam", dict(lr=0.05, amsgrad=True, weight_decay=0.1, maximize=True)),
     ("AdamW", dict(lr=0.05, amsgrad=True)),
 ]
@@ -201,6 +204,12 @@ ERRORS = [
     ("ASGD", dict(lr=-0.5), "Invalid learning rate: -0.5"),
     ("LBFGS", dict(lr=-1), "Invalid learning rate: -1"),
     ("Rprop", dict(etas=(1.1, 1.2)), "Invalid eta values: 1.1, 1.2"),
+    ("Adafactor", dict(lr=-1), "Learning rate should be >= 0 but is: -1"),
+    ("Adafactor", dict(beta2_decay=0.5), "beta2_decay should be <= 0 but is: 0.5"),
+    ("Adafactor", dict(eps=(-1, 0.1)), "epsilon1 should be >= 0 but is: -1"),
+    ("Adafactor", dict(eps=(None, -1)), "epsilon2 should be >= 0 but is: -1"),
+    ("Adafactor", dict(d=0.5), "Clipping threshold d should be >= 1 but is: 0.5"),
+    ("Adafactor", dict(weight_decay=-1), "weight_decay should be >= 0 but is: -1"),
 ]
 
 
@@ -219,7 +228,7 @@ def test_signatures_match_torch():
     import inspect
 
     for name in ["RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "LBFGS",
-                 "Rprop", "Adam", "AdamW", "SGD"]:  # fmt: skip
+                 "Rprop", "Adafactor", "Adam", "AdamW", "SGD"]:  # fmt: skip
         mine = inspect.signature(getattr(optim, name).__init__).parameters
         theirs = inspect.signature(getattr(torch.optim, name).__init__).parameters
         assert list(mine) == list(theirs), name
@@ -377,6 +386,7 @@ COMPILED = {
     "radam": lambda ps: optim.RAdam(ps, lr=0.02, betas=(0.9, 0.9)),
     "asgd": lambda ps: optim.ASGD(ps, lr=0.05, t0=2, lambd=0.01),
     "rprop": lambda ps: optim.Rprop(ps, lr=0.01, step_sizes=(1e-4, 0.05)),
+    "adafactor": lambda ps: optim.Adafactor(ps, lr=0.05, weight_decay=0.01),
 }
 
 
@@ -531,3 +541,20 @@ def test_hooks_as_torch(name):
     h2.remove()
     optim.Adam([q]).step()
     assert seen == ["Adam", "after"]
+
+
+@pytest.mark.parametrize("name", ["Adafactor", "RMSprop"])
+def test_loading_state_of_another_shape_fails_and_changes_nothing(name):
+    _, opt, params = jg_trajectory(name, {}, jg.float64, steps=2)
+    sd = opt.state_dict()
+    before = {k: arr(v) for k, v in opt.state[params[0]].items()}
+    other = [nn.Parameter(jg.zeros(4, 3, dtype=jg.float64)), nn.Parameter(jg.zeros(3))]
+    bad = getattr(optim, name)(other)
+    for p in other:
+        p.grad = jg.ones_like(p)
+    bad.step()
+    with pytest.raises(ValueError, match="the checkpoint belongs to a different model"):
+        opt.load_state_dict(bad.state_dict())
+    for k, v in opt.state[params[0]].items():
+        np.testing.assert_array_equal(arr(v), before[k])
+    opt.load_state_dict(sd)  # its own loads

@@ -307,8 +307,7 @@ class LBFGS(Optimizer):
         return orig_loss
 
     # -- state_dict: the state holds flat vectors and lists of them ------------------------------
-    @staticmethod
-    def _convert_param_state(index, p: Tensor, saved: dict) -> dict:
+    def _convert_param_state(self, index, p: Tensor, saved: dict) -> dict:
         def convert(value):
             if isinstance(value, Tensor):
                 return F.cast(value, p.dtype) if value.is_floating_point() else value

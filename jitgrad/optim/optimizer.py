@@ -385,18 +385,21 @@ class Optimizer:
                 group["param_names"] = names  # (a checkpoint saved without names keeps ours)
         self.state = new_state
 
-    @staticmethod
-    def _convert_param_state(index, p: Tensor, saved: dict) -> dict:
+    def _state_shape(self, p: Tensor, key: str) -> tuple:
+        """The shape of a parameter's state tensor ``key`` that is not 0-d (checked on load)."""
+        return tuple(p.shape)  # (moments, momentum: the parameter's shape)
+
+    def _convert_param_state(self, index, p: Tensor, saved: dict) -> dict:
         """A parameter's saved state with tensors in the dtype they are kept in (no writes)."""
         out = {}
         for key, value in saved.items():
             if isinstance(value, Tensor):
-                # per-parameter buffers (moments, momentum) have the parameter's shape
-                if value.ndim > 0 and value.shape != p.shape:
+                want = self._state_shape(p, key)
+                if value.ndim > 0 and tuple(value.shape) != want:
                     raise ValueError(
                         f"loaded state dict has state '{key}' of shape {value.shape} for "
-                        f"parameter {index}, but that parameter has shape {p.shape}; the "
-                        "checkpoint belongs to a different model."
+                        f"parameter {index} of shape {p.shape}, where it should be "
+                        f"{want}; the checkpoint belongs to a different model."
                     )
                 # per-parameter floating buffers follow the parameter's dtype; 0-d state (the
                 # step counter, NAdam's mu_product, ASGD's eta and mu) keeps its own, so a
