@@ -210,6 +210,10 @@ ERRORS = [
     ("Adafactor", dict(eps=(None, -1)), "epsilon2 should be >= 0 but is: -1"),
     ("Adafactor", dict(d=0.5), "Clipping threshold d should be >= 1 but is: 0.5"),
     ("Adafactor", dict(weight_decay=-1), "weight_decay should be >= 0 but is: -1"),
+    ("Muon", dict(lr=-1), "Learning rate should be >= 0 but is: -1"),
+    ("Muon", dict(momentum=-1), "momentum should be >= 0 but is: -1"),
+    ("Muon", dict(weight_decay=-1), "weight decay should be >= 0 but is: -1"),
+    ("Muon", dict(adjust_lr_fn="x"), "Adjust learning rate function x is not supported"),
 ]
 
 
@@ -228,14 +232,15 @@ def test_signatures_match_torch():
     import inspect
 
     for name in ["RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "LBFGS",
-                 "Rprop", "Adafactor", "Adam", "AdamW", "SGD"]:  # fmt: skip
+                 "Rprop", "Adafactor", "Muon", "Adam", "AdamW", "SGD"]:  # fmt: skip
         mine = inspect.signature(getattr(optim, name).__init__).parameters
         theirs = inspect.signature(getattr(torch.optim, name).__init__).parameters
         assert list(mine) == list(theirs), name
         for k, v in theirs.items():
             assert mine[k].kind == v.kind and mine[k].default == v.default, (name, k)
-        ours = repr(getattr(optim, name)([nn.Parameter(jg.zeros(1))]))
-        assert ours == repr(getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)]))
+        shape = (2, 2) if name == "Muon" else (1,)
+        ours = repr(getattr(optim, name)([nn.Parameter(jg.zeros(shape))]))
+        assert ours == repr(getattr(torch.optim, name)([torch.zeros(shape, requires_grad=True)]))
 
 
 def test_add_param_group_fills_defaults_and_keeps_options():
@@ -387,6 +392,7 @@ COMPILED = {
     "asgd": lambda ps: optim.ASGD(ps, lr=0.05, t0=2, lambd=0.01),
     "rprop": lambda ps: optim.Rprop(ps, lr=0.01, step_sizes=(1e-4, 0.05)),
     "adafactor": lambda ps: optim.Adafactor(ps, lr=0.05, weight_decay=0.01),
+    "muon": lambda ps: optim.Muon([p for p in ps if p.ndim == 2], lr=0.02),
 }
 
 
@@ -558,3 +564,59 @@ def test_loading_state_of_another_shape_fails_and_changes_nothing(name):
     for k, v in opt.state[params[0]].items():
         np.testing.assert_array_equal(arr(v), before[k])
     opt.load_state_dict(sd)  # its own loads
+
+
+MUON = [
+    dict(lr=0.02),
+    dict(lr=0.02, nesterov=False, weight_decay=0.0, adjust_lr_fn="match_rms_adamw"),
+    dict(lr=0.05, momentum=0.8, ns_steps=3, ns_coefficients=(2.0, -1.5, 0.5), eps=1e-3),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(6, 4), (4, 6)], ids=["tall", "wide"])
+@pytest.mark.parametrize("kw", MUON, ids=["default", "plain", "options"])
+def test_muon_matches_torch(kw, shape, dtype):
+    rng = np.random.default_rng(0)
+    w0, target = rng.standard_normal(shape), rng.standard_normal(shape)
+
+    def grad(w):
+        return np.sin(3 * w) + 0.5 * (w - target)
+
+    p = nn.Parameter(jg.tensor(w0, dtype=getattr(jg, dtype)))
+    q = torch.tensor(w0, dtype=getattr(torch, dtype), requires_grad=True)
+    opt, topt = optim.Muon([p], **kw), torch.optim.Muon([q], **kw)
+    for _ in range(6):
+        p.grad = jg.tensor(grad(arr(p).astype(np.float64)), dtype=getattr(jg, dtype))
+        q.grad = torch.tensor(grad(q.detach().numpy().astype(np.float64)), dtype=q.dtype)
+        opt.step()
+        topt.step()
+        # (its Newton-Schulz iterations in bfloat16, rounded where PyTorch rounds)
+        np.testing.assert_allclose(arr(p), q.detach().numpy(), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(arr(p), w0)
+    assert list(opt.state[p]) == list(topt.state[q]) == ["momentum_buffer"]
+    with pytest.raises(ValueError, match="Muon only supports 2D parameters"):
+        optim.Muon([nn.Parameter(jg.zeros(3))])
+
+
+@pytest.mark.filterwarnings("error")
+def test_bfloat16_rounding_in_float32_is_the_cast():
+    # Muon's compiled Newton-Schulz iterations round in float32 operations (compiled backends
+    # have no bfloat16): the same bits as a cast, ties and the smallest numbers included
+    from jitgrad.optim.muon import _round_to_bfloat16
+
+    rng = np.random.default_rng(0)
+    scale = 10.0 ** rng.integers(-44, 37, 20000)
+    v = (rng.standard_normal(20000) * scale).astype(np.float32)
+    special = [0, 1, -1, 3, 1.00390625, 1.01171875, 65504, 3e38, 1e-45, 1e-40, np.inf, np.nan]
+    v = np.concatenate([v, np.float32(special)]).astype(np.float32)
+    b = jg.tensor(v).bfloat16().float().numpy()
+    ties = (b + np.abs(b) * np.float32(2**-8) * np.sign(b)).astype(np.float32)
+    x = jg.tensor(np.concatenate([v, ties]))
+    want = x.bfloat16().float().numpy()
+    np.testing.assert_array_equal(_round_to_bfloat16(x).numpy(), want)
+    f = jg.compile(lambda t: _round_to_bfloat16(t), backend="numba")
+    f(x)
+    np.testing.assert_array_equal(f(x).numpy(), want)
+    assert f.stats.cache_hits == 1
