@@ -620,3 +620,46 @@ def test_bfloat16_rounding_in_float32_is_the_cast():
     f(x)
     np.testing.assert_array_equal(f(x).numpy(), want)
     assert f.stats.cache_hits == 1
+
+
+MLP = {
+    "RMSprop": dict(lr=0.01, momentum=0.5, centered=True),
+    "Adagrad": dict(lr=0.1),
+    "Adadelta": dict(),
+    "Adamax": dict(),
+    "NAdam": dict(),
+    "RAdam": dict(betas=(0.9, 0.9)),
+    "ASGD": dict(t0=2),
+    "Rprop": dict(),
+    "Adafactor": dict(),
+    "AdamW": dict(amsgrad=True),
+}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", list(MLP))
+def test_mlp_training_matches_torch(name):
+    import jitgrad.nn.functional as JF
+
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((16, 4)), rng.integers(0, 3, 16)
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    ref = ref.double()
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    model.load_state_dict({k: jg.tensor(v.detach().numpy()) for k, v in ref.state_dict().items()})
+    opt = getattr(optim, name)(model.parameters(), **MLP[name])
+    topt = getattr(torch.optim, name)(ref.parameters(), **MLP[name])
+    xj, yj = jg.tensor(x), jg.tensor(y)
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    for _ in range(5):
+        opt.zero_grad()
+        loss = JF.cross_entropy(model(xj), yj)
+        loss.backward()
+        opt.step()
+        topt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(ref(xt), yt)
+        tloss.backward()
+        topt.step()
+        np.testing.assert_allclose(float(loss), tloss.item(), rtol=1e-10)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(arr(p), q.detach().numpy(), rtol=1e-9, atol=1e-11)
