@@ -454,3 +454,40 @@ def test_step_with_an_epoch_uses_the_closed_form_as_torch(make):
 
 def test_old_base_class_name():
     assert issubclass(JL._LRScheduler, JL.LRScheduler)
+
+
+SWALR_CASES = [
+    dict(swa_lr=0.01),
+    dict(swa_lr=[0.02, 0.001], anneal_epochs=3, anneal_strategy="linear"),
+    dict(swa_lr=0.05, anneal_epochs=0),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kw", SWALR_CASES, ids=["cos", "linear", "none"])
+def test_swalr_matches_torch(kw):
+    from jitgrad.optim.swa_utils import SWALR
+
+    out = []
+    for S, opt in zip((SWALR, torch.optim.swa_utils.SWALR), _opts("SGD")):
+        sched = S(opt, **kw)
+        out.append(_run(sched, opt, 14))
+    assert out[0] == out[1]
+    opt = _opts("SGD")[0]
+    sched = SWALR(opt, **kw)
+    _run(sched, opt, 5)
+    opt2 = _opts("SGD")[0]
+    sched2 = SWALR(opt2, **kw)
+    opt2.load_state_dict(opt.state_dict())
+    sched2.load_state_dict(_through_file(sched.state_dict()))
+    assert _run(sched2, opt2, 9) == out[0][5:]
+
+
+def test_swalr_errors():
+    from jitgrad.optim.swa_utils import SWALR
+
+    opt = _opts("SGD")[0]
+    with pytest.raises(ValueError, match="anneal_strategy must be one of 'cos' or 'linear'"):
+        SWALR(opt, 0.1, anneal_strategy="x")
+    with pytest.raises(ValueError, match="anneal_epochs must be equal or greater than 0"):
+        SWALR(opt, 0.1, anneal_epochs=-1)

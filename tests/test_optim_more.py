@@ -663,3 +663,109 @@ def test_mlp_training_matches_torch(name):
         np.testing.assert_allclose(float(loss), tloss.item(), rtol=1e-10)
     for p, q in zip(model.parameters(), ref.parameters()):
         np.testing.assert_allclose(arr(p), q.detach().numpy(), rtol=1e-9, atol=1e-11)
+
+
+# -- swa_utils -------------------------------------------------------------------------------------
+def _bn_models():
+    ref = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Tanh(), torch.nn.Linear(4, 2)
+    ).double()
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2))
+    model = model.double()
+    model.load_state_dict({k: jg.tensor(v.detach().numpy()) for k, v in ref.state_dict().items()})
+    return model, ref
+
+
+AVERAGING = {
+    "swa": lambda S: dict(),
+    "ema-multi": lambda S: dict(multi_avg_fn=S.get_ema_multi_avg_fn(0.8)),
+    "ema": lambda S: dict(avg_fn=S.get_ema_avg_fn(0.7), use_buffers=True),
+    "swa-multi": lambda S: dict(multi_avg_fn=S.get_swa_multi_avg_fn()),
+    "swa-buffers": lambda S: dict(use_buffers=True),
+}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", list(AVERAGING))
+def test_averaged_model_matches_torch(kind):
+    import jitgrad.nn.functional as JF
+    from jitgrad.optim import swa_utils
+
+    model, ref = _bn_models()
+    avg = swa_utils.AveragedModel(model, **AVERAGING[kind](swa_utils))
+    tavg = torch.optim.swa_utils.AveragedModel(ref, **AVERAGING[kind](torch.optim.swa_utils))
+    assert list(avg.state_dict()) == list(tavg.state_dict())
+    opt, topt = optim.SGD(model.parameters(), lr=0.1), torch.optim.SGD(ref.parameters(), lr=0.1)
+    rng = np.random.default_rng(2)
+    for _ in range(4):
+        x = rng.standard_normal((8, 3))
+        opt.zero_grad()
+        JF.mse_loss(model(jg.tensor(x)), jg.zeros(8, 2, dtype=jg.float64)).backward()
+        opt.step()
+        topt.zero_grad()
+        torch.nn.functional.mse_loss(ref(torch.tensor(x)), torch.zeros(8, 2).double()).backward()
+        topt.step()
+        avg.update_parameters(model)
+        tavg.update_parameters(ref)
+    mine, theirs = avg.state_dict(), tavg.state_dict()
+    for k, v in theirs.items():
+        np.testing.assert_allclose(arr(mine[k]), v.numpy(), rtol=1e-6, atol=1e-12, err_msg=k)
+    x = rng.standard_normal((5, 3))
+    avg.eval()
+    tavg.eval()
+    np.testing.assert_allclose(arr(avg(jg.tensor(x))), tavg(torch.tensor(x)).detach().numpy())
+    # update_bn: the running statistics as plain averages over one pass
+    batches = [rng.standard_normal((6, 3)) for _ in range(3)]
+    swa_utils.update_bn([(jg.tensor(b), 0) for b in batches], avg)
+    torch.optim.swa_utils.update_bn([(torch.tensor(b), 0) for b in batches], tavg)
+    assert not avg.training and avg.module[1].momentum == 0.1
+    mine, theirs = avg.state_dict(), tavg.state_dict()
+    for k, v in theirs.items():
+        np.testing.assert_allclose(arr(mine[k]), v.numpy(), rtol=1e-6, atol=1e-12, err_msg=k)
+
+
+def test_averaging_function_errors():
+    from jitgrad.optim import swa_utils
+
+    with pytest.raises(ValueError, match=r"Invalid decay value 1.5 provided"):
+        swa_utils.get_ema_avg_fn(1.5)
+    with pytest.raises(ValueError, match=r"Invalid decay value -1 provided"):
+        swa_utils.get_ema_multi_avg_fn(-1)
+    with pytest.raises(AssertionError, match="Only one of avg_fn and multi_avg_fn"):
+        swa_utils.AveragedModel(nn.Linear(1, 1), avg_fn=max, multi_avg_fn=max)
+
+
+@pytest.mark.filterwarnings("error")
+def test_compiled_step_with_an_ema_matches_eager():
+    import jitgrad.nn.functional as JF
+    from jitgrad.optim import swa_utils
+
+    def setup():
+        jg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+        opt = optim.AdamW(model.parameters(), lr=0.01)
+        ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(0.9))
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = JF.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            ema.update_parameters(model)
+            return loss
+
+        return ema, step
+
+    eager_ema, eager_step = setup()
+    comp_ema, comp_step = setup()
+    comp_step = jg.compile(comp_step, backend="numba")
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        x = jg.tensor(rng.standard_normal((5, 3)).astype(np.float32))
+        y = jg.tensor(rng.standard_normal((5, 2)).astype(np.float32))
+        np.testing.assert_allclose(comp_step(x, y).item(), eager_step(x, y).item(), rtol=1e-5)
+    for (k, a), b in zip(eager_ema.state_dict().items(), comp_ema.state_dict().values()):
+        np.testing.assert_allclose(arr(b), arr(a), rtol=1e-5, atol=1e-6, err_msg=k)
+    assert int(comp_ema.n_averaged) == 6
+    s = comp_step.stats
+    assert s.compiles == 1 and s.cache_hits == s.calls - s.traces, s
