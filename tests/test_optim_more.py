@@ -769,3 +769,40 @@ def test_compiled_step_with_an_ema_matches_eager():
     assert int(comp_ema.n_averaged) == 6
     s = comp_step.stats
     assert s.compiles == 1 and s.cache_hits == s.calls - s.traces, s
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_lbfgs_mlp_matches_torch(line_search_fn):
+    import jitgrad.nn.functional as JF
+
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((16, 4)), rng.integers(0, 3, 16)
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    ref = ref.double()
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    model.load_state_dict({k: jg.tensor(v.detach().numpy()) for k, v in ref.state_dict().items()})
+    kw = dict(lr=0.5, max_iter=6, history_size=4, line_search_fn=line_search_fn)
+    opt, topt = optim.LBFGS(model.parameters(), **kw), torch.optim.LBFGS(ref.parameters(), **kw)
+    xj, yj, xt, yt = jg.tensor(x), jg.tensor(y), torch.tensor(x), torch.tensor(y)
+
+    def closure():
+        opt.zero_grad()
+        loss = JF.cross_entropy(model(xj), yj)
+        loss.backward()
+        return loss
+
+    def tclosure():
+        topt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(ref(xt), yt)
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        np.testing.assert_allclose(
+            float(opt.step(closure).detach()), topt.step(tclosure).item(), rtol=1e-9
+        )
+    for p, q in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(arr(p), q.detach().numpy(), rtol=1e-7, atol=1e-9)
+    state, tstate = opt.state[next(model.parameters())], topt.state[next(ref.parameters())]
+    assert (state["func_evals"], state["n_iter"]) == (tstate["func_evals"], tstate["n_iter"])
