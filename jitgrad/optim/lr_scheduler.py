@@ -1,9 +1,11 @@
 """Learning-rate schedulers with PyTorch's semantics (``jitgrad.optim.lr_scheduler``).
 
-A scheduler only rewrites ``group["lr"]`` in its optimizer's ``param_groups``. Optimizers read
-the learning rate through ``Optimizer._hyper``, which makes it a runtime input of a compiled
-step, so stepping a scheduler between calls of a ``jitgrad.compile``-d training step changes the
-value the step uses without a retrace or a recompile.
+A scheduler only rewrites ``group["lr"]`` in its optimizer's ``param_groups`` (``CyclicLR`` and
+``OneCycleLR`` also ``group["momentum"]``, or ``betas[0]`` for Adam-style optimizers). Optimizers
+read these through ``Optimizer._hyper``, which makes them runtime inputs of a compiled step, so
+stepping a scheduler between calls of a ``jitgrad.compile``-d training step changes the values
+the step uses without a retrace or a recompile (whether a momentum is nonzero is part of the
+step's structure: ``Optimizer._option_test``).
 
 Call ``scheduler.step()`` after ``optimizer.step()`` (once per epoch or per batch, as the
 schedule is meant); constructing a scheduler performs its initial step, which records
