@@ -134,6 +134,9 @@ def _guard_source(i: int, guard, ns: dict) -> str:
     if kind == "option":
         ns[f"_o{i}"] = meta[1]
         return f"_g{i}.get({meta[0]!r}) == _o{i}"
+    if kind == "option_test":  # (Optimizer._option_test): the answer, not the value
+        test = {"nonzero": "!= 0", "positive": "> 0"}[meta[1]]
+        return f"((_g{i}.get({meta[0]!r}) {test}) == {bool(meta[2])!r})"
     raise ValueError(f"unknown guard kind {kind!r}")
 
 

@@ -189,6 +189,7 @@ def test_step_writes_only_through_ops(name, kw):
     before = [arr(p).copy() for p in params]
     # Isolate the update from compiler hooks: plain options, hyperparameters as 0-d tensors.
     opt._option = lambda group, key: group[key]
+    opt._option_test = lambda group, key, test: optim.optimizer.OPTION_TESTS[test](group[key])
     opt._hyper = _tensor_hyper
     tracer = STATE.tracer = RecordingTracer()
     try:

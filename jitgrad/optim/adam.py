@@ -9,6 +9,7 @@ from ..factories import zeros, zeros_like
 from ..ops import functions as F
 from ..tensor import Tensor
 from . import fused
+from ._common import check_fused, check_lr
 from .optimizer import Optimizer
 
 
@@ -37,9 +38,13 @@ class Adam(Optimizer):
         fused=None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        # foreach/capturable/differentiable/fused: accepted for signature compatibility.
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        # foreach/capturable/differentiable/fused: accepted and kept in the groups (as PyTorch
+        # keeps them); there is one implementation here.
+        if isinstance(lr, Tensor) and foreach and not capturable:
+            raise ValueError(
+                "lr as a Tensor is not supported for capturable=False and foreach=True"
+            )
+        check_lr(lr)
         if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
         if not 0.0 <= betas[0] < 1.0:
@@ -55,9 +60,14 @@ class Adam(Optimizer):
             weight_decay=weight_decay,
             amsgrad=amsgrad,
             maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
         )
         super().__init__(params, defaults)
+        check_fused(fused, foreach, differentiable)
 
     def _init_state(self, p: Tensor, state: dict, group: dict) -> None:
         state["step"] = zeros((), dtype=dtypes.float32)
@@ -171,7 +181,11 @@ class AdamW(Adam):
             eps,
             weight_decay,
             amsgrad,
+            foreach=foreach,
             maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=True,
         )
 

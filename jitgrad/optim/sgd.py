@@ -8,6 +8,7 @@ from ..factories import empty_like
 from ..ops import functions as F
 from ..tensor import Tensor
 from . import fused
+from ._common import check_fused
 from .optimizer import Optimizer, required
 
 
@@ -34,8 +35,10 @@ class SGD(Optimizer):
         differentiable: bool = False,
         fused=None,
     ) -> None:
-        # foreach/differentiable/fused are accepted for signature compatibility; there is one
-        # implementation here.
+        # foreach/differentiable/fused are accepted and kept in the groups (as PyTorch keeps
+        # them); there is one implementation here.
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
         if lr is not required and lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if momentum < 0.0:
@@ -51,8 +54,12 @@ class SGD(Optimizer):
             weight_decay=weight_decay,
             nesterov=nesterov,
             maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
         )
         super().__init__(params, defaults)
+        check_fused(fused, foreach, differentiable)
 
     def _update(self, p: Tensor, grad: Tensor, state: dict, group: dict) -> None:
         buf = state.get("momentum_buffer")
@@ -65,7 +72,7 @@ class SGD(Optimizer):
             grad = F.neg(grad)
         if self._option(group, "weight_decay") != 0:
             grad = F.add(grad, F.mul(p, self._hyper(group, "weight_decay")))
-        if self._option(group, "momentum") != 0:
+        if self._option_test(group, "momentum", "nonzero"):
             momentum = self._hyper(group, "momentum")
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -79,7 +86,7 @@ class SGD(Optimizer):
 
     def _fused_update(self, p, grad, state, group, lr, momentum, dampening, weight_decay):
         """``_update`` in one loop (optim.fused), the same arithmetic."""
-        use_momentum = self._option(group, "momentum") != 0
+        use_momentum = self._option_test(group, "momentum", "nonzero")
         buf, first = state.get("momentum_buffer"), False
         if use_momentum and buf is None:
             buf = state["momentum_buffer"] = empty_like(grad)
