@@ -63,6 +63,13 @@ class CompiledDigitsCNNStep(_CompiledStep):
     key = "W6"
 
 
+class CompiledGPTStep(_CompiledStep):
+    """W7: the GPT demo's step: 2 pre-norm transformer blocks (width 64, 4 heads, causal
+    attention), tied embeddings, AdamW, gradient clipping; 16 sequences of 32 characters."""
+
+    key = "W7"
+
+
 class CompiledLSTMLanguageModelStep(_CompiledStep):
     """W8: embedding, 2-layer LSTM (hidden 128), linear head over 64 tokens, Adam; 32 sequences
     of 32 tokens (the time loop unrolls into one tape)."""

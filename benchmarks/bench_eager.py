@@ -49,6 +49,18 @@ class ElementwiseChain:
         self.fn(*self.args)
 
 
+class GPTStep:
+    """W7: the GPT demo's step (2 transformer blocks, width 64, AdamW, clipping), batch 16."""
+
+    def setup(self):
+        self.fn, self.args = bench.setup_gpt_step(jitgrad)
+        self.fn(*self.args)  # the first step allocates .grad buffers and optimizer state
+        loops.wait()
+
+    def time_train_step(self):
+        self.fn(*self.args)
+
+
 class LSTMLanguageModelStep:
     """W8: embedding, 2-layer LSTM (hidden 128), linear head over 64 tokens, Adam; batch 32 of
     32 tokens."""

@@ -10,7 +10,7 @@ from jitgrad import bench
 
 
 class TorchEagerStep:
-    params = ["W1", "W5", "W6", "W8"]
+    params = ["W1", "W5", "W6", "W7", "W8"]
     param_names = ["workload"]
 
     def setup(self, key):

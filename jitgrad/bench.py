@@ -29,7 +29,7 @@ from functools import partial
 from types import ModuleType
 from typing import Any
 
-from . import bench_jax, demo
+from . import bench_jax, demo, demo_gpt
 
 Step = Callable[..., Any]
 
@@ -156,6 +156,12 @@ def setup_lstm_lm_step(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
     return demo.train_step, (model, nn.CrossEntropyLoss(), opt, x, y)
 
 
+def setup_gpt_step(lib: ModuleType, seed: int = 0) -> tuple[Step, tuple]:
+    """W7: the GPT demo's training step (2 layers, 4 heads, width 64, context 32, vocabulary
+    96, tied embeddings, AdamW with two groups, gradient clipping), batch 16."""
+    return demo_gpt.setup_gpt_step(lib, seed=seed)
+
+
 @dataclass(frozen=True)
 class Workload:
     key: str
@@ -178,6 +184,7 @@ WORKLOADS: tuple[Workload, ...] = (
              partial(bench_jax.single_add, size=TINY_SIZE)),
     Workload("W5", "demo MLP step (digits, Adam), b=64", setup_digits_mlp_step),
     Workload("W6", "demo CNN step (digits, Adam), b=64", setup_digits_cnn_step),
+    Workload("W7", "demo GPT step (2 layers, d=64, ctx 32), b=16", setup_gpt_step),
     Workload("W8", "2-layer LSTM LM step, h=128, seq=32, b=32", setup_lstm_lm_step),
 )
 # fmt: on

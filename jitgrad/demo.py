@@ -331,6 +331,11 @@ def plot(results: list[dict], path: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.model == "gpt":
+        from . import demo_gpt
+
+        demo_gpt.run(args)
+        return 0
     data = load_digits(args.seed)
     kinds = MODELS if args.model == "both" else (args.model,)
     print(
@@ -347,9 +352,10 @@ def main(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
-        choices=[*MODELS, "both"],
+        choices=[*MODELS, "both", "gpt"],
         default="both",
-        help="which classifier to train (default: both, the MLP then the CNN)",
+        help="which model to train (default: both digit classifiers, the MLP then the CNN; "
+        "gpt: a character-level GPT on the standard library's source)",
     )
     p.add_argument("--epochs", type=int, default=30, help="passes over the data (default 30)")
     p.add_argument("--batch-size", type=int, default=64, help="minibatch size (default 64)")
@@ -369,3 +375,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of loss and accuracy curves")
+    p.add_argument(
+        "--gpt-steps", type=int, default=300, help="training steps of --model gpt (default 300)"
+    )
+    p.add_argument(
+        "--gpt-lr", type=float, default=3e-3, help="peak AdamW learning rate of --model gpt"
+    )

@@ -321,3 +321,15 @@ def test_run_table_measures_the_engines_of_a_workload_in_turns(monkeypatch):
     assert all(
         g[0] == "sleep" and 0.75 * bench.QUIET_S <= g[1] <= 1.25 * bench.QUIET_S for g in gaps
     )
+
+
+def test_demo_gpt_trains_and_samples():
+    # eager here (the compiled GPT step is tested in test_compile_idioms): 60 steps learn the
+    # characters' frequencies, well below the loss of a uniform guess over the vocabulary
+    out = run_cli("demo", "--model", "gpt", "--gpt-steps", "60", "--backend", "eager", timeout=300)
+    before = float(re.search(r"^validation loss before training: ([\d.]+)", out, re.M).group(1))
+    after = float(re.search(r"validation loss ([\d.]+)$", out, re.M).group(1))
+    vocab = int(re.search(r"vocabulary (\d+)", out).group(1))
+    assert abs(before - np.log(vocab)) < 0.2 and after < before - 1.0, out
+    assert re.search(r"^sample: 'def ", out, re.M), out
+    assert re.search(r"^time per step: eager \d+ µs", out, re.M), out

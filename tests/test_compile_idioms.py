@@ -1,7 +1,9 @@
 """Idiomatic training code under ``jitgrad.compile`` on the Numba backend, each step against the
 same steps run eagerly: a physics-informed loss (nested ``autograd.grad`` of a leaf made inside
 the step), a WGAN-GP critic step (gradient penalty), ``train()``/``eval()`` switching (one trace
-per mode) and ``no_grad`` blocks inside the step."""
+per mode), ``no_grad`` blocks inside the step, and the GPT demo's loop (a learning rate written
+into ``param_groups`` before each step, clipping, tied weights, both kinds of causal
+attention)."""
 
 from __future__ import annotations
 
@@ -154,3 +156,33 @@ def test_no_grad_block_inside_the_step():
         return step, lambda i: (x,), net
 
     _agree(make)
+
+
+@pytest.mark.parametrize("manual", [False, True], ids=["sdpa", "masked-softmax"])
+def test_gpt_loop_compiles_once_and_tracks_eager(manual):
+    from jitgrad import demo_gpt
+
+    cfg = demo_gpt.GPTConfig(vocab=11, block=6, layers=2, heads=2, width=8, manual_attention=manual)
+    rng = np.random.default_rng(4)
+    batches = rng.integers(0, cfg.vocab, (2, 3, cfg.block + 1))  # two batches, in turn
+
+    def make():
+        model = demo_gpt.build_gpt(jg, cfg)
+        opt = demo_gpt.make_optimizer(jg, model, lr=1e-2)
+        assert model.head.weight is model.tok.weight  # tied
+        assert len(list(model.parameters())) == len({id(p) for p in model.parameters()})
+
+        def step(x, y):
+            return demo_gpt.gpt_step(jg, model, opt, x, y, clip=0.5)
+
+        def args_for(i):
+            for group in opt.param_groups:  # a new learning rate before every step
+                group["lr"] = demo_gpt.learning_rate(i, 6, 1e-2, 2)
+            b = batches[i % 2]
+            return jg.from_numpy(b[:, :-1].copy()), jg.from_numpy(b[:, 1:].copy())
+
+        return step, args_for, model
+
+    step = _agree(make, steps=6, rtol=5e-4, atol=1e-5)
+    assert step.stats.traces <= 2, step.stats.retrace_reasons  # the warm-up, then one trace
+    assert step.stats.cache_hits >= 4, step.stats
