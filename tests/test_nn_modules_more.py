@@ -568,3 +568,51 @@ def test_embedding_bag_scale_grad_by_freq_and_max_norm():
     m = jg.nn.EmbeddingBag(6, 3, mode="sum", scale_grad_by_freq=True)
     m(jg.tensor(idx), jg.tensor(offsets)).sum().backward()
     np.testing.assert_allclose(_np(m.weight.grad), np.ones((6, 3)), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("error")
+def test_compiled_step_with_image_modules_and_dropout_matches_eager():
+    nn = jg.nn
+
+    def model():
+        jg.manual_seed(0)
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.Dropout2d(0.2),
+            nn.ReflectionPad2d(1),
+            nn.LocalResponseNorm(2),
+            nn.PixelShuffle(2),  # (N, 1, 12, 12)
+            nn.Upsample(scale_factor=0.5, mode="bilinear"),  # 6 x 6
+            nn.Softplus(),
+            nn.LPPool2d(2, 2),  # 3 x 3
+            nn.ZeroPad2d((0, 1, 0, 1)),  # 4 x 4
+            nn.Unfold(2, stride=2),  # (N, 4, 4)
+            nn.Flatten(),
+            nn.RMSNorm(16),
+            nn.AlphaDropout(0.1),
+            nn.Linear(16, 3),
+        )
+
+    x, y = jg.tensor(_x(4, 1, 6, 6)), jg.tensor(np.array([0, 1, 2, 1]))
+
+    def run(compiled):
+        m = model()
+        opt = jg.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x, y):
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(m(x), y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opt.step()
+            return loss
+
+        if compiled:
+            step = jg.compile(step, backend="numba")
+        jg.manual_seed(5)  # the dropout draws: the same in both runs
+        return [float(step(x, y)) for _ in range(4)], step
+
+    eager, _ = run(False)
+    compiled, step = run(True)
+    assert step.stats.cache_hits >= 2, step.stats
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5)
