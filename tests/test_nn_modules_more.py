@@ -16,6 +16,11 @@ import jitgrad as jg  # noqa: E402
 RNG = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jg-cache"))
+
+
 def _jg_state(module) -> dict:
     return {k: jg.tensor(v.detach().numpy()) for k, v in module.state_dict().items()}
 
