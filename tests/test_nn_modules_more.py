@@ -621,3 +621,49 @@ def test_compiled_step_with_image_modules_and_dropout_matches_eager():
     compiled, step = run(True)
     assert step.stats.cache_hits >= 2, step.stats
     np.testing.assert_allclose(compiled, eager, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "nd, shape, kernel, out",
+    [
+        (2, (2, 3, 7, 6), 2, (4, 3)),
+        (2, (3, 9, 8), (3, 2), (5, 5)),
+        (3, (1, 2, 5, 6, 7), 2, (3, 4, 5)),
+    ],
+)
+def test_fractional_max_pool_matches_torch(nd, shape, kernel, out):
+    batch = shape[0] if len(shape) == nd + 2 else 1
+    samples = RNG.random((batch, shape[-nd - 1], nd)).astype(np.float32)
+    name = f"FractionalMaxPool{nd}d"
+    kwargs = {"output_size": out, "return_indices": True}
+    tm = getattr(torch.nn, name)(kernel, _random_samples=torch.tensor(samples), **kwargs)
+    jm = getattr(jg.nn, name)(kernel, _random_samples=jg.tensor(samples), **kwargs)
+    assert repr(jm) == repr(tm)
+    x = _x(*shape)
+    tx, jx = torch.tensor(x, requires_grad=True), jg.tensor(x, requires_grad=True)
+    (t_out, t_idx), (j_out, j_idx) = tm(tx), jm(jx)
+    np.testing.assert_array_equal(_np(j_out), _np(t_out))
+    np.testing.assert_array_equal(_np(j_idx), _np(t_idx))
+    t_out.sum().backward()
+    j_out.sum().backward()
+    np.testing.assert_array_equal(_np(jx.grad), _np(tx.grad))
+    # random samples drawn per call; output_ratio
+    fresh = getattr(jg.nn, name)(kernel, output_ratio=0.5)
+    assert tuple(fresh(jg.tensor(x)).shape) == tuple(
+        getattr(torch.nn, name)(kernel, output_ratio=0.5)(torch.tensor(x)).shape
+    )
+
+
+def test_fractional_max_pool_errors_match_torch():
+    for kwargs in ({}, {"output_size": 3, "output_ratio": 0.5}, {"output_ratio": 1.5}):
+        with pytest.raises(ValueError) as t_err:
+            torch.nn.FractionalMaxPool2d(2, **kwargs)
+        with pytest.raises(ValueError) as j_err:
+            jg.nn.FractionalMaxPool2d(2, **kwargs)
+        assert str(j_err.value) == str(t_err.value)
+    x = _x(1, 2, 7, 6)
+    with pytest.raises(RuntimeError) as t_err:
+        torch.nn.functional.fractional_max_pool2d(torch.tensor(x), 2, output_size=(7, 3))
+    with pytest.raises(RuntimeError) as j_err:
+        jg.nn.functional.fractional_max_pool2d(jg.tensor(x), 2, output_size=(7, 3))
+    assert str(j_err.value) == str(t_err.value)

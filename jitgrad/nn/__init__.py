@@ -13,6 +13,7 @@ from .dropout import (  # noqa: E402,F401
     Dropout3d,
     FeatureAlphaDropout,
 )
+from .fractional import FractionalMaxPool2d, FractionalMaxPool3d  # noqa: E402,F401
 from .layers import (  # noqa: F401
     CELU,
     ELU,
