@@ -667,3 +667,22 @@ def test_fractional_max_pool_errors_match_torch():
     with pytest.raises(RuntimeError) as j_err:
         jg.nn.functional.fractional_max_pool2d(jg.tensor(x), 2, output_size=(7, 3))
     assert str(j_err.value) == str(t_err.value)
+
+
+def test_sync_batch_norm_single_process_and_conversion():
+    _check_module("SyncBatchNorm", (3,), {}, [_x(4, 3, 2)], train=True)
+
+    def make(nn):
+        return nn.Sequential(
+            nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3), nn.Sequential(nn.BatchNorm1d(2))
+        )
+
+    tm, jm = make(torch.nn), make(jg.nn)
+    bn_weight = jm[1].weight
+    tc = torch.nn.SyncBatchNorm.convert_sync_batchnorm(tm)
+    jc = jg.nn.SyncBatchNorm.convert_sync_batchnorm(jm)
+    assert repr(jc) == repr(tc)
+    assert list(jc.state_dict()) == list(tc.state_dict())
+    assert jc[1].weight is bn_weight
+    with pytest.raises(ValueError, match="expected at least 2D input"):
+        jg.nn.SyncBatchNorm(3)(jg.ones(3))
