@@ -686,3 +686,37 @@ def test_sync_batch_norm_single_process_and_conversion():
     assert jc[1].weight is bn_weight
     with pytest.raises(ValueError, match="expected at least 2D input"):
         jg.nn.SyncBatchNorm(3)(jg.ones(3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, target_shape",
+    [
+        ({}, (5,)),
+        ({"out_features": (2,), "bias": True, "weight": [1.0, 2.0, 3.0]}, (5, 2)),
+        ({"label_smoothing": 0.1, "reduction": "sum", "ignore_index": 1}, (5,)),
+        ({"reduction": "none", "options": "default"}, (5,)),
+    ],
+)
+def test_linear_cross_entropy_loss_matches_torch(kwargs, target_shape):
+    def build(lib):
+        kw = dict(kwargs)
+        if "weight" in kw:
+            kw["weight"] = lib.tensor(kw["weight"])
+        if kw.get("options") == "default":
+            kw["options"] = lib.nn.LinearCrossEntropyOptions()
+        return lib.nn.LinearCrossEntropyLoss(4, 3, **kw)
+
+    tm, jm = build(torch), build(jg)
+    assert repr(jm) == repr(tm)
+    assert list(jm.state_dict()) == list(tm.state_dict())
+    jm.load_state_dict(_jg_state(tm))
+    x, target = _x(5, 4), RNG.integers(0, 3, target_shape)
+    tx, jx = torch.tensor(x, requires_grad=True), jg.tensor(x, requires_grad=True)
+    t_loss, j_loss = tm(tx, torch.tensor(target)), jm(jx, jg.tensor(target))
+    np.testing.assert_allclose(_np(j_loss), _np(t_loss), rtol=1e-5, atol=1e-6)
+    t_loss.sum().backward()
+    j_loss.sum().backward()
+    np.testing.assert_allclose(_np(jx.grad), _np(tx.grad), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _np(jm.linear.weight.grad), _np(tm.linear.weight.grad), rtol=1e-5, atol=1e-6
+    )

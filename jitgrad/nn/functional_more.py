@@ -8,7 +8,11 @@ from .fractional import (
     fractional_max_pool3d,
     fractional_max_pool3d_with_indices,
 )
-from .more_functional import multilabel_margin_loss, triplet_margin_with_distance_loss
+from .more_functional import (
+    linear_cross_entropy,
+    multilabel_margin_loss,
+    triplet_margin_with_distance_loss,
+)
 from .pool_modules import (
     adaptive_max_pool1d_with_indices,
     adaptive_max_pool2d_with_indices,
@@ -48,4 +52,5 @@ __all__ = [
     "fractional_max_pool2d_with_indices",
     "fractional_max_pool3d",
     "fractional_max_pool3d_with_indices",
+    "linear_cross_entropy",
 ]
