@@ -480,6 +480,8 @@ def test_shared_submodule_state_dict_round_trip():
         assert keys == ["0.weight", "0.bias", "2.weight", "2.bias"]
         assert repr(m.load_state_dict(m.state_dict())) == "<All keys matched successfully>"
         assert len(list(m.parameters())) == 2
+        every = [n for n, _ in m.named_parameters(remove_duplicate=False)]
+        assert every == keys
 
 
 def test_state_dict_hooks_and_extra_state():

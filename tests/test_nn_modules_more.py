@@ -16,6 +16,11 @@ import jitgrad as jg  # noqa: E402
 RNG = np.random.default_rng(7)
 
 
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("JITGRAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "jg-cache"))
+
+
 def _jg_state(module) -> dict:
     return {k: jg.tensor(v.detach().numpy()) for k, v in module.state_dict().items()}
 
@@ -568,3 +573,150 @@ def test_embedding_bag_scale_grad_by_freq_and_max_norm():
     m = jg.nn.EmbeddingBag(6, 3, mode="sum", scale_grad_by_freq=True)
     m(jg.tensor(idx), jg.tensor(offsets)).sum().backward()
     np.testing.assert_allclose(_np(m.weight.grad), np.ones((6, 3)), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("error")
+def test_compiled_step_with_image_modules_and_dropout_matches_eager():
+    nn = jg.nn
+
+    def model():
+        jg.manual_seed(0)
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.Dropout2d(0.2),
+            nn.ReflectionPad2d(1),
+            nn.LocalResponseNorm(2),
+            nn.PixelShuffle(2),  # (N, 1, 12, 12)
+            nn.Upsample(scale_factor=0.5, mode="bilinear"),  # 6 x 6
+            nn.Softplus(),
+            nn.LPPool2d(2, 2),  # 3 x 3
+            nn.ZeroPad2d((0, 1, 0, 1)),  # 4 x 4
+            nn.Unfold(2, stride=2),  # (N, 4, 4)
+            nn.Flatten(),
+            nn.RMSNorm(16),
+            nn.AlphaDropout(0.1),
+            nn.Linear(16, 3),
+        )
+
+    x, y = jg.tensor(_x(4, 1, 6, 6)), jg.tensor(np.array([0, 1, 2, 1]))
+
+    def run(compiled):
+        m = model()
+        opt = jg.optim.SGD(m.parameters(), lr=0.1)
+
+        def step(x, y):
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(m(x), y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            opt.step()
+            return loss
+
+        if compiled:
+            step = jg.compile(step, backend="numba")
+        jg.manual_seed(5)  # the dropout draws: the same in both runs
+        return [float(step(x, y)) for _ in range(4)], step
+
+    eager, _ = run(False)
+    compiled, step = run(True)
+    assert step.stats.cache_hits >= 2, step.stats
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "nd, shape, kernel, out",
+    [
+        (2, (2, 3, 7, 6), 2, (4, 3)),
+        (2, (3, 9, 8), (3, 2), (5, 5)),
+        (3, (1, 2, 5, 6, 7), 2, (3, 4, 5)),
+    ],
+)
+def test_fractional_max_pool_matches_torch(nd, shape, kernel, out):
+    batch = shape[0] if len(shape) == nd + 2 else 1
+    samples = RNG.random((batch, shape[-nd - 1], nd)).astype(np.float32)
+    name = f"FractionalMaxPool{nd}d"
+    kwargs = {"output_size": out, "return_indices": True}
+    tm = getattr(torch.nn, name)(kernel, _random_samples=torch.tensor(samples), **kwargs)
+    jm = getattr(jg.nn, name)(kernel, _random_samples=jg.tensor(samples), **kwargs)
+    assert repr(jm) == repr(tm)
+    x = _x(*shape)
+    tx, jx = torch.tensor(x, requires_grad=True), jg.tensor(x, requires_grad=True)
+    (t_out, t_idx), (j_out, j_idx) = tm(tx), jm(jx)
+    np.testing.assert_array_equal(_np(j_out), _np(t_out))
+    np.testing.assert_array_equal(_np(j_idx), _np(t_idx))
+    t_out.sum().backward()
+    j_out.sum().backward()
+    np.testing.assert_array_equal(_np(jx.grad), _np(tx.grad))
+    # random samples drawn per call; output_ratio
+    fresh = getattr(jg.nn, name)(kernel, output_ratio=0.5)
+    assert tuple(fresh(jg.tensor(x)).shape) == tuple(
+        getattr(torch.nn, name)(kernel, output_ratio=0.5)(torch.tensor(x)).shape
+    )
+
+
+def test_fractional_max_pool_errors_match_torch():
+    for kwargs in ({}, {"output_size": 3, "output_ratio": 0.5}, {"output_ratio": 1.5}):
+        with pytest.raises(ValueError) as t_err:
+            torch.nn.FractionalMaxPool2d(2, **kwargs)
+        with pytest.raises(ValueError) as j_err:
+            jg.nn.FractionalMaxPool2d(2, **kwargs)
+        assert str(j_err.value) == str(t_err.value)
+    x = _x(1, 2, 7, 6)
+    with pytest.raises(RuntimeError) as t_err:
+        torch.nn.functional.fractional_max_pool2d(torch.tensor(x), 2, output_size=(7, 3))
+    with pytest.raises(RuntimeError) as j_err:
+        jg.nn.functional.fractional_max_pool2d(jg.tensor(x), 2, output_size=(7, 3))
+    assert str(j_err.value) == str(t_err.value)
+
+
+def test_sync_batch_norm_single_process_and_conversion():
+    _check_module("SyncBatchNorm", (3,), {}, [_x(4, 3, 2)], train=True)
+
+    def make(nn):
+        return nn.Sequential(
+            nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3), nn.Sequential(nn.BatchNorm1d(2))
+        )
+
+    tm, jm = make(torch.nn), make(jg.nn)
+    bn_weight = jm[1].weight
+    tc = torch.nn.SyncBatchNorm.convert_sync_batchnorm(tm)
+    jc = jg.nn.SyncBatchNorm.convert_sync_batchnorm(jm)
+    assert repr(jc) == repr(tc)
+    assert list(jc.state_dict()) == list(tc.state_dict())
+    assert jc[1].weight is bn_weight
+    with pytest.raises(ValueError, match="expected at least 2D input"):
+        jg.nn.SyncBatchNorm(3)(jg.ones(3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, target_shape",
+    [
+        ({}, (5,)),
+        ({"out_features": (2,), "bias": True, "weight": [1.0, 2.0, 3.0]}, (5, 2)),
+        ({"label_smoothing": 0.1, "reduction": "sum", "ignore_index": 1}, (5,)),
+        ({"reduction": "none", "options": "default"}, (5,)),
+    ],
+)
+def test_linear_cross_entropy_loss_matches_torch(kwargs, target_shape):
+    def build(lib):
+        kw = dict(kwargs)
+        if "weight" in kw:
+            kw["weight"] = lib.tensor(kw["weight"])
+        if kw.get("options") == "default":
+            kw["options"] = lib.nn.LinearCrossEntropyOptions()
+        return lib.nn.LinearCrossEntropyLoss(4, 3, **kw)
+
+    tm, jm = build(torch), build(jg)
+    assert repr(jm) == repr(tm)
+    assert list(jm.state_dict()) == list(tm.state_dict())
+    jm.load_state_dict(_jg_state(tm))
+    x, target = _x(5, 4), RNG.integers(0, 3, target_shape)
+    tx, jx = torch.tensor(x, requires_grad=True), jg.tensor(x, requires_grad=True)
+    t_loss, j_loss = tm(tx, torch.tensor(target)), jm(jx, jg.tensor(target))
+    np.testing.assert_allclose(_np(j_loss), _np(t_loss), rtol=1e-5, atol=1e-6)
+    t_loss.sum().backward()
+    j_loss.sum().backward()
+    np.testing.assert_allclose(_np(jx.grad), _np(tx.grad), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _np(jm.linear.weight.grad), _np(tm.linear.weight.grad), rtol=1e-5, atol=1e-6
+    )

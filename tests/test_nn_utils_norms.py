@@ -1,6 +1,6 @@
 """``nn.utils.weight_norm`` / ``spectral_norm`` (hook-based reparametrizations),
-``nn.utils.parametrize`` and ``parametrizations``, and the conv/linear + batch-norm fusions,
-against PyTorch; one compiled step with all four norms."""
+``nn.utils.parametrize`` and ``parametrizations``, ``nn.utils.prune`` and the conv/linear +
+batch-norm fusions, against PyTorch; one compiled step with all four norms and a pruned layer."""
 
 from __future__ import annotations
 
@@ -144,13 +144,17 @@ def test_fusions_match_torch():
 
 
 def _normed_model(lib):
+    import torch.nn.utils.prune  # noqa: F401  (PyTorch's is imported on demand)
+
     nn, utils = lib.nn, lib.nn.utils
+    pruned = utils.prune.l1_unstructured(nn.Linear(4, 4), "weight", amount=0.3)
     return nn.Sequential(
         utils.weight_norm(nn.Linear(4, 5)),
         nn.Tanh(),
         utils.spectral_norm(nn.Linear(5, 4)),
         nn.Tanh(),
         utils.parametrizations.weight_norm(nn.Linear(4, 4)),
+        pruned,
         utils.parametrizations.spectral_norm(nn.Linear(4, 3)),
     )
 
@@ -278,3 +282,92 @@ def test_parametrizations_match_torch(which):
     jg.nn.utils.parametrize.remove_parametrizations(jm, "weight")
     _same_state_layout(jm, tm)
     np.testing.assert_allclose(jm.weight.detach().numpy(), tm.weight.detach().numpy(), atol=1e-5)
+
+
+def _pruned_pair(make):
+    tm, jm = make(torch.nn), make(jg.nn)
+    _load(jm, tm)
+    return tm, jm
+
+
+def _same_pruning(jm, tm, name="weight"):
+    _same_state_layout(jm, tm)
+    np.testing.assert_array_equal(
+        getattr(jm, name + "_mask").numpy(), getattr(tm, name + "_mask").numpy()
+    )
+    np.testing.assert_allclose(
+        getattr(jm, name).detach().numpy(), getattr(tm, name).detach().numpy(), atol=1e-7
+    )
+
+
+def test_prune_matches_torch():
+    import torch.nn.utils.prune as tp
+
+    jp = jg.nn.utils.prune
+    tm, jm = _pruned_pair(lambda nn: nn.Conv2d(3, 4, 2))
+    tp.l1_unstructured(tm, "weight", amount=0.3)
+    jp.l1_unstructured(jm, "weight", amount=0.3)
+    _same_pruning(jm, tm)
+    assert [n for n, _ in jm.named_parameters()] == [n for n, _ in tm.named_parameters()]
+    assert jp.is_pruned(jm) and not jp.is_pruned(jg.nn.Linear(2, 2))
+    # pruning again acts on what is left: structured over the output channels, then 5 more
+    tp.ln_structured(tm, "weight", amount=1, n=2, dim=0)
+    jp.ln_structured(jm, "weight", amount=1, n=2, dim=0)
+    _same_pruning(jm, tm)
+    tp.l1_unstructured(tm, "weight", amount=5)
+    jp.l1_unstructured(jm, "weight", amount=5)
+    _same_pruning(jm, tm)
+    x = _x(2, 3, 4, 4)
+    t_out, j_out = tm(torch.tensor(x)), jm(jg.tensor(x))
+    np.testing.assert_allclose(j_out.detach().numpy(), t_out.detach().numpy(), atol=1e-5)
+    t_out.sum().backward()
+    j_out.sum().backward()
+    np.testing.assert_allclose(jm.weight_orig.grad.numpy(), tm.weight_orig.grad.numpy(), atol=1e-5)
+    tp.remove(tm, "weight")
+    jp.remove(jm, "weight")
+    _same_state_layout(jm, tm)
+    np.testing.assert_allclose(jm.weight.detach().numpy(), tm.weight.detach().numpy(), atol=1e-7)
+    assert not jp.is_pruned(jm)
+    for call in (
+        lambda p, m: p.remove(m, "weight"),
+        lambda p, m: p.l1_unstructured(m, "weight", amount=1.5),
+        lambda p, m: p.l1_unstructured(m, "weight", amount=100),
+        lambda p, m: p.ln_structured(m, "bias", amount=1, n=2, dim=0),
+    ):
+        with pytest.raises(ValueError) as t_err:
+            call(tp, tm)
+        with pytest.raises(ValueError) as j_err:
+            call(jp, jm)
+        assert str(j_err.value) == str(t_err.value).replace("torch.", "jitgrad.")
+
+
+def test_global_and_custom_pruning_match_torch():
+    import torch.nn.utils.prune as tp
+
+    jp = jg.nn.utils.prune
+
+    def make(nn):
+        return nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+
+    tm, jm = _pruned_pair(make)
+    tp.global_unstructured(
+        [(tm[0], "weight"), (tm[1], "weight")], pruning_method=tp.L1Unstructured, amount=0.4
+    )
+    jp.global_unstructured(
+        [(jm[0], "weight"), (jm[1], "weight")], pruning_method=jp.L1Unstructured, amount=0.4
+    )
+    _same_pruning(jm[0], tm[0])
+    _same_pruning(jm[1], tm[1])
+    mask = np.array([1, 0, 1], np.float32)
+    tp.custom_from_mask(tm[0], "bias", torch.tensor(mask))
+    jp.custom_from_mask(jm[0], "bias", jg.tensor(mask))
+    _same_pruning(jm[0], tm[0], "bias")
+    # random pruning: how many are pruned (the draws differ from PyTorch's)
+    m = jg.nn.Linear(10, 6)
+    jp.random_unstructured(m, "weight", amount=0.25)
+    assert int((m.weight_mask.numpy() == 0).sum()) == 15
+    jp.random_structured(m, "weight", amount=2, dim=0)
+    rows_gone = (m.weight_mask.numpy() == 0).all(axis=1)
+    assert int(rows_gone.sum()) == 2
+    jp.identity(m, "bias")
+    np.testing.assert_array_equal(m.bias_mask.numpy(), np.ones(6))

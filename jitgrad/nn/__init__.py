@@ -13,6 +13,7 @@ from .dropout import (  # noqa: E402,F401
     Dropout3d,
     FeatureAlphaDropout,
 )
+from .fractional import FractionalMaxPool2d, FractionalMaxPool3d  # noqa: E402,F401
 from .layers import (  # noqa: F401
     CELU,
     ELU,
@@ -51,6 +52,7 @@ from .layers import (  # noqa: F401
     Unflatten,
 )
 from .lazy import *  # noqa: E402,F401,F403
+from .linear_ce import LinearCrossEntropyLoss, LinearCrossEntropyOptions  # noqa: E402,F401
 from .loss import (  # noqa: F401
     BCELoss,
     BCEWithLogitsLoss,

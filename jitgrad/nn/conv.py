@@ -424,6 +424,7 @@ class Conv2d(Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.padding_mode = dilation, padding_mode
+        self.transposed, self.output_padding = False, (0, 0)  # (PyTorch's _ConvNd attributes)
         dtype = dtypes.as_dtype(dtype) if dtype is not None else None
         shape = (out_channels, in_channels // groups) + kernel_size
         self.weight = Parameter(empty(shape, dtype=dtype, device=device))

@@ -2,7 +2,17 @@
 
 from .bag import bilinear, embedding_bag
 from .dropout import alpha_dropout, dropout1d, dropout2d, dropout3d, feature_alpha_dropout
-from .more_functional import multilabel_margin_loss, triplet_margin_with_distance_loss
+from .fractional import (
+    fractional_max_pool2d,
+    fractional_max_pool2d_with_indices,
+    fractional_max_pool3d,
+    fractional_max_pool3d_with_indices,
+)
+from .more_functional import (
+    linear_cross_entropy,
+    multilabel_margin_loss,
+    triplet_margin_with_distance_loss,
+)
 from .pool_modules import (
     adaptive_max_pool1d_with_indices,
     adaptive_max_pool2d_with_indices,
@@ -38,4 +48,9 @@ __all__ = [
     "upsample",
     "upsample_bilinear",
     "upsample_nearest",
+    "fractional_max_pool2d",
+    "fractional_max_pool2d_with_indices",
+    "fractional_max_pool3d",
+    "fractional_max_pool3d_with_indices",
+    "linear_cross_entropy",
 ]

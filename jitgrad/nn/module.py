@@ -247,7 +247,11 @@ class Module(_hooks.HookRegistration, ModuleConveniences, StateDictMethods):
     # -- traversal -------------------------------------------------------------------------------
     def _named_members(self, get, prefix: str, recurse: bool, remove_duplicate: bool):
         memo = set()
-        mods = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        mods = (
+            self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else [(prefix, self)]
+        )
         for mod_prefix, mod in mods:
             for name, value in get(mod):
                 if value is None or (remove_duplicate and id(value) in memo):

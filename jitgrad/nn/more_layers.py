@@ -61,11 +61,14 @@ class Softmax2d(Module):
 CosineSimilarity = functional_module(
     "CosineSimilarity", cosine_similarity, lambda dim=1, eps=1e-8: None, repr_options=False
 )
-PairwiseDistance = functional_module(
-    "PairwiseDistance",
-    pairwise_distance,
-    lambda p=2.0, eps=1e-6, keepdim=False: None,
-    repr_options=False,
-)
-# (PyTorch's module keeps p as ``norm``)
-PairwiseDistance.norm = property(lambda self: self.p)
+
+
+class PairwiseDistance(Module):
+    """The ``p``-norm distance between rows of ``x1`` and ``x2`` (PyTorch keeps p as ``norm``)."""
+
+    def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> None:
+        super().__init__()
+        self.norm, self.eps, self.keepdim = p, eps, keepdim
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)

@@ -29,6 +29,7 @@ __all__ = [
     "InstanceNorm3d",
     "RMSNorm",
     "LocalResponseNorm",
+    "SyncBatchNorm",
 ]
 
 
@@ -193,3 +194,44 @@ LocalResponseNorm = functional_module(
     lambda size, alpha=1e-4, beta=0.75, k=1.0: None,
     extra_repr=lambda m: f"{m.size}, alpha={m.alpha}, beta={m.beta}, k={m.k}",
 )
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalization over (N, C, *) input whose statistics would be reduced over a
+    process group. NOTE: jitgrad runs one process here, so it normalizes with this process's
+    batch, which is what PyTorch's does without an initialized process group."""
+
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+        affine: bool = True, track_running_stats: bool = True, process_group=None, device=None,
+        dtype=None, *, bias: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__(
+            num_features, eps, momentum, affine, track_running_stats, device, dtype, bias=bias
+        )
+        self.process_group = process_group
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.ndim < 2:
+            raise ValueError(f"expected at least 2D input (got {input.ndim}D input)")
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group=None) -> Module:
+        """``module`` with every BatchNorm1d/2d/3d replaced by a SyncBatchNorm holding the same
+        parameters and buffers (the same tensor objects)."""
+        from .normalization import BatchNorm1d, BatchNorm2d
+
+        out = module
+        if isinstance(module, (BatchNorm1d, BatchNorm2d, BatchNorm3d)):
+            out = cls(module.num_features, module.eps, module.momentum, module.affine,
+                      module.track_running_stats, process_group,
+                      bias=module.bias is not None)  # fmt: skip
+            for name in ("weight", "bias"):
+                if module._parameters.get(name) is not None:
+                    out._parameters[name] = module._parameters[name]
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                out._buffers[name] = module._buffers[name]
+            out.train(module.training)
+        for name, child in module.named_children():
+            out.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return out

@@ -38,12 +38,13 @@ def channel_shuffle(input: Tensor, groups: int) -> Tensor:
     """(N, g*k, *) -> (N, k*g, *): the channels regrouped, as ``nn.ChannelShuffle``."""
     if input.ndim < 3:
         raise RuntimeError(
-            "channel_shuffle expects input to have at least 3 dimensions, but got input with "
-            f"sizes {list(input.shape)}"
+            "channel_shuffle expects input with > 2 dims, but got input with sizes "
+            f"{list(input.shape)}"
         )
     if groups <= 0:
-        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value of "
-                           f"groups:{groups}")  # fmt: skip
+        raise RuntimeError(
+            f"Number of groups to divide channels in must be positive. Value of groups:{groups}"
+        )
     n, c, *rest = input.shape
     if c % groups:
         raise RuntimeError(

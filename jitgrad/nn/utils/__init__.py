@@ -1,12 +1,8 @@
 """``jitgrad.nn.utils``: gradient clipping, parameters as one vector, packed sequences
-(``rnn``), parametrizations (``torch.nn.utils``)."""
+(``rnn``), weight and spectral norm, parametrizations, pruning, batch-norm fusion and
+functional calls (``torch.nn.utils``)."""
 
-from . import (  # noqa: F401, E402
-    parametrizations,
-    parametrize,
-    rnn,
-    stateless,
-)
+from . import parametrizations, parametrize, prune, rnn, stateless  # noqa: F401
 from .clip_grad import (  # noqa: F401
     clip_grad_norm,
     clip_grad_norm_,
@@ -16,6 +12,8 @@ from .clip_grad import (  # noqa: F401
 )
 from .convert_parameters import parameters_to_vector, vector_to_parameters  # noqa: F401
 from .fusion import (  # noqa: F401
+    convert_conv2d_weight_memory_format,
+    convert_conv3d_weight_memory_format,
     fuse_conv_bn_eval,
     fuse_conv_bn_weights,
     fuse_linear_bn_eval,

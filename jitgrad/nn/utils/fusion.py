@@ -1,5 +1,5 @@
-"""Folding an eval-mode BatchNorm into the convolution or linear layer before it, and
-``skip_init``."""
+"""Folding an eval-mode BatchNorm into the convolution or linear layer before it,
+``skip_init``, and the (no-op) weight memory-format conversions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from ...tensor import Tensor
 from ..module import Module, Parameter
 
 __all__ = [
+    "convert_conv2d_weight_memory_format",
+    "convert_conv3d_weight_memory_format",
     "fuse_conv_bn_eval",
     "fuse_conv_bn_weights",
     "fuse_linear_bn_eval",
@@ -83,3 +85,14 @@ def skip_init(module_cls, *args, **kwargs) -> Module:
     if "device" not in inspect.signature(module_cls).parameters:
         raise RuntimeError("Module must support a 'device' arg to skip initialization")
     return module_cls(*args, **kwargs)
+
+
+def convert_conv2d_weight_memory_format(module: Module, memory_format) -> Module:
+    """Returns ``module``: jitgrad's tensors have one (contiguous) layout, so there is nothing
+    to convert."""
+    return module
+
+
+def convert_conv3d_weight_memory_format(module: Module, memory_format) -> Module:
+    """Returns ``module`` (see ``convert_conv2d_weight_memory_format``)."""
+    return module
