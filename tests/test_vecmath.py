@@ -252,10 +252,11 @@ def test_replacements_cover_prim_templates_and_evaluate():
     # The rewritten templates, pasted into a generated loop, agree with the prims' impls.
     names = sorted(used)
     body = "\n".join(
-        f"        out[{j}, i] = " + used[n].format("x[i]") for j, n in enumerate(names)
+        f"        out[{j}, i] = " + used[n].format("x[i]", half="np.float32(0.5)")
+        for j, n in enumerate(names)
     )
     src = f"def generated(x, out):\n    for i in range(x.shape[0]):\n{body}\n"
-    scope = {name: getattr(vm, name) for name in replaced}
+    scope = {name: getattr(vm, name) for name in replaced} | {"np": np}
     exec(src, scope)
     x = np.random.default_rng(0).uniform(0.01, 4, 500).astype(np.float32)
     out = np.empty((len(names), x.size), np.float32)

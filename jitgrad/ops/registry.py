@@ -258,9 +258,11 @@ def _with_keyword_aliases(fn: Callable) -> Callable:
     return public
 
 
-def scalar_expr(prim: Prim, args: list[str], params: dict) -> str:
-    """The scalar template of ``prim`` filled in with argument expressions."""
+def scalar_expr(prim: Prim, args: list[str], params: dict, half: str = "0.5") -> str:
+    """The scalar template of ``prim`` filled in with argument expressions; ``{half}`` in it
+    is ``half``, one half as the caller spells it in the result's dtype (a code generator:
+    ``np.float32(0.5)``, so that float32 arithmetic is not widened by a Python float)."""
     template = prim.scalar
     if callable(template):
         template = template(**params)
-    return template.format(*args)
+    return template.format(*args, half=half)

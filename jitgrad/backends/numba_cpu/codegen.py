@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numba
 
 from ...ir.tape import Var
+from ...ops.registry import scalar_expr
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -333,8 +334,7 @@ class KernelGen:
         p = e.kwargs
         if e.prim.kind == "elementwise":
             args = [self.load(a, idx, body) for a in e.inputs]
-            template = e.prim.scalar(**p) if callable(e.prim.scalar) else e.prim.scalar
-            text = template.format(*args)
+            text = scalar_expr(e.prim, args, p, half=self.const(0.5, e.out.dtype))
             for old, new in _VEC.items():
                 text = text.replace(old + "(", new + "(")
             if e.out.dtype.name != "bool" and not _keeps_dtype(e, text):
