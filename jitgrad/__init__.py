@@ -6,6 +6,8 @@ x = jg.randn(3, requires_grad=True)
 x.grad  # tensor([2., 2., 2.])
 """
 
+import warnings as _warnings
+
 # (memory: malloc settings for eager temporaries; ops installs the Tensor methods)
 from . import autograd, linalg, memory, nn, ops, optim, utils  # noqa: F401
 from .autograd.grad_mode import (
@@ -84,6 +86,18 @@ from .random_dist import (
 )
 from .serialization import load, save
 from .tensor import Tensor, apply
+
+# PyTorch computes inf and nan silently (log(0), 0/0, a softmax over a row of -inf); NumPy, under
+# jitgrad's eager ops, warns. Its floating-point warnings raised from jitgrad's own code are
+# ignored (a filter costs nothing per op, unlike an errstate); jitgrad's own warnings and NumPy's
+# in the caller's code are not touched.
+_QUIET_FLOATING_POINT = dict(
+    action="ignore",
+    message=r"(invalid value|divide by zero|overflow|underflow) encountered",
+    category=RuntimeWarning,
+    module=r"jitgrad(\.|$)",
+)
+_warnings.filterwarnings(**_QUIET_FLOATING_POINT)
 
 __version__ = "0.1.0"
 

@@ -147,3 +147,20 @@ def test_nested_compiled_calls_are_refused():
     outer = jg.compile(lambda x: inner(x) * 2.0)
     with pytest.raises(jg.TraceError, match="nested"):
         outer(jg.ones(2))
+
+
+def test_inf_and_nan_are_computed_silently_as_pytorch():
+    # log(0), 0/0 and a softmax over a row of -inf give inf/nan without NumPy's warnings, under
+    # the filters a plain script has plus the one jitgrad installs at import; NumPy's own
+    # warnings in the caller's code stay
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()  # (pytest's own filters replace those installed at import)
+        warnings.simplefilter("default")
+        warnings.filterwarnings(**jg._QUIET_FLOATING_POINT)  # as ``import jitgrad`` does
+        x = jg.tensor([0.0, -1.0, 1.0])
+        out = [jg.log(x), x / 0, jg.softmax(jg.full((1, 3), float("-inf")), 1)]
+        np.log(np.zeros(1))
+    assert np.isneginf(out[0].numpy()[0]) and np.isnan(out[2].numpy()).all()
+    assert [str(w.message) for w in caught] == ["divide by zero encountered in log"], caught
