@@ -312,10 +312,11 @@ def outer(input, other):
 
 
 # (the ops come in with the table, below)
-# (contractions: einsum, tensordot, addmm, cdist, ...; linalg: det, inverse, ... in jitgrad)
+# (contractions: tensordot, addmm, cdist, ...; einsums; linalg: det, inverse, ... in jitgrad)
 from . import (  # noqa: E402,F401
     casts,  # noqa: E402,F401  (Tensor.half(), .char(), ...)
     contractions,
+    einsums,
     linalg,
     scatter_ops,
     shapes,
