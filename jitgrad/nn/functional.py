@@ -511,6 +511,7 @@ from . import (  # noqa: E402,F401
     padding,
     pooling_nd,
     resize,
+    unpooling,
 )
 from .activations import (  # noqa: E402,F401  (PyTorch's in-place forms, F.elu_ ...)
     INPLACE_FORMS,

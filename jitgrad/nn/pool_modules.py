@@ -7,7 +7,7 @@ import warnings
 
 from ..ops import functions as _F
 from ..tensor import Tensor
-from . import conv_nd, pooling_nd, resize
+from . import conv_nd, pooling_nd, resize, unpooling
 from .module import Module
 from .padding import pad
 from .pooling import max_pool2d
@@ -273,17 +273,17 @@ class _MaxUnpoolNd(Module):
 
 class MaxUnpool1d(_MaxUnpoolNd):
     _nd = 1
-    _fn = staticmethod(pooling_nd.max_unpool1d)
+    _fn = staticmethod(unpooling.max_unpool1d)
 
 
 class MaxUnpool2d(_MaxUnpoolNd):
     _nd = 2
-    _fn = staticmethod(pooling_nd.max_unpool2d)
+    _fn = staticmethod(unpooling.max_unpool2d)
 
 
 class MaxUnpool3d(_MaxUnpoolNd):
     _nd = 3
-    _fn = staticmethod(pooling_nd.max_unpool3d)
+    _fn = staticmethod(unpooling.max_unpool3d)
 
 
 # -- resizing -------------------------------------------------------------------------------------
