@@ -120,6 +120,28 @@ def _attach_node(prim, inputs, params, out, residual=None) -> None:
     out._requires_grad = True
 
 
+def _integral_floats(a: np.ndarray):
+    """PyTorch prints a float tensor whose finite values are all whole numbers as ``6.`` and
+    ``[1., 2.]`` (its "int mode"), unless their range asks for scientific notation: NumPy's
+    formatter for that, elements padded as PyTorch pads them; else None (NumPy's fixed 4-digit
+    format)."""
+    if a.dtype.kind != "f" or a.size == 0 or a.size > 1000:
+        return None
+    finite = a[np.isfinite(a)]
+    if finite.size and not np.all(finite == np.round(finite)):
+        return None
+    nonzero = np.abs(finite[finite != 0])
+    if nonzero.size and (nonzero.max() > 1e8 or nonzero.max() / nonzero.min() > 1000.0):
+        return None
+    # the width is the widest nonzero finite value's (zeros, inf and nan are not counted)
+    width = max((len(f"{v:.0f}.") for v in finite[finite != 0]), default=1)
+    return {"float_kind": lambda v: _int_mode(v).rjust(width)}
+
+
+def _int_mode(v) -> str:
+    return f"{v:.0f}." if np.isfinite(v) else f"{v}"
+
+
 class Tensor:
     """An n-dimensional array with PyTorch's autograd semantics."""
 
@@ -425,7 +447,13 @@ class Tensor:
         if shown.dtype == dtypes.BFLOAT16_NP:  # (NumPy formats only its own floats)
             shown = shown.astype(np.float32)
         body = np.array2string(
-            shown, separator=", ", precision=4, prefix="tensor(", floatmode="fixed"
+            shown,
+            separator=", ",
+            precision=4,
+            prefix="tensor(",
+            floatmode="fixed",
+            max_line_width=81 if shown.ndim == 2 else 80,  # (where PyTorch's 80 wraps)
+            formatter=_integral_floats(shown),
         )
         extra = []
         if self._data.dtype != dtypes.get_default_dtype().np and self._data.dtype not in (

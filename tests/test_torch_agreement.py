@@ -153,3 +153,30 @@ def test_second_order_gradients_agree_with_torch():
     got = second(jg, *(jg.tensor(x, dtype=jg.float64, requires_grad=True) for x in (a_np, b_np)))
     want = second(torch, *(torch.tensor(x, requires_grad=True) for x in (a_np, b_np)))
     np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
+
+
+_REPRS = [
+    6.0,
+    -0.0,
+    [1.0, 2.0],
+    [1.0, -2.0, 300.0],
+    [[1.0, 2.0], [3.0, 40.0]],
+    [float("nan"), 1.0],
+    [float("inf"), -2.0],
+    [0.0, 0.0],
+    [1.5, 2.25],
+    [1e9, 1.0],
+    [1.0, 2000.0],
+    list(range(30)),
+    np.linspace(-3, 3, 30).tolist(),
+    (np.arange(36).reshape(3, 12) / 7).tolist(),
+    (np.arange(36).reshape(3, 12) - 18.0).tolist(),
+]
+
+
+@pytest.mark.parametrize("values", _REPRS, ids=range(len(_REPRS)))
+def test_float32_tensors_print_as_pytorch_prints_them(values):
+    # whole numbers in PyTorch's "int mode" (6., [1., 2.]), else four fixed digits or
+    # scientific notation, and PyTorch's line wrapping
+    ours = repr(jg.tensor(values, dtype=jg.float32))
+    assert ours == repr(torch.tensor(values, dtype=torch.float32))
