@@ -14,6 +14,9 @@ runs the program. Buffers that cross kernels live in a workspace allocated once 
 (as do kernels' scratch buffers); outputs and new ``.grad`` arrays are allocated fresh per
 call, by the caller, so nothing compiled allocates; parameter and optimizer-state updates are
 written in place when no later kernel reads the old value.
+
+``Executable`` lays out and builds here; its call path is ``calls.CallingMixin``, its source,
+values and profile ``describe.DescribingMixin``.
 """
 
 from __future__ import annotations
@@ -32,14 +35,14 @@ from ...ir.tape import Tape, Var
 from ...locks import new_lock
 from . import cache, products, runtime
 from .abi import driver_source, launch_address, run_program_address
+from .calls import IN_PLACE, CallingMixin, _check_index  # noqa: F401  (IN_PLACE: compile_host)
 from .codegen import PARTS, Kernel, numel
 from .decompositions import raise_failures
+from .describe import DescribingMixin
 from .kernels import paired, schedule
 from .plan import Plan
 from .prepare import planned_kernels, segment_tables
 from .source import HEADER, kernel_source
-
-IN_PLACE = object()  # a write the executable already did in place
 
 # NOTE: a driver's parallel loops are short (tens of microseconds), so the fork/join cost of the
 # threading layer counts: with TBB the demo CNN step took 1.6 ms, with OpenMP 0.83 ms (TBB is
@@ -82,7 +85,7 @@ def _first_compile(module, compiled: bool) -> int:
     return 1
 
 
-class Executable:
+class Executable(CallingMixin, DescribingMixin):
     backend = "numba"
 
     def __init__(self, tape: Tape, build: bool = True):
@@ -301,266 +304,6 @@ class Executable:
         self._words, self._consts = words, consts
         self._prepare_call()
 
-    def bind(self, i: int, flat: np.ndarray) -> None:
-        """Store the address of input ``i``'s flat buffer in its slot (for inputs whose
-        buffers stay from call to call; the caller keeps ``flat`` alive while it is bound)."""
-        s = self.slot_of["input", i]
-        self.table[2 * s], self.table[2 * s + 1] = flat.ctypes.data, flat.size
-
-    # -- calling -------------------------------------------------------------------------------
-    def _value_plans(self) -> tuple:
-        """Where each output and each write comes from after a driver call: ``(kind, key, var)``
-        with kind ``none``, ``in_place`` (already written), ``fresh`` (a driver result),
-        ``work`` (a workspace array, copied out), ``input`` (copied) or ``const`` (copied)."""
-        tape = self.tape
-        pos = {v: i for i, v in enumerate(tape.inputs)}
-        fresh_pos = {v: i for i, v in enumerate(self.fresh)}
-        work = {v: a for v, a in zip(self.workspace, self.work_arrays)}
-
-        def plan(v):
-            if v is None:
-                return ("none", None, None)
-            if v in self.in_place:
-                return ("in_place", None, v)
-            if v in fresh_pos:
-                return ("fresh", fresh_pos[v], v)
-            if v in work:
-                return ("work", work[v], v)
-            if v in pos:
-                return ("input", pos[v], v)
-            return ("const", np.array(tape.consts[v]), v)
-
-        return [plan(v) for v in tape.outputs], [plan(v) for _, v in tape.writes]
-
-    def new_fresh(self) -> tuple:
-        """New blocks, and the flat views into them that a call's outputs and ``.grad`` values
-        are (the kernels fill them)."""
-        blocks = [np.empty(n, dt) for n, dt in self.blocks]
-        return blocks, [blocks[b][at : at + n] for (b, at), n in zip(self.fresh_at, self._sizes)]
-
-    def _prepare_call(self) -> None:
-        """One getter per output and write (from ``_value_plans``), so a call does no lookups."""
-        pos = {v: i for i, v in enumerate(self.tape.inputs)}
-        self._in_place_inputs = {pos[t] for t in self.in_place.values()}
-
-        def getter(plan):
-            kind, key, v = plan
-            if kind == "none":
-                return None
-            if kind == "in_place":
-                return IN_PLACE
-            shape = v.shape
-            if kind == "fresh":
-                return lambda flats, fresh: fresh[key].reshape(shape)
-            if kind == "work":
-                return lambda flats, fresh: key.reshape(shape).copy()
-            if kind == "input":
-                return lambda flats, fresh: flats[key].reshape(shape).copy()
-            return lambda flats, fresh: key.copy()
-
-        outs, writes = self._value_plans()
-        self._out_get = [getter(p) for p in outs]
-        self._write_get = [getter(p) for p in writes]
-        self._args_tail = (self.table, self.program)
-        self._sizes = [numel(v.shape) for v in self.fresh]
-
-    def direct_call(self, fetch: list, ns: dict, stable: dict, numbers: dict):
-        """Source for calling the driver inline from generated host code: statements, and one
-        expression per output and per write (``"_IN_PLACE"`` for writes already done).
-
-        ``stable`` maps input positions to the (shape, dtype) of buffers that usually stay the
-        same object from call to call (captured tensors): the code keeps their flat views and
-        checks only identity; a new buffer is checked against that shape and dtype (``_MISS``
-        when it differs) and, when C-contiguous, becomes the one kept. ``numbers`` maps input
-        positions to expressions of Python numbers (hyperparameters, float arguments): each
-        call writes them into a float64 buffer of one element that the code keeps (calls of an
-        executable take turns, so one buffer serves them all)."""
-        ns["_drv"], ns["_tail"] = self.driver, self._args_tail
-        ns["_bind"] = functools.partial(_bind, ns, self)
-        ns["_check_index"] = _check_index
-        checked = dict(self.index_checks)
-        lines = []
-        for i, f in enumerate(fetch):
-            if i in numbers:
-                ns[f"_n{i}"] = np.empty(1, np.float64)
-                self.bind(i, ns[f"_n{i}"])
-                lines += [f"    _n{i}[0] = {numbers[i]}"]
-                continue
-            lines.append(f"    a{i} = {f}")
-            if i in checked:
-                lines.append(f"    _check_index(a{i}, {checked[i]})")
-            if i in stable:
-                ns[f"_d{i}"], ns[f"_m{i}"], ns[f"_f{i}"] = None, stable[i], None
-                lines += [
-                    f"    if a{i} is _d{i}:",
-                    f"        v{i} = _f{i}",
-                    "    else:",
-                    f"        v{i} = _bind({i}, a{i})",
-                    f"        if v{i} is None:",
-                    "            return _MISS",
-                ]
-        if sorted([*stable, *numbers]) != self.kept:
-            raise ValueError("direct_call: the kept inputs differ from the tape's bindings")
-        moving = self.moving
-        cond = [f"a{i}.flags.c_contiguous" for i in moving] + [f"v{i} is not False" for i in stable]
-        if cond:  # a non-contiguous input takes the general path
-            lines += [f"    if not ({' and '.join(cond)}):", "        return _slow(leaves)"]
-        # (a contiguous 1-D input is its own flat view)
-        one_d = {i for i, v in enumerate(self.tape.inputs) if v.ndim == 1}
-        flat = "".join(f"a{i}, " if i in one_d else f"a{i}.reshape(-1), " for i in moving)
-        ns["_empty"] = np.empty
-        for b, (n, dt) in enumerate(self.blocks):  # (new_fresh, inline)
-            ns[f"_bt{b}"] = dt
-            lines.append(f"    _b{b} = _empty({n}, _bt{b})")
-        views = [f"_b{b}[{at}:{at + n}]" for (b, at), n in zip(self.fresh_at, self._sizes)]
-        lines.append(f"    fresh = [{', '.join(views)}]")
-        blocks = "".join(f"_b{b}, " for b in range(len(self.blocks)))
-        lines.append(f"    _drv({flat}{blocks}*_tail)")
-        if self.status_checks:  # (a linear algebra kernel's failure, raised after the call)
-            ns["_failures"] = functools.partial(raise_failures, self.status_checks)
-            lines.append("    _failures()")
-
-        def expr(plan):
-            kind, key, v = plan
-            if kind == "none":
-                return "None"
-            if kind == "in_place":
-                return "_IN_PLACE"
-            if kind == "fresh":  # (the driver's fresh arrays are flat)
-                return f"fresh[{key}]" if v.ndim == 1 else f"fresh[{key}].reshape({v.shape!r})"
-            if kind == "input":
-                return f"a{key}.reshape({v.shape!r}).copy()"
-            ns[f"_v{v.id}"] = key  # a workspace array or a constant
-            suffix = f".reshape({v.shape!r}).copy()" if kind == "work" else ".copy()"
-            return f"_v{v.id}{suffix}"
-
-        outs, writes = self._value_plans()
-        return lines, [expr(p) for p in outs], [expr(p) for p in writes]
-
-    def __call__(self, inputs: list):
-        with self.lock:
-            return self._call(inputs)
-
-    def _call(self, inputs: list):
-        for i, n in self.index_checks:
-            _check_index(inputs[i], n)
-        flats = []
-        copied = None
-        for a in inputs:
-            if a.flags.c_contiguous:
-                flats.append(a.reshape(-1))
-            else:
-                if copied is None:
-                    copied = []
-                copied.append((len(flats), a))
-                flats.append(np.ascontiguousarray(a).reshape(-1))
-        blocks, fresh = self.new_fresh()
-        bound = self.table.copy()  # (the kept inputs' addresses, restored after)
-        for i in self.kept:
-            self.bind(i, flats[i])
-        try:
-            self.driver(*[flats[i] for i in self.moving], *blocks, *self._args_tail)
-        finally:
-            self.table[:] = bound
-        self._last_call = (flats, fresh)
-        if self.status_checks:
-            raise_failures(self.status_checks)
-        if copied:  # a non-contiguous captured buffer written in place: copy the result back
-            for i, original in copied:
-                if i in self._in_place_inputs:
-                    np.copyto(original, flats[i].reshape(original.shape))
-        outs = [g(flats, fresh) for g in self._out_get]
-        writes = [g if g is None or g is IN_PLACE else g(flats, fresh) for g in self._write_get]
-        return outs, writes
-
-    def profile(self, inputs: list) -> tuple:
-        """One call, timing each call of the program: ([(seconds, what it runs)] in program
-        order, outputs, writes) — the outputs and writes of a plain call."""
-        import ctypes
-
-        from .abi import cycles_address, run_program_timed_address
-
-        now = ctypes.CFUNCTYPE(ctypes.c_int64)(cycles_address())
-        cycles = np.zeros(len(self.calls), np.int64)
-        with self.lock:
-            program = self.program.copy()
-            self.program[0] = run_program_timed_address()
-            self.program[-1] = cycles.ctypes.data
-            try:
-                c0, t0 = now(), time.perf_counter()
-                outs, writes = self._call(inputs)
-                c1, t1 = now(), time.perf_counter()
-            finally:
-                self.program[:] = program
-        per_cycle = (t1 - t0) / max(1, c1 - c0)
-        rows = [(cycles[j] * per_cycle, self._what(c)) for j, c in enumerate(self.calls)]
-        return rows, outs, writes
-
-    def values(self, inputs=None) -> dict:
-        """The stored values of the last call (for agreement checks)."""
-        flats, fresh = self._last_call
-        out = {}
-        for i, v in enumerate(self.fresh):
-            out[v] = fresh[i].reshape(v.shape)
-        for i, v in enumerate(self.workspace):
-            out[v] = self.work_arrays[i].reshape(v.shape)
-        pos = {v: i for i, v in enumerate(self.tape.inputs)}
-        for v, target in self.in_place.items():
-            out[v] = flats[pos[target]].reshape(v.shape)
-        return out
-
-    def kernel_of(self, var) -> str | None:
-        for j, c in enumerate(self.calls):
-            k = c.kernel
-            if var in k.roots or any(e.out is var for e in k.covers):
-                return f"call {j} of {self.name}: {self._what(c)}"
-        return None
-
-    @staticmethod
-    def _what(c: Call) -> str:
-        """Which kernel a call runs: its module, or the runtime's function."""
-        k = c.kernel
-        if k.product is not None:
-            return f"{k.kind} -> {k.root}, runtime {k.product[0]}_{k.product[1]} (products.py)"
-        if c.source is None:
-            return "runtime BLAS thread count"
-        return f"{k.kind} -> {k.root}, kernel {cache.module_name(c.source, 'jgk')}"
-
-    def source(self) -> str:
-        """The program (which kernel each call runs, on which buffers and sizes), then each
-        distinct kernel's module and the driver's."""
-        names = {}
-        for (kind, key), at in self.slot_of.items():
-            names[at] = self.tape.inputs[key] if kind == "input" else key
-            if kind == "block":
-                names[at] = f"block{key}"
-        kernels = len(self.sources()) - 1
-        lines = [f"# {self.tape.name}: {len(self.calls)} calls of {kernels} kernels, driver "
-                 f"{self.name}"]  # fmt: skip
-        for j, c in enumerate(self.calls):
-            k = c.kernel
-            line = f"# call {j}: {self._what(c)}" + (" on threads" if c.threaded else "")
-            if k.product is not None:
-                for bufs, sizes in k.product[2]:
-                    out, a, b = bufs[:3]
-                    batch, m, n, kk, ta, tb = sizes
-                    line += (f"; {out} = {a}{'^T' if ta else ''} @ {b}{'^T' if tb else ''} "
-                             f"({batch}x{m}x{n}x{kk})")  # fmt: skip
-            elif k.buffers or c.words:
-                nb = len(k.buffers)
-                bufs = [f"b{i}={names[w]}" for i, w in enumerate(c.words[:nb])]
-                if k.in_place is not None:
-                    bufs[0] += " (in place)"
-                line += ": " + ", ".join(bufs) if bufs else ""
-                line += f"; sizes {c.words[nb:]}" if c.words[nb:] else ""
-                line += f"; consts {c.consts}" if c.consts else ""
-            lines.append(line)
-        out = ["\n".join(lines)]
-        for src in self.sources():
-            prefix = "jgk" if "def kernel" in src else "jgd"
-            out.append(f"# ---- {cache.module_name(src, prefix)}.py\n{src}")
-        return "\n\n".join(out)
-
 
 def _index_checks(tape: Tape) -> list:
     """(input position, axis size) for each input that a gather indexes with: compiled loops do
@@ -580,29 +323,6 @@ def _index_checks(tape: Tape) -> list:
             i = position[v]
             checks[i] = min(n, checks.get(i, n))
     return sorted(checks.items())
-
-
-def _check_index(a: np.ndarray, n: int) -> None:
-    if a.size and (a.min() < -n or a.max() >= n):
-        bad = a[(a < -n) | (a >= n)].flat[0]
-        raise IndexError(
-            f"index out of range in self: index {int(bad)} is outside [-{n}, {n}) for a gather "
-            f"over a dimension of size {n} in a compiled call; check the indices (labels, "
-            "token ids) against the size of what they index."
-        )
-
-
-def _bind(ns: dict, exe: Executable, i: int, a: np.ndarray):
-    """A captured input's new buffer: None if its shape or dtype is not the traced one (a guard
-    fails), False if it is not C-contiguous (the general path copies it), else its flat view,
-    kept with the buffer for the next calls and bound to the executable's table."""
-    if (a.shape, a.dtype) != ns[f"_m{i}"]:
-        return None
-    if not a.flags.c_contiguous:
-        return False
-    ns[f"_d{i}"], ns[f"_f{i}"] = a, a.reshape(-1)
-    exe.bind(i, ns[f"_f{i}"])
-    return ns[f"_f{i}"]
 
 
 def plan_loads(kernel, target) -> set:
