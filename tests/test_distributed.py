@@ -1,0 +1,183 @@
+"""jitgrad.distributed: the process group and collectives (in this process: a world of one),
+the launcher, and real 2-rank jobs (marked ``mpi``; skipped without mpi4py and mpiexec).
+
+Each multi-process test starts ``python -m jitgrad.distributed.run -n 2`` on a script in
+tests/mpi/ with a timeout, so a broken rank fails the test instead of hanging it.
+"""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jitgrad as jg
+import jitgrad.distributed as dist
+from jitgrad.distributed import run as launcher
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+needs_mpi4py = pytest.mark.skipif(not HAVE_MPI4PY, reason="needs mpi4py (jitgrad[distributed])")
+
+
+def _mpiexec():
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+needs_mpiexec = pytest.mark.skipif(
+    not HAVE_MPI4PY or _mpiexec() is None, reason="needs mpi4py and mpiexec (jitgrad[distributed])"
+)
+
+
+def run_ranks(*program, n=2, timeout=180, env=None):
+    """``python -m jitgrad.distributed.run -n N program...`` from the repository root."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "jitgrad.distributed.run", "-n", str(n), *program],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def world():
+    dist.init_process_group(backend="mpi")
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_import_does_not_start_mpi():
+    code = "import sys, jitgrad, jitgrad.distributed; print('mpi4py' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_without_mpi4py_says_how_to_install():
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"
+        "import jitgrad as jg, jitgrad.distributed as dist\n"
+        "print(float(jg.ones(2).sum()))\n"
+        "try:\n    dist.init_process_group('mpi')\n"
+        "except RuntimeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.startswith("2.0\n"), out.stderr
+    assert "pip install 'jitgrad[distributed]'" in out.stdout
+
+
+def test_before_init_raises_pytorch_error():
+    torch = pytest.importorskip("torch")
+    import torch.distributed as tdist
+
+    calls = [
+        lambda d, T: d.get_rank(),
+        lambda d, T: d.get_world_size(),
+        lambda d, T: d.barrier(),
+        lambda d, T: d.all_reduce(T.zeros(2)),
+        lambda d, T: d.broadcast(T.zeros(2), src=0),
+        lambda d, T: d.all_gather([T.zeros(2)], T.zeros(2)),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as ours:
+            call(dist, jg)
+        with pytest.raises(ValueError) as theirs:
+            call(tdist, torch)
+        assert str(ours.value) == str(theirs.value)
+    assert not dist.is_initialized()
+    assert dist.group.WORLD is None
+
+
+def test_backend_and_twice():
+    with pytest.raises(ValueError, match="backend 'nccl' is not available"):
+        dist.init_process_group(backend="nccl")
+
+
+@needs_mpi4py
+def test_world_of_one(world):
+    assert dist.is_initialized() and dist.get_rank() == 0 and dist.get_world_size() == 1
+    assert dist.get_backend() == "mpi" and dist.get_node_local_rank(fallback_rank=0) == 0
+    with pytest.raises(ValueError, match="twice"):
+        dist.init_process_group()
+    t = jg.tensor([[1.0, 2.0], [3.0, 4.0]])
+    for op in (dist.ReduceOp.SUM, dist.ReduceOp.AVG, dist.ReduceOp.MAX, dist.ReduceOp.PRODUCT):
+        dist.all_reduce(t, op=op)
+        np.testing.assert_array_equal(t.numpy(), [[1, 2], [3, 4]])
+    dist.broadcast(t, src=0)
+    outs = [jg.zeros(2, 2)]
+    dist.all_gather(outs, t)
+    np.testing.assert_array_equal(outs[0].numpy(), t.numpy())
+    big = jg.zeros(2, 2)
+    dist.all_gather_into_tensor(big, t)
+    dist.reduce_scatter_tensor(big, t)
+    np.testing.assert_array_equal(big.numpy(), t.numpy())
+    dist.barrier()
+
+
+@needs_mpi4py
+def test_errors(world):
+    t = jg.ones(3)
+    with pytest.raises(RuntimeError, match="MPI cannot reduce tensors of dtype jitgrad.bfloat16"):
+        dist.all_reduce(jg.ones(3, dtype=jg.bfloat16))
+    with pytest.raises(ValueError, match="AVG needs a floating point"):
+        dist.all_reduce(jg.ones(3, dtype=jg.int64), op=dist.ReduceOp.AVG)
+    with pytest.raises(ValueError, match="src=3 is not a rank"):
+        dist.broadcast(t, src=3)
+    with pytest.raises(TypeError, match="must be Tensor"):
+        dist.all_reduce(np.ones(3))
+    with pytest.raises(ValueError, match="list of world_size"):
+        dist.all_gather([t, t], t)
+    with pytest.raises(ValueError, match="world_size times input"):
+        dist.all_gather_into_tensor(jg.zeros(4), t)
+    with pytest.raises(ValueError, match="world_size=4 was given"):
+        dist.destroy_process_group()
+        dist.init_process_group(world_size=4)
+    assert not dist.is_initialized()
+    dist.init_process_group(world_size=1, rank=0)
+    np.testing.assert_array_equal(t.numpy(), np.ones(3))
+
+
+def test_launcher_command_line():
+    if _mpiexec() is None:
+        pytest.skip("needs mpiexec")
+    opts, program = launcher.parse(["-n", "3", "python", "-m", "jitgrad", "demo", "-n", "1"])
+    assert opts["n"] == 3 and program == ["-m", "jitgrad", "demo", "-n", "1"]
+    cmd, env = launcher.command(opts, program, cores=2)
+    assert cmd[1:3] == ["-n", "3"] and "--oversubscribe" in cmd
+    assert cmd[-8:] == [sys.executable, "-m", "jitgrad.distributed._rank", *program]
+    assert env["JITGRAD_THREADS_PER_RANK"] == "1"
+    cmd, env = launcher.command(launcher.parse(["-n", "1", "x.py"])[0], ["x.py"], cores=4)
+    assert "--oversubscribe" not in cmd and env["JITGRAD_THREADS_PER_RANK"] == "4"
+    with pytest.raises(SystemExit):
+        launcher.parse(["-n", "2"])
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_collectives_on_two_ranks():
+    out = run_ranks("tests/mpi/collectives.py")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "rank 0: collectives ok" in out.stdout and "rank 1: collectives ok" in out.stdout
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_a_rank_that_raises_stops_the_job():
+    code = (
+        "import jitgrad as jg, jitgrad.distributed as dist\n"
+        "dist.init_process_group('mpi')\n"
+        "if dist.get_rank() == 1:\n    raise ValueError('broken rank')\n"
+        "dist.all_reduce(jg.ones(2))\n"  # rank 0 waits here for ever without the abort
+    )
+    out = run_ranks("-c", code, timeout=90)
+    assert out.returncode != 0
+    assert "rank 1 raised ValueError: broken rank" in out.stderr, out.stderr
