@@ -181,3 +181,58 @@ def test_a_rank_that_raises_stops_the_job():
     out = run_ranks("-c", code, timeout=90)
     assert out.returncode != 0
     assert "rank 1 raised ValueError: broken rank" in out.stderr, out.stderr
+
+
+def test_distributed_sampler_matches_torch():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data.distributed import DistributedSampler as TorchSampler
+
+    from jitgrad.utils.data.distributed import DistributedSampler
+
+    for n in (0, 1, 2, 7, 10, 33):
+        for replicas in (1, 2, 3, 4):
+            for shuffle in (True, False):
+                for drop_last in (True, False):
+                    for seed in (0, 12345):
+                        for rank in range(replicas):
+                            kw = dict(num_replicas=replicas, rank=rank, shuffle=shuffle)
+                            kw.update(seed=seed, drop_last=drop_last)
+                            if n == 0 and not drop_last:
+                                continue  # torch divides by zero padding an empty dataset
+                            ours, theirs = (
+                                DistributedSampler(range(n), **kw),
+                                TorchSampler(range(n), **kw),
+                            )
+                            for epoch in (0, 3):
+                                ours.set_epoch(epoch)
+                                theirs.set_epoch(epoch)
+                                assert list(ours) == list(theirs), (n, kw, epoch)
+                                assert len(ours) == len(theirs)
+    assert torch is not None
+
+
+def test_distributed_sampler_errors_and_loader():
+    from jitgrad.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    with pytest.raises(
+        ValueError, match=r"Invalid rank 2, rank should be in the interval \[0, 1\]"
+    ):
+        DistributedSampler(range(4), num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="has not been initialized"):
+        DistributedSampler(range(4))
+    data = TensorDataset(jg.arange(10.0))
+    shares = []
+    for rank in range(3):
+        sampler = DistributedSampler(data, num_replicas=3, rank=rank, shuffle=False)
+        loader = DataLoader(data, batch_size=2, sampler=sampler)
+        shares.append([float(v) for (batch,) in loader for v in batch.tolist()])
+    # 10 samples padded to 12 by repeating the first two
+    assert shares == [[0, 3, 6, 9], [1, 4, 7, 0], [2, 5, 8, 1]]
+
+
+@needs_mpi4py
+def test_distributed_sampler_from_the_group(world):
+    from jitgrad.utils.data import DistributedSampler
+
+    s = DistributedSampler(range(5), shuffle=False)
+    assert (s.num_replicas, s.rank, list(s)) == (1, 0, [0, 1, 2, 3, 4])
