@@ -236,3 +236,75 @@ def test_distributed_sampler_from_the_group(world):
 
     s = DistributedSampler(range(5), shuffle=False)
     assert (s.num_replicas, s.rank, list(s)) == (1, 0, [0, 1, 2, 3, 4])
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_ddp_on_two_ranks_matches_one_process():
+    out = run_ranks("tests/mpi/ddp.py")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "rank 0: ddp ok" in out.stdout and "rank 1: ddp ok" in out.stdout
+
+
+def test_post_accumulate_grad_hook_and_final_callback():
+    torch = pytest.importorskip("torch")
+    from jitgrad.autograd.engine import queue_callback
+
+    events = []
+    w = jg.ones(2, requires_grad=True)
+    w.register_post_accumulate_grad_hook(lambda p: events.append(("acc", p.grad.tolist())))
+    w.register_hook(lambda g: queue_callback(lambda: events.append(("done", w.grad.tolist()))))
+    (w * 3).sum().backward()
+    assert events == [("acc", [3.0, 3.0]), ("done", [3.0, 3.0])]
+    with pytest.raises(RuntimeError, match="only be installed during backward") as ours:
+        queue_callback(lambda: None)
+    with pytest.raises(RuntimeError) as theirs:
+        torch.autograd.Variable._execution_engine.queue_callback(lambda: None)
+    assert str(ours.value) == str(theirs.value)
+    with pytest.raises(RuntimeError, match="non-leaf") as ours:
+        (w * 2).register_post_accumulate_grad_hook(lambda p: None)
+    tw = torch.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError) as theirs:
+        (tw * 2).register_post_accumulate_grad_hook(lambda p: None)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_bucket_assignment():
+    from jitgrad.distributed.reducer import assign_buckets
+
+    # reverse order, dtypes apart, a small first bucket, then buckets up to the cap
+    params = [jg.zeros(n) for n in (100, 100, 100, 100)] + [jg.zeros(10, dtype=jg.float64)]
+    # (an unfilled bucket is closed at the end, in the order its first parameter came)
+    assert assign_buckets(params, bucket_cap=1200, first_bucket_cap=800) == [[3, 2], [4], [1, 0]]
+    assert assign_buckets(params, bucket_cap=400, first_bucket_cap=100) == [[3], [2], [1], [0], [4]]
+    assert assign_buckets(params, bucket_cap=10**6, first_bucket_cap=10**6) == [[4], [3, 2, 1, 0]]
+
+
+@needs_mpi4py
+def test_ddp_world_of_one(world):
+    from jitgrad.nn.parallel import DistributedDataParallel as DDP
+
+    jg.manual_seed(0)
+    net = jg.nn.Linear(3, 2)
+    ddp = DDP(net, find_unused_parameters=True)
+    assert ddp.module is net
+    assert list(ddp.state_dict()) == ["module.weight", "module.bias"]
+    x = jg.ones(4, 3)
+    ddp(x).sum().backward()
+    np.testing.assert_allclose(net.weight.grad.numpy(), np.full((2, 3), 4.0))
+    with ddp.no_sync():
+        ddp(x).sum().backward()
+    np.testing.assert_allclose(net.weight.grad.numpy(), np.full((2, 3), 8.0))
+    with pytest.raises(RuntimeError, match="doesn't have any parameter"):
+        DDP(jg.nn.ReLU())
+
+
+def test_ddp_needs_a_group():
+    torch = pytest.importorskip("torch")
+    from jitgrad.nn.parallel import DistributedDataParallel as DDP
+
+    with pytest.raises(ValueError) as ours:
+        DDP(jg.nn.Linear(2, 2))
+    with pytest.raises(ValueError) as theirs:
+        torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+    assert str(ours.value) == str(theirs.value)

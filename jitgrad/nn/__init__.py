@@ -1,6 +1,6 @@
 """Neural-network modules, losses and initialisers (``jitgrad.nn``), PyTorch-shaped."""
 
-from . import functional, init, utils  # noqa: F401
+from . import functional, init, parallel, utils  # noqa: F401
 from .conv import AvgPool2d, Conv2d, MaxPool2d  # noqa: F401
 from .layers import (  # noqa: F401
     CELU,
