@@ -308,3 +308,22 @@ def test_ddp_needs_a_group():
     with pytest.raises(ValueError) as theirs:
         torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
     assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_demo_distributed_prints_the_single_process_accuracy():
+    pytest.importorskip("sklearn")
+    import argparse
+
+    from jitgrad import demo
+
+    args = argparse.Namespace(seed=0, lr=1e-2, batch_size=64, epochs=2, backend="eager")
+    alone = demo.train("mlp", args, demo.load_digits(0), progress=False)["history"]["accuracy"]
+    out = run_ranks(
+        "python", "-m", "jitgrad", "demo", "--model", "mlp", "--epochs", "2", "--distributed"
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "data-parallel on 2 rank(s)" in out.stdout
+    assert out.stdout.count("test accuracy:") == 1  # printed by rank 0 only
+    assert f"test accuracy: {100 * alone[-1]:.1f}%" in out.stdout, out.stdout
