@@ -7,6 +7,7 @@ tests/mpi/ with a timeout, so a broken rank fails the test instead of hanging it
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -327,3 +328,22 @@ def test_demo_distributed_prints_the_single_process_accuracy():
     assert "data-parallel on 2 rank(s)" in out.stdout
     assert out.stdout.count("test accuracy:") == 1  # printed by rank 0 only
     assert f"test accuracy: {100 * alone[-1]:.1f}%" in out.stdout, out.stdout
+
+
+@pytest.mark.mpi
+@needs_mpiexec
+def test_readme_training_script_runs_on_two_ranks(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Distributed training", 1)[1].split("\n## ", 1)[0]
+    (script,) = re.findall(r"```py\n(.*?)```", section, re.S)
+    (tmp_path / "train.py").write_text(script + "print('done', flush=True)\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "jitgrad.distributed.run", "-n", "2", "train.py"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("done") == 2, out.stdout
