@@ -347,3 +347,36 @@ def test_readme_training_script_runs_on_two_ranks(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("done") == 2, out.stdout
+
+
+@needs_mpi4py
+@pytest.mark.filterwarnings("error")
+def test_ddp_step_compiles_in_a_world_of_one(world):
+    # (in a world of one there is nothing to reduce; with more ranks a compiled DDP step raises
+    # until the all-reduce runs inside the compiled code)
+    from jitgrad.nn.parallel import DistributedDataParallel as DDP
+
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        loss = jg.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    x, y = jg.randn(8, 4), jg.randint(0, 3, (8,))
+    models = []
+    for _ in range(2):
+        jg.manual_seed(0)
+        models.append(DDP(jg.nn.Sequential(jg.nn.Linear(4, 8), jg.nn.Tanh(), jg.nn.Linear(8, 3))))
+    opts = [jg.optim.Adam(m.parameters(), lr=0.01) for m in models]
+    compiled = jg.compile(step, backend="numba")
+    for _ in range(3):
+        step(models[0], opts[0], x, y)
+        compiled(models[1], opts[1], x, y)
+    compiled.wait()
+    for _ in range(2):
+        step(models[0], opts[0], x, y)
+        compiled(models[1], opts[1], x, y)
+    assert compiled.stats.cache_hits >= 1
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)

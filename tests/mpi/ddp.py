@@ -116,5 +116,17 @@ every = [jg.zeros(3) for _ in range(size)]
 dist.all_gather(every, rm)
 np.testing.assert_array_equal(every[0].numpy(), every[1].numpy())
 
+
+# under jitgrad.compile with several ranks: a clear error, until the all-reduce is compiled in
+def step(model, x):
+    model(x).sum().backward()
+
+
+try:
+    jg.compile(step, backend="numba")(bn, jg.ones(4, 3))
+    raise AssertionError("expected an error under compile")
+except RuntimeError as e:
+    assert "cannot run inside jitgrad.compile yet" in str(e), e
+
 dist.destroy_process_group()
 print(f"rank {rank}: ddp ok", flush=True)

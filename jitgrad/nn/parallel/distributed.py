@@ -113,7 +113,7 @@ class DistributedDataParallel(Module):
         def hook(param):
             if not self._armed:
                 return
-            if STATE.tracer is not None:
+            if STATE.tracer is not None and self.process_group.size() > 1:
                 raise RuntimeError(
                     "DistributedDataParallel's gradient all-reduce cannot run inside "
                     "jitgrad.compile yet: train the DDP model eagerly."
