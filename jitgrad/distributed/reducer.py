@@ -77,6 +77,12 @@ class Reducer:
                 self.offsets[i] = offset
                 offset += self.params[i]._data.size
             self.buffers.append(np.zeros(offset, dtype=self.params[idx[0]]._data.dtype))
+        # per parameter: its piece of the buffer is laid out in C (row-major) or F order, so
+        # that a gradient in that order (a weight's gradient from a matmul is often F) is copied
+        # in and out contiguously instead of transposed; fixed by rank 0 at a bucket's first
+        # reduction, as every rank must read the buffer the same way
+        self.fortran: list = [False] * len(self.params)
+        self.layout_fixed = [False] * len(self.buckets)
         self._reset()
 
     def _reset(self) -> None:
@@ -101,19 +107,42 @@ class Reducer:
             self._launch(self.next_bucket)
             self.next_bucket += 1
 
+    def _piece(self, i: int) -> np.ndarray:
+        """Parameter ``i``'s gradient in its bucket's buffer: a view of the parameter's shape."""
+        shape = self.params[i]._data.shape
+        flat = self.buffers[self.bucket_of[i]][
+            self.offsets[i] : self.offsets[i] + int(np.prod(shape))
+        ]
+        return flat.reshape(shape[::-1]).T if self.fortran[i] else flat.reshape(shape)
+
+    def _fix_layout(self, b: int) -> None:
+        idx = self.buckets[b]
+        flags = np.zeros(len(idx), dtype=np.uint8)
+        for k, i in enumerate(idx):
+            g = self.params[i].grad
+            a = None if g is None else g._data
+            flags[k] = (
+                a is not None and a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous
+            )
+        self.pg.comm.Bcast(flags, root=0)
+        for k, i in enumerate(idx):
+            self.fortran[i] = bool(flags[k])
+        self.layout_fixed[b] = True
+
     def _launch(self, b: int) -> None:
-        buf = self.buffers[b]
         if self.pg.size() == 1:
             return  # nothing to average: the gradients stay in .grad
+        if not self.layout_fixed[b]:
+            self._fix_layout(b)
         for i in self.buckets[b]:
             g = self.params[i].grad
-            piece = buf[self.offsets[i] : self.offsets[i] + self.params[i]._data.size]
+            piece = self._piece(i)
             if g is None:
                 piece[...] = 0  # unused here: contributes nothing to the sum
             else:
-                np.copyto(piece, g._data.reshape(-1))
+                np.copyto(piece, g._data)
         MPI = _mpi()
-        self.pg.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        self.pg.comm.Allreduce(MPI.IN_PLACE, self.buffers[b], op=MPI.SUM)
 
     def finish(self) -> None:
         """End of backward: reduce the buckets still waiting, then write the averages into
@@ -127,14 +156,12 @@ class Reducer:
             used = np.array(self.ready, dtype=np.int32)
             if size > 1 and self.find_unused:
                 self.pg.comm.Allreduce(_mpi().IN_PLACE, used, op=_mpi().MAX)
-            for b, idx in enumerate(self.buckets if size > 1 else ()):
-                buf = self.buffers[b]
+            for idx in self.buckets if size > 1 else ():
                 for i in idx:
                     if not used[i]:
                         continue  # no rank computed a gradient: .grad stays as it was
                     p = self.params[i]
-                    piece = buf[self.offsets[i] : self.offsets[i] + p._data.size]
-                    piece = piece.reshape(p._data.shape)
+                    piece = self._piece(i)
                     if p.grad is None:
                         from ..tensor import Tensor
 
