@@ -78,6 +78,21 @@ for p, q in zip(ddp.parameters(), ref.parameters()):
     np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
+# gradients in different memory orders on the two ranks (rank 1 makes its weight gradients
+# row-major): the buckets are still read the same way everywhere
+net = DDP(model(seed=3))
+ref = model(seed=3)
+copy_params(ref, net.module)
+if rank == 1:
+    for layer in (net.module[0], net.module[2]):
+        layer.weight.register_hook(lambda g: g.contiguous())
+rows = slice(rank * B, (rank + 1) * B)
+net(jg.tensor(X[1, rows])).sum().backward()
+(ref(jg.tensor(X[1, : size * B])).sum() / size).backward()
+assert net.module[0].weight.grad._data.flags.c_contiguous == (rank == 1)
+for p, q in zip(net.parameters(), ref.parameters()):
+    np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
+
 # unused parameters: branch b is used on rank 1 only, branch c nowhere
 class Branchy(nn.Module):
     def __init__(self):
