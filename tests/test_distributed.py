@@ -380,3 +380,12 @@ def test_ddp_step_compiles_in_a_world_of_one(world):
     assert compiled.stats.cache_hits >= 1
     for p, q in zip(models[0].parameters(), models[1].parameters()):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_init_in_a_worker_importing_the_script_says_to_guard_it(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(RuntimeError, match='if __name__ == "__main__":'):
+        dist.init_process_group()
+    assert not dist.is_initialized()

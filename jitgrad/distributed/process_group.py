@@ -119,6 +119,7 @@ def init_process_group(
         )
     if _STATE["group"] is not None:
         raise ValueError("trying to initialize the default process group twice!")
+    _refuse_in_a_child()
     MPI = _mpi()
     comm = MPI.COMM_WORLD.Dup()
     pg = ProcessGroup(comm)
@@ -136,6 +137,20 @@ def init_process_group(
             "this process. Leave rank out: the launcher numbers the processes."
         )
     _STATE["group"] = pg
+
+
+def _refuse_in_a_child() -> None:
+    """A DataLoader worker (or its fork server) imports the training script again; joining
+    MPI there, with the rank's environment inherited, crashes Open MPI."""
+    import multiprocessing
+
+    proc = multiprocessing.current_process()
+    if getattr(proc, "_inheriting", False) or proc.name != "MainProcess":
+        raise RuntimeError(
+            "init_process_group() was called in a multiprocessing child (a DataLoader worker "
+            "importing the training script again?). Put the training code under "
+            '`if __name__ == "__main__":` so that only the rank itself runs it.'
+        )
 
 
 def destroy_process_group(group=None) -> None:

@@ -93,6 +93,7 @@ assert net.module[0].weight.grad._data.flags.c_contiguous == (rank == 1)
 for p, q in zip(net.parameters(), ref.parameters()):
     np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
 
+
 # unused parameters: branch b is used on rank 1 only, branch c nowhere
 class Branchy(nn.Module):
     def __init__(self):
