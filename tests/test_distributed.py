@@ -121,6 +121,11 @@ def test_world_of_one(world):
     dist.all_gather_into_tensor(big, t)
     dist.reduce_scatter_tensor(big, t)
     np.testing.assert_array_equal(big.numpy(), t.numpy())
+    objs = [None]
+    dist.all_gather_object(objs, ("a", 1))
+    assert objs == [("a", 1)]
+    with pytest.raises(ValueError, match="world_size"):
+        dist.all_gather_object([], 1)
     dist.barrier()
 
 

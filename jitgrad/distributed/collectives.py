@@ -415,3 +415,44 @@ def recv(tensor, src=None, group=None, tag: int = 0, group_src=None) -> int:
     pg.comm.Recv(_bytes(a), source=status.Get_source(), tag=tag)
     _store(tensor, a)
     return status.Get_source()
+
+
+# -- picklable Python objects (configurations, seeds, metrics) ----------------------------------
+def all_gather_object(object_list, obj, group=None) -> None:
+    """Every rank's ``obj`` into ``object_list[rank]`` (a list of world_size entries)."""
+    pg = _default_group(group)
+    if not isinstance(object_list, list) or len(object_list) != pg.size():
+        raise ValueError(
+            f"all_gather_object(): object_list must be a list of world_size ({pg.size()}) "
+            "entries, e.g. [None] * dist.get_world_size()"
+        )
+    object_list[:] = pg.comm.allgather(obj)
+
+
+def broadcast_object_list(object_list, src=None, group=None, device=None, group_src=None) -> None:
+    """``src``'s ``object_list`` entries into every rank's list (the lists are equally long)."""
+    pg = _default_group(group)
+    src = _peer("broadcast_object_list", "src", src, group_src, pg.size())
+    got = pg.comm.bcast(list(object_list) if pg.rank() == src else len(object_list), root=src)
+    if len(got) != len(object_list):
+        raise ValueError(
+            f"broadcast_object_list(): rank {src} sent {len(got)} objects, but this rank's list "
+            f"has {len(object_list)} entries; pass lists of the same length on every rank"
+        )
+    object_list[:] = got
+
+
+def gather_object(obj, object_gather_list=None, dst=None, group=None, group_dst=None) -> None:
+    """Every rank's ``obj`` into ``object_gather_list`` on ``dst``."""
+    pg = _default_group(group)
+    dst = _peer("gather_object", "dst", dst, group_dst, pg.size())
+    if pg.rank() == dst and (
+        not isinstance(object_gather_list, list) or len(object_gather_list) != pg.size()
+    ):
+        raise ValueError(
+            f"gather_object(): object_gather_list on rank {dst} must be a list of world_size "
+            f"({pg.size()}) entries"
+        )
+    got = pg.comm.gather(obj, root=dst)
+    if pg.rank() == dst:
+        object_gather_list[:] = got

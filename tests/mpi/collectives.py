@@ -105,6 +105,17 @@ try:
 except RuntimeError as e:
     assert "same shape and dtype on every rank" in str(e)
 
+# picklable objects
+objs = [None] * size
+dist.all_gather_object(objs, {"rank": rank})
+assert objs == [{"rank": r} for r in range(size)], objs
+lst = ["config", 42] if rank == 1 else [None, None]
+dist.broadcast_object_list(lst, src=1)
+assert lst == ["config", 42], lst
+got = [None] * size if rank == 0 else None
+dist.gather_object(rank * 10, got, dst=0)
+assert rank != 0 or got == [0, 10], got
+
 dist.barrier()
 dist.destroy_process_group()
 print(f"rank {rank}: collectives ok", flush=True)
