@@ -133,6 +133,14 @@ dist.all_gather(every, rm)
 np.testing.assert_array_equal(every[0].numpy(), every[1].numpy())
 
 
+# one flat gradient buffer laid out like the buckets (what a compiled step will hand over)
+layout = net.reducer.layout()
+n_flat = sum(numel for bucket in layout for _, _, numel in bucket)
+flat = np.arange(n_flat, dtype=np.float32) * (rank + 1)
+net.reducer.average_flat(flat)
+np.testing.assert_allclose(flat, np.arange(n_flat, dtype=np.float32) * (size + 1) / 2)
+
+
 # under jitgrad.compile with several ranks: a clear error, until the all-reduce is compiled in
 def step(model, x):
     model(x).sum().backward()
