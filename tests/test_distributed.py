@@ -394,3 +394,22 @@ def test_init_in_a_worker_importing_the_script_says_to_guard_it(monkeypatch):
     with pytest.raises(RuntimeError, match='if __name__ == "__main__":'):
         dist.init_process_group()
     assert not dist.is_initialized()
+
+
+def test_threads_per_rank(monkeypatch):
+    from jitgrad.distributed import _rank
+
+    assert [_rank.threads_per_rank(16, n) for n in (1, 2, 3, 16, 32)] == [16, 8, 5, 1, 1]
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting stays
+    for name in (*_rank.THREAD_VARS[:1], *_rank.THREAD_VARS[2:], "JITGRAD_THREADS_PER_RANK"):
+        monkeypatch.setenv(name, "")  # (so that the test's own writes are undone too)
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("JITGRAD_THREADS_EXPLICIT", "")
+    monkeypatch.delenv("JITGRAD_THREADS_EXPLICIT")
+    assert _rank.set_threads() == 4
+    assert os.environ["NUMBA_NUM_THREADS"] == "4" and os.environ["OMP_NUM_THREADS"] == "7"
+    monkeypatch.setenv("JITGRAD_THREADS_PER_RANK", "3")  # --threads-per-rank 3 wins
+    monkeypatch.setenv("JITGRAD_THREADS_EXPLICIT", "1")
+    assert _rank.set_threads() == 3 and os.environ["OMP_NUM_THREADS"] == "3"

@@ -32,12 +32,16 @@ def rank_from_env() -> int | None:
 
 
 def set_threads() -> int:
-    """Threads for this rank: JITGRAD_THREADS_PER_RANK if the launcher was told, else cores /
-    ranks on this machine. Variables the user set already are left alone."""
+    """Threads for this rank: cores / ranks on this machine, or what ``--threads-per-rank``
+    said. Thread variables the user set already are left alone, unless the flag was given."""
     local = _env_int(("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "LOCAL_WORLD_SIZE"), 1)
     n = _env_int(("JITGRAD_THREADS_PER_RANK",), 0) or threads_per_rank(os.cpu_count() or 1, local)
+    explicit = os.environ.get("JITGRAD_THREADS_EXPLICIT") == "1"  # --threads-per-rank given
     for name in THREAD_VARS:
-        os.environ.setdefault(name, str(n))
+        if explicit:
+            os.environ[name] = str(n)
+        else:
+            os.environ.setdefault(name, str(n))
     return n
 
 

@@ -124,6 +124,8 @@ def command(opts: dict, program: list[str], cores: int | None = None) -> tuple[l
     threads = opts["threads"] or (threads_per_rank(cores, n) if single_machine else None)
     if threads:
         env["JITGRAD_THREADS_PER_RANK"] = str(threads)
+    if opts["threads"]:
+        env["JITGRAD_THREADS_EXPLICIT"] = "1"
     if opts["hostfile"]:
         cmd += ["--hostfile", opts["hostfile"]]
     if flavour == "openmpi":
@@ -138,11 +140,13 @@ def command(opts: dict, program: list[str], cores: int | None = None) -> tuple[l
         if not single_machine or n > cores or (threads or 1) > 1:
             # a rank bound to one core would squeeze its threads onto it
             cmd += ["--bind-to", "none"]
-        for name in ("JITGRAD_THREADS_PER_RANK",):
+        for name in ("JITGRAD_THREADS_PER_RANK", "JITGRAD_THREADS_EXPLICIT"):
             if name in env:
                 cmd += ["-x", name]
-    elif flavour == "mpich" and "JITGRAD_THREADS_PER_RANK" in env:
-        cmd += ["-genv", "JITGRAD_THREADS_PER_RANK", env["JITGRAD_THREADS_PER_RANK"]]
+    elif flavour == "mpich":
+        for name in ("JITGRAD_THREADS_PER_RANK", "JITGRAD_THREADS_EXPLICIT"):
+            if name in env:
+                cmd += ["-genv", name, env[name]]
     cmd += opts["extra"]
     cmd += [sys.executable, "-m", "jitgrad.distributed._rank", *program]
     return cmd, env
