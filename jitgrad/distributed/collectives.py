@@ -3,8 +3,9 @@
 Every call works on the tensors' NumPy buffers in place (as PyTorch's do on their storage),
 outside autograd. Calls that need the same shape on every rank first exchange a small
 description of each rank's tensor, so a mismatch raises the same error on every rank instead of
-corrupting memory or hanging. Data is carried as bytes where no arithmetic is needed, so any
-dtype can be broadcast, gathered or sent; reductions need a dtype MPI can add.
+corrupting memory or hanging (checked before anything else that could fail on one rank only).
+Data is carried as bytes where no arithmetic is needed, so any dtype can be broadcast, gathered
+or sent; reductions need a dtype MPI can add.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def _reduce_args(name: str, a: np.ndarray, op):
     except ValueError:
         raise ValueError(f"{name}(): unknown reduce op {op!r}; use a dist.ReduceOp") from None
     kind = a.dtype.kind
-    if a.dtype == np.dtype(np.float16) or kind not in "biuf c":
+    if a.dtype == np.dtype(np.float16) or kind not in "biufc":
         raise RuntimeError(
             f"{name}(): MPI cannot reduce tensors of dtype {dtypes.from_numpy_dtype(a.dtype)} (it "
             "has no arithmetic for it). Cast to float32 first, e.g. t32 = t.float(), reduce t32, "
@@ -200,8 +201,8 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op: bool = False):
     _check_tensor("all_reduce", tensor)
     pg = _default_group(group)
     a = _array(tensor)
-    op, mpi_op = _reduce_args("all_reduce", a, op)
     _same_everywhere("all_reduce", pg, a)
+    op, mpi_op = _reduce_args("all_reduce", a, op)
     if pg.size() > 1:
         pg.comm.Allreduce(_mpi().IN_PLACE, a, op=mpi_op)
     _finish_avg(a, op, pg.size())
@@ -215,8 +216,8 @@ def reduce(tensor, dst=None, op=ReduceOp.SUM, group=None, async_op=False, group_
     pg = _default_group(group)
     dst = _peer("reduce", "dst", dst, group_dst, pg.size())
     a = _array(tensor)
-    op, mpi_op = _reduce_args("reduce", a, op)
     _same_everywhere("reduce", pg, a)
+    op, mpi_op = _reduce_args("reduce", a, op)
     if pg.size() > 1:
         if pg.rank() == dst:
             pg.comm.Reduce(_mpi().IN_PLACE, a, op=mpi_op, root=dst)
@@ -307,8 +308,8 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=F
             f"the input has {a.size} elements of {input.dtype}, the output {o.size} of "
             f"{output.dtype} with world_size {pg.size()}"
         )
-    op, mpi_op = _reduce_args(name, a, op)
     _same_everywhere(name, pg, a, "input tensor")
+    op, mpi_op = _reduce_args(name, a, op)
     if pg.size() > 1:
         pg.comm.Reduce_scatter_block(a.reshape(-1), o.reshape(-1), op=mpi_op)
     else:
@@ -325,8 +326,8 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
     o = _array(output)
     _check_list("reduce_scatter", "input_list", input_list, pg.size(), o)
     flat = np.concatenate([_array(t).reshape(-1) for t in input_list])
-    op, mpi_op = _reduce_args("reduce_scatter", flat, op)
     _same_everywhere("reduce_scatter", pg, o, "output tensor")
+    op, mpi_op = _reduce_args("reduce_scatter", flat, op)
     if pg.size() > 1:
         pg.comm.Reduce_scatter_block(flat, o.reshape(-1), op=mpi_op)
     else:

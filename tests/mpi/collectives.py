@@ -115,6 +115,12 @@ assert lst == ["config", 42], lst
 got = [None] * size if rank == 0 else None
 dist.gather_object(rank * 10, got, dst=0)
 assert rank != 0 or got == [0, 10], got
+# a dtype MPI cannot reduce on one rank only: every rank raises (none is left waiting)
+try:
+    dist.all_reduce(jg.ones(2, dtype=jg.bfloat16 if rank == 0 else jg.float32))
+    raise AssertionError("expected a dtype error")
+except RuntimeError as e:
+    assert "rank 0: [2] jitgrad.bfloat16, rank 1: [2] jitgrad.float32" in str(e), e
 
 dist.barrier()
 dist.destroy_process_group()

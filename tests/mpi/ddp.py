@@ -78,6 +78,19 @@ for p, q in zip(ddp.parameters(), ref.parameters()):
     np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
+# two backward passes through a retained graph: each averages (the sum of both, averaged)
+net = DDP(model(seed=5 + rank))
+ref = model(seed=5)
+copy_params(ref, net.module)
+out = net(jg.tensor(X[2, rank * B : (rank + 1) * B])).sum()
+out.backward(retain_graph=True)
+(out * 2).backward()
+ref_out = ref(jg.tensor(X[2, : size * B])).sum() / size
+ref_out.backward(retain_graph=True)
+(ref_out * 2).backward()
+for p, q in zip(net.parameters(), ref.parameters()):
+    np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-6)
+
 # gradients in different memory orders on the two ranks (rank 1 makes its weight gradients
 # row-major): the buckets are still read the same way everywhere
 net = DDP(model(seed=3))

@@ -126,8 +126,9 @@ class DistributedDataParallel(Module):
         return hook
 
     def _finish(self) -> None:
+        # NOTE: the reducer stays armed until the next forward: a second backward through a
+        # retained graph averages again (the average of the accumulated sum, as it should be)
         self._queued = False
-        self._armed = False
         self.reducer.finish()
 
     def forward(self, *inputs, **kwargs):
