@@ -48,7 +48,13 @@ def set_threads() -> int:
 def main(argv=None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     set_threads()
-    from mpi4py.run import run_command_line
+    try:
+        from mpi4py.run import run_command_line
+    except ImportError:
+        from .process_group import INSTALL_HINT
+
+        sys.stderr.write(f"jitgrad.distributed.run: {INSTALL_HINT}\n")
+        raise SystemExit(1) from None
 
     try:
         run_command_line(args)
