@@ -124,11 +124,31 @@ def save(obj: Any, f: _FileLike) -> None:
     arrays = dict(enc.arrays)
     arrays[STRUCTURE_KEY] = np.frombuffer(doc.encode("utf-8"), dtype=np.uint8)
     if isinstance(f, (str, os.PathLike)):
-        # an open file, because np.savez would append ".npz" to a path without that suffix
-        with open(f, "wb") as fh:
-            np.savez(fh, **arrays)
+        _write_whole(os.fspath(f), arrays)
     else:
         np.savez(f, **arrays)
+
+
+def _write_whole(path: str, arrays: dict) -> None:
+    """Write ``path`` so that it is never seen half written: into a temporary file beside it,
+    then renamed over it (a process killed while saving, such as one rank of a training job,
+    leaves the previous checkpoint intact). Special files and symlinks are written in place."""
+    # an open file, because np.savez would append ".npz" to a path without that suffix
+    if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+        return
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 class _Decoder:

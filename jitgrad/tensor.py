@@ -349,6 +349,17 @@ class Tensor:
             return accumulator(self)._register_tensor_hook(0, hook)
         return self._grad_fn._register_tensor_hook(self._output_nr, hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` on this leaf after a backward pass has added into its
+        ``.grad`` (what gradient all-reduces and optimizers-in-backward use)."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        return accumulator(self)._register_post_accumulate_hook(hook)
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd.engine import backward
 

@@ -222,3 +222,20 @@ def test_checkpoint_resumes_training_bit_for_bit(tmp_path, compiled):
     for p, q in zip(model.parameters(), model2.parameters()):
         for k, v in opt.state[p].items():
             np.testing.assert_array_equal(v.numpy(), opt2.state[q][k].numpy())
+
+
+def test_save_to_a_path_is_all_or_nothing(tmp_path, monkeypatch):
+    # a process that dies while saving (one rank of a training job) leaves the old file whole
+    path = tmp_path / "ckpt.npz"
+    jg.save({"w": jg.ones(3)}, path)
+
+    def broken(fh, **arrays):
+        fh.write(b"PK half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(KeyboardInterrupt):
+        jg.save({"w": jg.zeros(3)}, path)
+    monkeypatch.undo()
+    assert jg.load(path)["w"].tolist() == [1.0, 1.0, 1.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]

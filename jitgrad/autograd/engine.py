@@ -161,7 +161,37 @@ def _call_hooks(hooks: dict, grad):
     return grad
 
 
-def run_backward(
+# callbacks queued during a backward pass run once its outermost pass has finished
+_FINAL_CALLBACKS: list = []
+_DEPTH = [0]
+
+
+def queue_callback(callback) -> None:
+    """Run ``callback()`` when the backward pass now running has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``; DistributedDataParallel's reduction)."""
+    if _DEPTH[0] == 0:
+        raise RuntimeError("Final callbacks can only be installed during backward pass.")
+    _FINAL_CALLBACKS.append(callback)
+
+
+def run_backward(*args, **kwargs):
+    """Shared core of ``backward`` and ``grad``; returns captured grads for ``inputs``."""
+    _DEPTH[0] += 1
+    ok = False
+    try:
+        results = _run_backward(*args, **kwargs)
+        ok = True
+    finally:
+        _DEPTH[0] -= 1
+        if _DEPTH[0] == 0 and not ok:
+            _FINAL_CALLBACKS.clear()
+    if _DEPTH[0] == 0:
+        while _FINAL_CALLBACKS:
+            _FINAL_CALLBACKS.pop(0)()
+    return results
+
+
+def _run_backward(
     outputs,
     grad_outputs,
     *,
@@ -172,7 +202,7 @@ def run_backward(
     allow_unused: bool = False,
     materialize_grads: bool = False,
 ):
-    """Shared core of ``backward`` and ``grad``; returns captured grads for ``inputs``."""
+    """The pass itself: walk the graph from the roots, accumulate, capture."""
     if STATE.tracer is not None:
         STATE.tracer.on_backward()
     root_edges = _roots(outputs)
@@ -236,6 +266,9 @@ def run_backward(
                     t = node.variable
                     if t is not None:
                         _accumulate(t, buf[0], create_graph)
+                        if node._post_acc_hooks:
+                            for hook in list(node._post_acc_hooks.values()):
+                                hook(t)
                 continue
             if buf and (needed is None or node in needed):
                 if type(node) is PrimNode and not node._post_hooks and not STATE.anomaly:

@@ -215,11 +215,19 @@ class PrimNode(Node):
 class AccumulateGrad(Node):
     """Sink for a leaf tensor: adds the incoming gradient into ``variable.grad``."""
 
-    __slots__ = ("_variable",)
+    __slots__ = ("_variable", "_post_acc_hooks")
 
     def __init__(self, variable):
         Node.__init__(self, ())
         self._variable = weakref.ref(variable)
+        self._post_acc_hooks = None  # {key: hook(tensor)} once .grad has the new gradient
+
+    def _register_post_accumulate_hook(self, hook) -> RemovableHandle:
+        if self._post_acc_hooks is None:
+            self._post_acc_hooks = {}
+        handle = RemovableHandle(self._post_acc_hooks)
+        self._post_acc_hooks[handle._key] = hook
+        return handle
 
     @property
     def variable(self):

@@ -1,6 +1,6 @@
 """Neural-network modules, losses and initialisers (``jitgrad.nn``), PyTorch-shaped."""
 
-from . import functional, init, utils  # noqa: F401
+from . import functional, init, parallel, utils  # noqa: F401
 from .adaptive import AdaptiveLogSoftmaxWithLoss  # noqa: E402,F401
 from .bag import Bilinear, EmbeddingBag  # noqa: E402,F401
 from .containers import Container, DataParallel, ParameterDict, ParameterList  # noqa: E402,F401
