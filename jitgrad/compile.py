@@ -191,7 +191,7 @@ class CompiledFunction(TracingMixin, BuildingMixin):
             # The check reads the backend's stored values of this call (the Numba driver's
             # workspace) and may restore the inputs: no other call of the executable in between
             # (its own call takes the same lock, re-entrantly).
-            with getattr(entry.exe, "lock", None) or contextlib.nullcontext():
+            with entry.exe.lock or contextlib.nullcontext():
                 # the backend may update captured buffers in place: keep the inputs as they were
                 snapshot = [np.array(a, copy=True) for a in inputs]
                 outs, writes = entry.exe(inputs)
@@ -229,7 +229,7 @@ class CompiledFunction(TracingMixin, BuildingMixin):
 
         tape = entry.tape
         ref = evaluate(tape, inputs)
-        got = entry.exe.values(inputs) if hasattr(entry.exe, "values") else None
+        got = entry.exe.values(inputs)
         checks = []
         if got is not None:
             checks = [(e.out, got.get(e.out)) for e in tape.eqns if e.out in got]
@@ -257,7 +257,7 @@ class CompiledFunction(TracingMixin, BuildingMixin):
                     if eqn
                     else repr(v)
                 )
-                kernel = entry.exe.kernel_of(v) if hasattr(entry.exe, "kernel_of") else None
+                kernel = entry.exe.kernel_of(v)
                 raise AgreementError(
                     f"backend {entry.exe.backend!r} disagrees with the reference interpreter at "
                     f"{where}" + (f" (kernel {kernel})" if kernel else "") + ": max abs error "

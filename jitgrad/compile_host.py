@@ -164,7 +164,7 @@ def _make_runner(entry, slow):
         "_kinds": {},
         "_slow": slow,
     }
-    direct = getattr(entry.exe, "direct_call", None)
+    direct = entry.exe.direct_call
     # Captured tensors' buffers are checked by identity with the last call's (their shape and
     # dtype guards then hold, and their flat views are reused); only a new buffer is checked.
     captured = {id(b.ref) for b in tape.bindings.values() if b.kind == "capture"}
@@ -241,7 +241,7 @@ def _make_runner(entry, slow):
             continue
         ns["_kinds"][id(t[0])] = t[0]
         stack.extend(t[1])
-    lock = getattr(entry.exe, "lock", None)
+    lock = entry.exe.lock
     if lock is not None:  # one call at a time: the driver's workspace is the executable's
         ns["_acquire"], ns["_release"] = lock.acquire, lock.release
         body = ["        " + line[4:] for line in lines[1:]]

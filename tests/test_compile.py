@@ -199,8 +199,10 @@ def test_check_mode_passes_and_reports_disagreement():
     entry = f._cache[next(iter(f._cache))][0]
     real = entry.exe
 
-    class Broken:
+    class Broken:  # (the members of backends.contract.Executable that a call reaches)
         backend = "broken"
+        lock = None
+        direct_call = None
 
         def __init__(self):
             self.tape = real.tape

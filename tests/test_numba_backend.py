@@ -929,3 +929,33 @@ def test_a_tape_with_an_empty_backward_compiles():
     p.grad = None
     out.sum().backward()  # its gradient reaches the parameter
     np.testing.assert_array_equal(p.grad.numpy(), np.ones(3))
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("name", sorted(__import__("jitgrad.backends").backends.BACKENDS))
+def test_every_backend_meets_the_executable_contract(name):
+    from jitgrad import backends
+    from jitgrad.backends import contract
+    from jitgrad.backends.interpreter import evaluate
+    from jitgrad.ir import Tracer, tracing
+    from jitgrad.ir.tape import Binding
+
+    x = jg.randn(3, 4)
+    tracer = Tracer("f")
+    with tracing(tracer):
+        tracer.add_input(x, Binding("arg", key=0, name="x"))
+        tracer.tape.outputs = [tracer.var_of((x * 2.0).exp().sum(1))]
+    tape = tracer.tape
+    exe = backends.get(name).lower(tape)
+    assert isinstance(exe, contract.Executable)
+    assert all(hasattr(exe, m) for m in contract.MEMBERS), [
+        m for m in contract.MEMBERS if not hasattr(exe, m)
+    ]
+    assert exe.backend == name and exe.tape is not None
+    outs, writes = exe([x.numpy()])
+    want = evaluate(tape, [x.numpy()])[tape.outputs[0]]
+    np.testing.assert_allclose(outs[0], want, rtol=1e-5)
+    rows, outs2, _ = exe.profile([x.numpy()])
+    assert rows and all(t >= 0 for t, _ in rows)
+    np.testing.assert_allclose(outs2[0], want, rtol=1e-5)
+    assert isinstance(exe.source(), str) and exe.values([x.numpy()]) is not None

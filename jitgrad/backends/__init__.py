@@ -1,4 +1,5 @@
-"""Backends: each lowers a Tape to an executable (``lower(tape) -> Executable``)."""
+"""Backends: each lowers a Tape to an executable (``lower(tape) -> Executable``, the contract in
+``contract.py``)."""
 
 from __future__ import annotations
 

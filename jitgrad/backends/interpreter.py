@@ -32,6 +32,8 @@ class Executable:
 
     backend = "interpreter"
     compiled = 0  # (nothing to compile)
+    lock = None  # (it keeps no state between calls)
+    direct_call = None  # (the general call path)
 
     def __init__(self, tape: Tape):
         self.tape = tape
