@@ -6,6 +6,7 @@ in the compile worker while calls run eagerly, and loaded in slices of LOAD_SLIC
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 import warnings
@@ -21,6 +22,8 @@ _BUILDING = object()  # a cached trace whose compiled code is not built yet: run
 LOAD_SLICE_S = 0.01
 # a waited-for build shares its jobs with the compile worker from this many new kernels on
 SHARE_MIN = 3
+# set to 1, a backend that cannot compile a tape raises instead of falling back (tests)
+STRICT_ENV = "JITGRAD_STRICT_BACKENDS"
 
 
 class _Entry:
@@ -61,9 +64,18 @@ class BuildingMixin:
             return self._fall_back(backend, tape, exc)
 
     def _fall_back(self, backend, tape: Tape, exc: Exception):
-        """The interpreter's executable for ``tape``, which ``backend`` could not compile."""
+        """The interpreter's executable for ``tape``, which ``backend`` could not compile; with
+        ``STRICT_ENV`` set (the test suite sets it) the failure is raised instead, so that a
+        backend test never compares the interpreter with itself."""
+        name = backend.__name__.rsplit(".", 1)[-1]
+        if os.environ.get(STRICT_ENV) == "1":
+            raise RuntimeError(
+                f"jitgrad.compile: the {name} backend could not compile {tape.name!r} "
+                f"({type(exc).__name__}: {exc}); {STRICT_ENV}=1 forbids running it with the "
+                "reference interpreter instead."
+            ) from exc
         warnings.warn(
-            f"jitgrad.compile: the {backend.__name__.rsplit('.', 1)[-1]} backend could not "
+            f"jitgrad.compile: the {name} backend could not "
             f"compile {tape.name!r} ({type(exc).__name__}: {exc}); running it with the "
             "reference interpreter instead. Please report this with the tape "
             "(cfn.tape(*args)).",

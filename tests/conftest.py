@@ -10,6 +10,9 @@ os.environ.setdefault("JITGRAD_BACKEND", "interpreter")
 # test's calls after a trace run compiled, as it asserts; the tests of background builds ask
 # for ``wait=False``.
 os.environ.setdefault("JITGRAD_COMPILE_WAIT", "1")
+# A backend that cannot compile a tape raises instead of falling back to the interpreter, so a
+# backend test never compares the interpreter with itself (the fallback's own tests unset it).
+os.environ.setdefault("JITGRAD_STRICT_BACKENDS", "1")
 
 # CI runs the property tests on a fixed sequence of examples, so a submission's result does not
 # depend on which random programs a run happened to draw; locally they keep exploring.

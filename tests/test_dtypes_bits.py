@@ -584,11 +584,14 @@ def test_compiled_int8_arithmetic_and_in_place_bit_ops():
 
 
 @pytest.mark.parametrize("half", ["float16", "bfloat16"])
-def test_numba_backend_refuses_half_precision_tapes_clearly(half):
+def test_numba_backend_refuses_half_precision_tapes_clearly(half, monkeypatch):
     def f(x):
         return (x * 2).exp().sum()
 
     x = jg.tensor([0.5, 1.0, 1.5], dtype=getattr(jg, half))
+    with pytest.raises(RuntimeError, match=f"holds jitgrad.{half} values"):  # strict (tests)
+        jg.compile(f, backend="numba")(x)
+    monkeypatch.delenv("JITGRAD_STRICT_BACKENDS")  # as a user runs it: a warning
     with pytest.warns(RuntimeWarning, match=f"holds jitgrad.{half} values"):
         got = jg.compile(f, backend="numba")(x)
     assert got.dtype.name == half

@@ -470,6 +470,12 @@ def test_a_backend_failure_falls_back_to_the_interpreter(monkeypatch):
         loss.backward()
         return loss
 
+    # strict (the suite's setting): the failure is raised
+    with pytest.raises(RuntimeError, match="JITGRAD_STRICT_BACKENDS=1 forbids"):
+        step(jg.ones(3))
+    w.grad = None  # (the traced call ran, eagerly, before the lowering failed)
+    monkeypatch.delenv("JITGRAD_STRICT_BACKENDS")  # what a user gets: a warning, and results
+    step = jg.compile(step.fn, backend="numba")
     with pytest.warns(RuntimeWarning, match="could not compile.*reference interpreter"):
         step(jg.ones(3))
         step(jg.ones(3))  # .grad now exists: traced again, and again run by the interpreter
