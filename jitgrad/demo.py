@@ -441,7 +441,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of loss and accuracy curves")
     p.add_argument(
-        "--gpt-steps", type=int, default=300, help="training steps of --model gpt (default 300)"
+        "--gpt-steps", type=int, default=1000, help="training steps of --model gpt (default 1000)"
     )
     p.add_argument(
         "--gpt-lr", type=float, default=3e-3, help="peak AdamW learning rate of --model gpt"
