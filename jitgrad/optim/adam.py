@@ -9,7 +9,7 @@ from ..factories import zeros, zeros_like
 from ..ops import functions as F
 from ..tensor import Tensor
 from . import fused
-from ._common import check_fused, check_lr
+from ._common import check, check_betas, check_fused, check_lr
 from .optimizer import Optimizer
 
 
@@ -45,14 +45,9 @@ class Adam(Optimizer):
                 "lr as a Tensor is not supported for capturable=False and foreach=True"
             )
         check_lr(lr)
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check(0.0 <= eps, "epsilon value", eps)
+        check_betas(betas)
+        check(0.0 <= weight_decay, "weight_decay value", weight_decay)
         defaults = dict(
             lr=lr,
             betas=betas,
