@@ -14,9 +14,11 @@ from .module import Module, Parameter
 from .normalization import (
     _as_shape,
     _BatchNorm,
+    affine_parameters,
     group_norm,
     instance_norm,
     local_response_norm,
+    reset_affine,
     rms_norm,
 )
 from .wrap import functional_module
@@ -61,23 +63,10 @@ class GroupNorm(Module):
         self.num_groups, self.num_channels, self.eps, self.affine = (
             num_groups, num_channels, eps, affine,
         )  # fmt: skip
-        dtype = _dtype(dtype)
-        if affine:
-            self.weight = Parameter(empty(num_channels, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(empty(num_channels, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        affine_parameters(self, (num_channels,), affine, bias, _dtype(dtype), device)
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
