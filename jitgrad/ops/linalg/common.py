@@ -69,7 +69,7 @@ def _diag_embed(v: Tensor) -> Tensor:
 def _tracing(name: str, why: str) -> None:
     """Raise TraceError naming ``name`` while a trace records (for what compiled code lacks)."""
     if STATE.tracer is not None:
-        from ..ir import TraceError
+        from ...ir import TraceError
 
         raise TraceError(f"{name}: {why} cannot be compiled; call it outside jitgrad.compile.")
 

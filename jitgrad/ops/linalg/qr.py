@@ -120,7 +120,7 @@ def _qr(A: Tensor, mode: str) -> QRResult:
 
 def _no_qr_r_grad(R: Tensor) -> Tensor:
     """R of mode='r', whose backward raises PyTorch's error (Q was not computed)."""
-    from ..autograd.function import Function
+    from ...autograd.function import Function
 
     class QrR(Function):
         @staticmethod
