@@ -85,7 +85,7 @@ def rsub(input, other):
 @op(prim=P.div_p, names=("true_divide", "divide"), inplace=True)
 def div(input, other, *, rounding_mode=None):
     if rounding_mode is not None:
-        from .elementwise import div_rounded
+        from .elementwise_division import div_rounded
 
         return div_rounded(input, other, rounding_mode)
     return _binary(P.div_p, input, other, _float_dtype(input, other))
@@ -323,7 +323,9 @@ from . import (  # noqa: E402,F401
 )
 from .bitwise import invert  # noqa: E402,F401  (the ~ operator)
 from .composites import MaxResult, MinResult, _axes  # noqa: E402,F401
-from .elementwise import erf, floor_divide, isinf, isnan, remainder  # noqa: E402,F401
+from .elementwise import erf  # noqa: E402,F401
+from .elementwise_composites import isinf, isnan  # noqa: E402,F401
+from .elementwise_division import floor_divide, remainder  # noqa: E402,F401
 from .indexing import scatter_add_axis, setitem, take_axis  # noqa: E402,F401
 from .ordering import (  # noqa: E402,F401
     CummaxResult,
